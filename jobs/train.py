@@ -1,0 +1,95 @@
+"""Train one trial of the tutorial's dense model and write its reports.
+
+    python -m jobs.train --dataset digits --epochs 30 --out runs/train
+    python -m jobs.train --dataset mnist --data-path mnist.npz --learning-rate 0.5 --epochs 30
+
+Prints the model summary, one line per epoch, and last ``test_accuracy=… test_loss=…``.
+Writes model.keras, metrics/epochs/confusion/per_class Parquet files and two PNG plots to --out.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from jobs._cli import Parser, build, int_list, run
+from mnist_core import plots, reports, storage
+from mnist_core.config import ACTIVATIONS, DATASETS, OPTIMIZERS, DataConfig, ModelConfig, TrialConfig
+
+
+def parse_args(argv: Sequence[str] | None):
+    """Parse the job's flags."""
+    parser = Parser(prog="jobs.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", choices=DATASETS, default="digits")
+    parser.add_argument("--data-path", default="", help="Keras .npz or folder of IDX files")
+    parser.add_argument("--hidden-units", type=int_list, default=(10,),
+                        help="comma-separated widths, e.g. 128,64 (default 10)")
+    parser.add_argument("--activation", choices=ACTIVATIONS, default="sigmoid")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
+    parser.add_argument("--learning-rate", type=float, default=0.5)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--validation-split", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/train", help="report folder or URI")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the job; returns the process exit code."""
+    args = parse_args(argv)
+    data_config = build(DataConfig, dataset=args.dataset, data_path=args.data_path,
+                        validation_split=args.validation_split, seed=args.seed)
+    trial_config = build(
+        TrialConfig, model=build(ModelConfig, hidden_units=args.hidden_units,
+                                 activation=args.activation),
+        optimizer=args.optimizer, learning_rate=args.learning_rate,
+        batch_size=args.batch_size, epochs=args.epochs, seed=args.seed,
+    )
+    from mnist_core import devices
+    from mnist_core.data import load_dataset
+    from mnist_core.model import build_model
+    from mnist_core.trial import run_trial
+
+    splits = load_dataset(data_config)
+    devices.configure()
+    print(f"data: {splits.name} from {splits.source}: {len(splits.y_train)} train, "
+          f"{len(splits.y_val)} validation, {len(splits.y_test)} test")
+    build_model(trial_config.model, splits.input_dim).summary()
+    result = run_trial(trial_config, splits, on_epoch=_print_epoch(trial_config.epochs))
+    write_reports(args.out, "train", result, data_config)
+    print(f"reports: {args.out}")
+    print(f"test_accuracy={result.evaluation.accuracy:.4f} test_loss={result.evaluation.loss:.4f}")
+    return 0
+
+
+def write_reports(out: str, trial_id: str, result, data_config: DataConfig) -> None:
+    """Write the model, the four Parquet reports and the two plots of one trial to ``out``."""
+    storage.write_bytes(storage.join(out, "model.keras"), result.model_bytes)
+    row = reports.metrics_row(trial_id, result, data_config.dataset, data_config.validation_split)
+    tables = {
+        "metrics": ([row], reports.METRICS_SCHEMA),
+        "epochs": (reports.epoch_rows(trial_id, result.history), reports.EPOCHS_SCHEMA),
+        "confusion": (reports.confusion_rows(trial_id, result.evaluation.confusion),
+                      reports.CONFUSION_SCHEMA),
+        "per_class": (reports.per_class_rows(trial_id, result), reports.PER_CLASS_SCHEMA),
+    }
+    for name, (rows, schema) in tables.items():
+        reports.write_rows(storage.join(out, f"{name}.parquet"), rows, schema)
+    title = f"{data_config.dataset}: test accuracy {result.evaluation.accuracy:.4f}"
+    storage.write_bytes(storage.join(out, "confusion.png"),
+                        plots.confusion_heatmap(result.evaluation.confusion, title))
+    storage.write_bytes(storage.join(out, "learning_curves.png"),
+                        plots.learning_curves(result.history, title))
+
+
+def _print_epoch(epochs: int):
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        values = " ".join(f"{key}={value:.4f}" for key, value in metrics.items())
+        print(f"epoch {epoch}/{epochs} {values}", flush=True)
+
+    return on_epoch
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

@@ -1,0 +1,28 @@
+"""The tutorial's dense network, built from a ``ModelConfig``.
+
+With the default config on 784 inputs this is exactly the tutorial's model: Dense(10, sigmoid)
+with 7,850 parameters, then Dense(10, softmax) with 110, 7,960 in all.
+"""
+
+from __future__ import annotations
+
+from mnist_core.config import ModelConfig
+
+NUM_CLASSES = 10
+
+
+def build_model(config: ModelConfig, input_dim: int, num_classes: int = NUM_CLASSES):
+    """Return an uncompiled ``keras.Sequential`` for flattened images of ``input_dim`` pixels."""
+    import keras
+
+    layers = [keras.Input(shape=(input_dim,), name="pixels")]
+    for index, units in enumerate(config.hidden_units, start=1):
+        layers.append(keras.layers.Dense(units, activation=config.activation, name=f"hidden_{index}"))
+    layers.append(keras.layers.Dense(num_classes, activation="softmax", name="output"))
+    return keras.Sequential(layers, name="dense_mnist")
+
+
+def count_params(config: ModelConfig, input_dim: int, num_classes: int = NUM_CLASSES) -> int:
+    """Number of trainable parameters of ``build_model(config, input_dim)``, without Keras."""
+    widths = [input_dim, *config.hidden_units, num_classes]
+    return sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(widths, widths[1:]))
