@@ -131,6 +131,8 @@ def _load_path(path: Path, pixel_max: float) -> RawData:
 
 
 def _load_npz(path: Path, pixel_max: float) -> RawData:
+    if not zipfile.is_zipfile(path):
+        raise DataFormatError(f"{path}: not a readable npz (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [key for key in NPZ_KEYS if key not in archive.files]
