@@ -14,7 +14,14 @@ from collections.abc import Sequence
 
 from jobs._cli import Parser, build, int_list, run
 from mnist_core import plots, reports, storage
-from mnist_core.config import ACTIVATIONS, DATASETS, OPTIMIZERS, DataConfig, ModelConfig, TrialConfig
+from mnist_core.config import (
+    ACTIVATIONS,
+    DATASETS,
+    OPTIMIZERS,
+    DataConfig,
+    ModelConfig,
+    TrialConfig,
+)
 
 
 def parse_args(argv: Sequence[str] | None):

@@ -17,7 +17,8 @@ def build_model(config: ModelConfig, input_dim: int, num_classes: int = NUM_CLAS
 
     layers = [keras.Input(shape=(input_dim,), name="pixels")]
     for index, units in enumerate(config.hidden_units, start=1):
-        layers.append(keras.layers.Dense(units, activation=config.activation, name=f"hidden_{index}"))
+        layers.append(
+            keras.layers.Dense(units, activation=config.activation, name=f"hidden_{index}"))
     layers.append(keras.layers.Dense(num_classes, activation="softmax", name="output"))
     return keras.Sequential(layers, name="dense_mnist")
 

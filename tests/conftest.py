@@ -33,3 +33,31 @@ def mnist_like():
         "x_test": rng.integers(0, 256, (50, 28, 28), dtype=np.uint8),
         "y_test": np.arange(50, dtype=np.uint8) % 10,
     }
+
+
+# Workers inherit this process's environment, so the fault folder must exist before Ray starts.
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+FAULTS = Path(tempfile.mkdtemp(prefix="mnist-faults-"))
+os.environ["MNIST_CORE_FAULTS"] = str(FAULTS)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A real local Ray with 2 CPUs, shared by every test that needs one."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"KERAS_BACKEND": "tensorflow",
+                                       "TF_CPP_MIN_LOG_LEVEL": "2"}})
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def faults():
+    """The folder where tests drop fault files for the worker's test-only fault hook."""
+    yield FAULTS
+    for path in FAULTS.iterdir():
+        path.unlink()

@@ -14,7 +14,7 @@ from mnist_core.idx import write_idx
 def test_digits_is_scaled_flattened_and_split(digits):
     assert digits.input_dim == 64
     assert digits.x_train.dtype == np.float32
-    assert 0.0 <= digits.x_train.min() and digits.x_train.max() == 1.0
+    assert digits.x_train.min() >= 0.0 and digits.x_train.max() == 1.0
     assert len(digits.y_train) + len(digits.y_val) + len(digits.y_test) == 1797
     assert len(digits.y_test) == 360
     assert set(np.unique(digits.y_val)) == set(range(10))

@@ -1,0 +1,89 @@
+"""Run a hyperparameter sweep of the dense model as parallel Ray tasks.
+
+    python -m jobs.sweep --config configs/quick.toml
+    python -m jobs.sweep --config configs/mnist_seed.toml --address ray://head:10001
+    python -m jobs.sweep --resume quick-20261128-153000        # after an interrupted run
+
+Reports land in ``<out>/<sweep_id>/`` (see docs/reports.md). Exit code 0 when every trial is
+ok, 1 when some failed (the reports are still complete), 2 for a bad config or flags.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+
+from jobs._cli import EXIT_OK, EXIT_PARTIAL, Parser, run
+from mnist_core import storage
+from mnist_core.errors import ConfigError, DataNotFoundError
+from mnist_core.sweep import SweepConfig, load_sweep_config, parse_sweep_config
+
+
+def parse_args(argv: Sequence[str] | None):
+    """Parse the job's flags."""
+    parser = Parser(prog="jobs.sweep", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", help="sweep TOML (required unless --resume)")
+    parser.add_argument("--out", default="runs", help="folder or URI for sweep reports")
+    parser.add_argument("--address", default=None,
+                        help="Ray address (default: $RAY_ADDRESS, else a local Ray)")
+    parser.add_argument("--resume", metavar="SWEEP_ID",
+                        help="finish an interrupted sweep: run only its missing trials")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = parser.parse_args(argv)
+    if not args.config and not args.resume:
+        parser.error("--config is required (or --resume SWEEP_ID)")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the job; returns the process exit code."""
+    args = parse_args(argv)
+    config, sweep_id = _config_and_id(args)
+    from mnist_core import session
+    from mnist_core.driver import run_sweep
+
+    where = session.connect(args.address)
+    print(f"sweep {sweep_id}: {len(config.trials)} trials on {where}", flush=True)
+    summary = run_sweep(config, args.out, sweep_id, show_progress=not args.no_progress)
+    _print_summary(summary)
+    return EXIT_OK if summary.failed == 0 else EXIT_PARTIAL
+
+
+def _config_and_id(args) -> tuple[SweepConfig, str]:
+    if not args.resume:
+        config = load_sweep_config(args.config)
+        return config, f"{config.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    stored = storage.join(args.out, args.resume, "sweep.toml")
+    if not storage.exists(stored):
+        raise DataNotFoundError(f"--resume {args.resume}: no sweep at {stored}")
+    text = storage.read_bytes(stored).decode()
+    if args.config and load_sweep_config(args.config).source_text != text:
+        raise ConfigError(f"--config {args.config} differs from the config of sweep "
+                          f"{args.resume}; resume without --config")
+    try:
+        return parse_sweep_config(text), args.resume
+    except ConfigError as error:
+        raise ConfigError(f"{stored}: {error}") from None
+
+
+def _print_summary(summary) -> None:
+    print(f"\n{summary.ok} ok, {summary.failed} failed of {summary.total} trials "
+          f"({summary.ran_now} run now)")
+    if summary.top:
+        print(f"top {len(summary.top)} by validation accuracy:")
+        header = (f"{'trial_id':<15} {'hidden':<8} {'activation':<10} {'optimizer':<9} "
+                  f"{'lr':>7} {'batch':>5} {'epochs':>6} {'seed':>4} {'val_acc':>8} "
+                  f"{'test_acc':>8}")
+        print(header)
+        for row in summary.top:
+            hidden = "x".join(map(str, row["hidden_units"]))
+            print(f"{row['trial_id']:<15} {hidden:<8} {row['activation']:<10} "
+                  f"{row['optimizer']:<9} {row['learning_rate']:>7g} {row['batch_size']:>5} "
+                  f"{row['epochs']:>6} {row['seed']:>4} {row['val_accuracy']:>8.4f} "
+                  f"{row['test_accuracy']:>8.4f}")
+    print(f"reports: {summary.folder}")
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

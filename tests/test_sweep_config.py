@@ -1,0 +1,97 @@
+"""Sweep TOML validation and grid expansion (no Ray needed)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from mnist_core.errors import ConfigError
+from mnist_core.sweep import load_sweep_config, parse_sweep_config
+
+VALID = """
+[sweep]
+name = "grid"
+dataset = "digits"
+validation_split = 0.1
+seeds = [0, 1]
+
+[grid]
+hidden_units = [[10], [32, 16]]
+activation = ["sigmoid", "relu"]
+optimizer = ["sgd"]
+learning_rate = [0.1, 0.5, 1]
+batch_size = [100]
+epochs = [5]
+
+[resources]
+num_cpus = 1
+num_gpus = 0.25
+max_retries = 1
+"""
+
+
+def test_grid_is_the_cartesian_product_times_seeds():
+    config = parse_sweep_config(VALID)
+    assert len(config.trials) == 2 * 2 * 1 * 3 * 1 * 1 * 2
+    assert len({trial.trial_id for trial in config.trials}) == len(config.trials)
+    assert config.resources.num_gpus == 0.25
+    assert config.trials[-1].config.model.hidden_units == (32, 16)
+    assert config.grid_names == ["hidden_units", "activation", "learning_rate", "seed"]
+
+
+def test_trial_ids_are_stable():
+    first, second = parse_sweep_config(VALID), parse_sweep_config(VALID)
+    assert [t.trial_id for t in first.trials] == [t.trial_id for t in second.trials]
+
+
+def test_missing_grid_keys_take_the_tutorial_defaults():
+    config = parse_sweep_config('[sweep]\ndataset = "digits"\n')
+    (trial,) = config.trials
+    assert trial.config.model.hidden_units == (10,) and trial.config.optimizer == "sgd"
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "named"),
+    [
+        ("max_retries = 1", "max_retries = 1\ncolour = 3", "unknown key.*colour"),
+        ("[resources]", "[extras]\nx = 1\n[resources]", r"unknown section \[extras\]"),
+        ('optimizer = ["sgd"]', "optimizer = []", "optimizer must be a non-empty list"),
+        ("seeds = [0, 1]", "seeds = []", "seeds must be a non-empty list"),
+        ('optimizer = ["sgd"]', 'optimizer = "sgd"', "optimizer must be a non-empty list"),
+        ("epochs = [5]", "epochs = [0]", "epochs must be a positive integer"),
+        ("batch_size = [100]", "batch_size = [-100]", "batch_size must be a positive integer"),
+        ("batch_size = [100]", 'batch_size = ["100"]', "batch_size has the wrong type"),
+        ('activation = ["sigmoid", "relu"]', 'activation = ["softsign"]', "unknown activation"),
+        ('optimizer = ["sgd"]', 'optimizer = ["lbfgs"]', "unknown optimizer"),
+        ("num_gpus = 0.25", "num_gpus = -1", "num_gpus must be >= 0"),
+        ("num_gpus = 0.25", 'num_gpus = "one"', "num_gpus must be a number"),
+        ("num_cpus = 1", "num_cpus = 0", "num_cpus must be > 0"),
+        ("max_retries = 1", "max_retries = -1", "max_retries must be an integer"),
+        ("validation_split = 0.1", "validation_split = 0.0", "validation_split must be > 0"),
+        ('dataset = "digits"', 'dataset = "cifar"', "unknown dataset"),
+        ("hidden_units = [[10], [32, 16]]", "hidden_units = [10]", "list of lists"),
+        ('name = "grid"', 'name = "a b/c"', "name must be"),
+        ("[grid]", "[grid\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_names_file_and_key(tmp_path, replace, by, named):
+    assert replace in VALID
+    path = tmp_path / "bad.toml"
+    path.write_text(VALID.replace(replace, by, 1))
+    with pytest.raises(ConfigError, match=named) as caught:
+        load_sweep_config(path)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_sweep_job_exits_2_on_bad_config(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(VALID.replace("epochs = [5]", "epochs = [0]"))
+    result = subprocess.run([sys.executable, "-m", "jobs.sweep", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "epochs" in result.stderr
+
+
+def test_shipped_configs_are_valid():
+    assert len(load_sweep_config("configs/quick.toml").trials) == 16
+    assert len(load_sweep_config("configs/mnist_seed.toml").trials) == 72
