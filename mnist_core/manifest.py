@@ -1,0 +1,80 @@
+"""The scoring job's ledger: which shards are scored (``manifest.parquet``) and what failed.
+
+A shard enters the manifest only after its predictions file is complete (written atomically),
+so the manifest is the truth about what is done: a rerun scores exactly the shards that are
+missing from it or whose content changed (a new SHA-256), and replaces their old output.
+A shard whose size and modification time match its entry is taken as unchanged without
+re-hashing, as make and rsync do. ``failures.parquet`` holds one row per rejected image or
+unreadable shard, with the reason; a rescored shard's old failures are replaced.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pyarrow as pa
+
+from mnist_core import reports, storage
+from mnist_core.shards import Shard, content_hash
+
+MANIFEST_SCHEMA = pa.schema([
+    pa.field("path", pa.string()),
+    pa.field("kind", pa.string()),
+    pa.field("size", pa.int64()),
+    pa.field("mtime_ns", pa.int64()),
+    pa.field("content_hash", pa.string()),
+    pa.field("shard", pa.string()),
+    pa.field("output", pa.string()),
+    pa.field("status", pa.string()),
+    pa.field("rows", pa.int64()),
+    pa.field("failed_rows", pa.int64()),
+    pa.field("model_id", pa.string()),
+    pa.field("scored_at", pa.timestamp("s", tz="UTC")),
+])
+FAILURES_SCHEMA = pa.schema([
+    pa.field("source", pa.string()),
+    pa.field("shard", pa.string()),
+    pa.field("id", pa.string()),
+    pa.field("reason", pa.string()),
+    pa.field("model_id", pa.string()),
+    pa.field("recorded_at", pa.timestamp("s", tz="UTC")),
+])
+
+
+class Manifest:
+    """The manifest and failures of one output folder, rewritten atomically on every commit."""
+
+    def __init__(self, out: str):
+        self.manifest_path = storage.join(out, "manifest.parquet")
+        self.failures_path = storage.join(out, "failures.parquet")
+        self.entries = {row["path"]: row for row in reports.read_rows(self.manifest_path)}
+        self.failures = reports.read_rows(self.failures_path)
+
+    def pending(self, shards: list[Shard]) -> list[tuple[Shard, str]]:
+        """The shards that need scoring, each with its content hash."""
+        todo = []
+        for shard in shards:
+            entry = self.entries.get(shard.path)
+            if entry and (entry["size"], entry["mtime_ns"]) == (shard.size, shard.mtime_ns):
+                continue
+            digest = content_hash(shard)
+            if entry and entry["content_hash"] == digest:
+                continue
+            todo.append((shard, digest))
+        return todo
+
+    def commit(self, shard: Shard, digest: str, output: str, rows: int,
+               failures: list[dict], model_id: str) -> None:
+        """Record ``shard`` as scored (after its output is complete) with its failures."""
+        now = datetime.now(UTC).replace(microsecond=0)
+        self.failures = [row for row in self.failures if row["source"] != shard.path]
+        self.failures += [row | {"model_id": model_id, "recorded_at": now} for row in failures]
+        reports.write_rows(self.failures_path, self.failures, FAILURES_SCHEMA)
+        unreadable = any(row["id"] is None for row in failures)
+        self.entries[shard.path] = {
+            "path": shard.path, "kind": shard.kind, "size": shard.size,
+            "mtime_ns": shard.mtime_ns, "content_hash": digest, "shard": shard.key,
+            "output": output, "status": "failed" if unreadable else "ok", "rows": rows,
+            "failed_rows": len(failures), "model_id": model_id, "scored_at": now,
+        }
+        reports.write_rows(self.manifest_path, list(self.entries.values()), MANIFEST_SCHEMA)

@@ -1,0 +1,168 @@
+"""Batch scoring on real Ray Data: predictions match Keras, every image exactly once, resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.make_images import write_shards
+from jobs.score import main
+from mnist_core.config import ModelConfig
+from mnist_core.model import build_model
+from mnist_core.prediction import DenseForward
+from mnist_core.scoring import Predictor
+
+IMAGES = np.random.default_rng(11).integers(0, 256, (2400, 784), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    build_model(ModelConfig((16,), "relu"), 784).save(path)
+    return path
+
+
+def _shards(folder, count=2400, shard_size=600):
+    write_shards(str(folder), "test", IMAGES, np.zeros(len(IMAGES), np.int32), count, shard_size)
+    return str(folder / "*.parquet")
+
+
+def _predictions(out):
+    return pq.read_table(out / "predictions").to_pandas()
+
+
+def _expected(model_path, images):
+    from mnist_core.prediction import load_model
+
+    return load_model(model_path).predict(images.astype(np.float32) / 255, verbose=0)
+
+
+def test_predictor_on_a_hand_made_batch(model_path):
+    from mnist_core.prediction import load_model
+
+    predictor = Predictor(DenseForward.from_model(load_model(model_path)), "abc")
+    errors = np.array(["", "image has 3 bytes, expected 784", ""], dtype=object)
+    batch = {"id": np.array(["a", "b", "c"], dtype=object), "pixels": IMAGES[:3],
+             "source": np.array(["s"] * 3, dtype=object),
+             "shard": np.array(["k"] * 3, dtype=object), "error": errors}
+    table = predictor(batch).to_pylist()
+    expected = _expected(model_path, IMAGES[:3])
+    for row, want in zip((table[0], table[2]), (expected[0], expected[2])):
+        np.testing.assert_allclose(row["probabilities"], want, atol=1e-5)
+        assert row["predicted_label"] == want.argmax()
+        assert row["probability"] == pytest.approx(want.max(), abs=1e-5)
+        assert row["error"] is None and row["model_id"] == "abc"
+    assert table[1]["predicted_label"] is None and table[1]["error"].startswith("image has 3")
+
+
+@pytest.mark.slow
+def test_scoring_matches_keras_and_covers_every_image_once(ray_session, tmp_path, model_path):
+    pattern = _shards(tmp_path / "in")
+    out = tmp_path / "out"
+    assert main(["--model", str(model_path), "--input", pattern, "--out", str(out),
+                 "--batch-size", "256", "--shards-per-wave", "3"]) == 0
+    predictions = _predictions(out).sort_values("id")
+    assert len(predictions) == 2400 and predictions["id"].is_unique
+    expected = _expected(model_path, IMAGES)
+    np.testing.assert_array_equal(predictions["predicted_label"], expected.argmax(axis=1))
+    np.testing.assert_allclose(np.stack(predictions["probabilities"]), expected, atol=1e-5)
+    manifest = pq.read_table(out / "manifest.parquet").to_pylist()
+    assert len(manifest) == 4 and {row["rows"] for row in manifest} == {600}
+    assert main(["--model", str(model_path), "--input", pattern, "--out", str(out)]) == 0
+    assert len(_predictions(out)) == 2400
+
+
+@pytest.mark.slow
+def test_changed_shard_is_rescored_and_replaced(ray_session, tmp_path, model_path):
+    folder = tmp_path / "in"
+    pattern = _shards(folder, count=1200)
+    out = tmp_path / "out"
+    main(["--model", str(model_path), "--input", pattern, "--out", str(out)])
+    flipped = 255 - IMAGES
+    write_shards(str(folder), "test", flipped, np.zeros(len(IMAGES), np.int32), 600, 600)
+    main(["--model", str(model_path), "--input", pattern, "--out", str(out)])
+    predictions = _predictions(out).sort_values("id")
+    assert len(predictions) == 1200 and predictions["id"].is_unique
+    expected = np.concatenate([_expected(model_path, flipped[:600]),
+                               _expected(model_path, IMAGES[600:1200])])
+    np.testing.assert_array_equal(predictions["predicted_label"], expected.argmax(axis=1))
+
+
+@pytest.mark.slow
+def test_bad_shards_land_in_failures_and_the_rest_complete(ray_session, tmp_path, model_path):
+    folder = tmp_path / "in"
+    _shards(folder, count=1200)
+    (folder / "corrupt.parquet").write_bytes(b"PAR1 not really parquet")
+    np.save(folder / "small.npy", np.zeros((5, 20, 20), np.uint8))
+    out = tmp_path / "out"
+    assert main(["--model", str(model_path), "--input", str(folder), "--out", str(out)]) == 1
+    assert len(_predictions(out)) == 1200
+    failures = pq.read_table(out / "failures.parquet").to_pylist()
+    reasons = {os.path.basename(row["source"]): row["reason"] for row in failures}
+    assert set(reasons) == {"corrupt.parquet", "small.npy"}
+    assert "unreadable shard" in reasons["corrupt.parquet"]
+    assert "28x28" in reasons["small.npy"]
+    statuses = {os.path.basename(r["path"]): r["status"]
+                for r in pq.read_table(out / "manifest.parquet").to_pylist()}
+    assert statuses["corrupt.parquet"] == "failed" and statuses["part-00000.parquet"] == "ok"
+
+
+@pytest.mark.slow
+def test_png_folder_is_scored(ray_session, tmp_path, model_path):
+    from PIL import Image
+
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for index in range(6):
+        Image.fromarray(IMAGES[index].reshape(28, 28)).save(folder / f"{index}.png")
+    out = tmp_path / "out"
+    assert main(["--model", str(model_path), "--input", str(folder), "--out", str(out)]) == 0
+    predictions = _predictions(out).sort_values("id")
+    assert list(predictions["id"]) == [f"{index}.png" for index in range(6)]
+    expected = _expected(model_path, IMAGES[:6])
+    np.testing.assert_array_equal(predictions["predicted_label"], expected.argmax(axis=1))
+
+
+@pytest.mark.slow
+def test_killed_job_then_rerun_scores_each_image_once(ray_session, tmp_path, model_path):
+    pattern = _shards(tmp_path / "in", count=2400, shard_size=200)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "jobs.score", "--model", str(model_path), "--input",
+               pattern, "--out", str(out), "--shards-per-wave", "1"]
+    job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, env={**os.environ, "RAY_ADDRESS": ""})
+    manifest = out / "manifest.parquet"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and job.poll() is None:
+        if manifest.exists() and pq.read_table(manifest).num_rows >= 2:
+            break
+        time.sleep(0.1)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    committed = pq.read_table(manifest).num_rows
+    assert 2 <= committed < 12, "the job should be killed midway"
+    assert main(["--model", str(model_path), "--input", pattern, "--out", str(out)]) == 0
+    predictions = _predictions(out)
+    assert len(predictions) == 2400 and predictions["id"].is_unique
+    assert pq.read_table(manifest).num_rows == 12
+
+
+@pytest.mark.parametrize("missing", ["model", "input"])
+def test_missing_model_or_input_exits_2_with_one_line(tmp_path, model_path, missing):
+    pattern = _shards(tmp_path / "in", count=10, shard_size=10)
+    model = tmp_path / "absent.keras" if missing == "model" else model_path
+    source = str(tmp_path / "nothing" / "*.parquet") if missing == "input" else pattern
+    result = subprocess.run([sys.executable, "-m", "jobs.score", "--model", str(model),
+                             "--input", source, "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error:")
+    assert missing in result.stderr.strip().splitlines()[-1]

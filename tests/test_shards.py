@@ -1,0 +1,123 @@
+"""Reading scoring inputs: every format, and every bad input recorded rather than raised."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from mnist_core.errors import DataNotFoundError
+from mnist_core.shards import content_hash, discover, read_shard
+
+RNG = np.random.default_rng(3)
+
+
+def _images(count: int, side: int = 28) -> np.ndarray:
+    return RNG.integers(0, 256, (count, side, side), dtype=np.uint8)
+
+
+def _parquet(path, images, ids=None, as_lists=False):
+    flat = images.reshape(len(images), -1)
+    column = pa.array([row.tolist() for row in flat]) if as_lists else pa.array(
+        [row.tobytes() for row in flat], pa.binary())
+    ids = ids if ids is not None else [f"img-{i}" for i in range(len(images))]
+    pq.write_table(pa.table({"id": ids, "image": column}), path)
+    return path
+
+
+def _only(shards):
+    (shard,) = shards
+    return shard
+
+
+@pytest.mark.parametrize("as_lists", [False, True])
+def test_parquet_shard(tmp_path, as_lists):
+    images = _images(5)
+    shard = _only(discover(str(_parquet(tmp_path / "a.parquet", images, as_lists=as_lists))))
+    rows = read_shard(shard, 28)
+    np.testing.assert_array_equal(rows["pixels"], images.reshape(5, -1))
+    assert list(rows["id"]) == [f"img-{i}" for i in range(5)]
+    assert list(rows["error"]) == [""] * 5
+    assert set(rows["source"]) == {shard.path}
+
+
+def test_npy_and_npz_shards(tmp_path):
+    images = _images(4)
+    np.save(tmp_path / "a.npy", images)
+    np.savez(tmp_path / "b.npz", first=images[:2], second=images[2:].reshape(2, -1))
+    npy, npz = discover(str(tmp_path / "*.np[yz]"))
+    assert list(read_shard(npy, 28)["id"]) == ["a.npy:0", "a.npy:1", "a.npy:2", "a.npy:3"]
+    rows = read_shard(npz, 28)
+    assert list(rows["id"]) == ["b.npz:first:0", "b.npz:first:1", "b.npz:second:0",
+                                "b.npz:second:1"]
+    np.testing.assert_array_equal(rows["pixels"], images.reshape(4, -1))
+
+
+def test_image_folder_is_one_shard_converted_to_grayscale(tmp_path):
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    Image.fromarray(np.full((56, 56, 3), 200, np.uint8)).save(folder / "big_rgb.png")
+    Image.fromarray(_images(1)[0]).save(folder / "small.jpg")
+    shard = _only(discover(str(tmp_path)))
+    rows = read_shard(shard, 28)
+    assert shard.kind == "images"
+    assert list(rows["id"]) == ["pngs/big_rgb.png", "pngs/small.jpg"]
+    assert rows["pixels"].shape == (2, 784) and (rows["pixels"][0] == 200).all()
+
+
+@pytest.mark.parametrize(
+    ("write", "reason"),
+    [
+        (lambda p: p.write_bytes(b"PAR1 garbage"), "unreadable shard"),
+        (lambda p: pq.write_table(pa.table({"id": ["a"], "pixels": [b"x"]}), p),
+         "missing column"),
+    ],
+)
+def test_corrupt_parquet_is_one_error_row(tmp_path, write, reason):
+    path = tmp_path / "bad.parquet"
+    write(path)
+    rows = read_shard(_only(discover(str(path))), 28)
+    assert len(rows["id"]) == 1 and rows["id"][0] is None
+    assert reason in rows["error"][0]
+
+
+def test_wrong_size_array_is_one_error_row(tmp_path):
+    np.save(tmp_path / "small.npy", _images(3, side=20))
+    rows = read_shard(_only(discover(str(tmp_path / "small.npy"))), 28)
+    assert "expected uint8 images of 28x28" in rows["error"][0]
+
+
+def test_bad_rows_are_rejected_one_by_one(tmp_path):
+    good = _images(1).reshape(-1).tolist()
+    table = pa.table({
+        "id": ["ok", "short", "nan", "big"],
+        "image": pa.array([good, good[:700], [float("nan")] * 784, [300] * 784],
+                          pa.list_(pa.float64())),
+    })
+    pq.write_table(table, tmp_path / "rows.parquet")
+    rows = read_shard(_only(discover(str(tmp_path / "rows.parquet"))), 28)
+    assert rows["error"][0] == ""
+    assert "700 values" in rows["error"][1]
+    assert "NaN" in rows["error"][2]
+    assert "[0, 255]" in rows["error"][3]
+    np.testing.assert_array_equal(rows["pixels"][0], good)
+
+
+def test_wrong_size_bytes_are_rejected(tmp_path):
+    table = pa.table({"id": ["ok", "short"],
+                      "image": [bytes(784), bytes(700)]})
+    pq.write_table(table, tmp_path / "b.parquet")
+    rows = read_shard(_only(discover(str(tmp_path / "b.parquet"))), 28)
+    assert list(rows["error"]) == ["", "image has 700 bytes, expected 784"]
+
+
+def test_content_hash_changes_with_content(tmp_path):
+    path = _parquet(tmp_path / "a.parquet", _images(2))
+    before = content_hash(_only(discover(str(path))))
+    _parquet(path, _images(2))
+    assert content_hash(_only(discover(str(path)))) != before
+
+
+def test_nothing_to_score(tmp_path):
+    with pytest.raises(DataNotFoundError, match="no Parquet"):
+        discover(str(tmp_path / "*.parquet"))
