@@ -30,8 +30,6 @@ def parse_args(argv: Sequence[str] | None):
     parser.add_argument("--actors", type=int, default=1, help="predictor actors in the pool")
     parser.add_argument("--num-gpus", type=float, default=0.0,
                         help="GPUs per actor (fractions share a GPU)")
-    parser.add_argument("--shards-per-wave", type=int, default=16,
-                        help="shards committed together; bounds the work a crash can cost")
     parser.add_argument("--address", default=None,
                         help="Ray address (default: $RAY_ADDRESS, else a local Ray)")
     return parser.parse_args(argv)
@@ -41,8 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the job; returns the process exit code."""
     args = parse_args(argv)
     config = build(ScoreConfig, model=args.model, input=args.input, out=args.out,
-                   batch_size=args.batch_size, actors=args.actors, num_gpus=args.num_gpus,
-                   shards_per_wave=args.shards_per_wave)
+                   batch_size=args.batch_size, actors=args.actors, num_gpus=args.num_gpus)
     from mnist_core import scoring, session
 
     work = scoring.plan(config)
@@ -51,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if work.pending:
         print(f"scoring on {session.connect(args.address)}", flush=True)
     start = time.perf_counter()
-    summary = scoring.execute(work, on_wave=_print_wave)
+    summary = scoring.execute(work, on_shard=_print_shard)
     seconds = time.perf_counter() - start
     print(f"{summary.scored_shards} of {summary.shards} shards scored "
           f"({summary.shards - summary.scored_shards} already in the manifest): "
@@ -61,9 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_OK if summary.failed_rows == 0 else EXIT_PARTIAL
 
 
-def _print_wave(wave: int, waves: int, shards: int, images: int, rejected: int) -> None:
-    print(f"wave {wave}/{waves}: {shards} shards committed, {images} images scored, "
-          f"{rejected} rejected", flush=True)
+def _print_shard(shard, images: int, rejected: int) -> None:
+    print(f"committed {shard.path}: {images} images scored, {rejected} rejected", flush=True)
 
 
 if __name__ == "__main__":

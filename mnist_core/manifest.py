@@ -50,18 +50,17 @@ class Manifest:
         self.entries = {row["path"]: row for row in reports.read_rows(self.manifest_path)}
         self.failures = reports.read_rows(self.failures_path)
 
-    def pending(self, shards: list[Shard]) -> list[tuple[Shard, str]]:
-        """The shards that need scoring, each with its content hash."""
-        todo = []
-        for shard in shards:
-            entry = self.entries.get(shard.path)
-            if entry and (entry["size"], entry["mtime_ns"]) == (shard.size, shard.mtime_ns):
-                continue
-            digest = content_hash(shard)
-            if entry and entry["content_hash"] == digest:
-                continue
-            todo.append((shard, digest))
-        return todo
+    def pending(self, shards: list[Shard]) -> list[Shard]:
+        """The shards that need scoring: new ones, and known ones whose content changed."""
+        return [shard for shard in shards if self._changed(shard)]
+
+    def _changed(self, shard: Shard) -> bool:
+        entry = self.entries.get(shard.path)
+        if entry is None:
+            return True
+        if (entry["size"], entry["mtime_ns"]) == (shard.size, shard.mtime_ns):
+            return False
+        return entry["content_hash"] != content_hash(shard)
 
     def commit(self, shard: Shard, digest: str, output: str, rows: int,
                failures: list[dict], model_id: str) -> None:

@@ -1,28 +1,32 @@
 """Batch scoring on Ray Data: shards in, one prediction row per image out, exactly once.
 
-Pipeline, per wave of pending shards: ``from_items`` (one block per shard) → ``map_batches``
-reading each shard into rows (tasks, in parallel) → ``map_batches(Predictor)`` on an actor pool
-→ ``write_parquet`` to a staging folder partitioned by shard. Then each shard of the wave is
-committed: its predictions are written atomically to ``predictions/shard=<key>/part-0.parquet``,
-its rejected rows to ``failures.parquet``, and only then the shard to ``manifest.parquet``.
-A crash at any point leaves uncommitted shards out of the manifest, so the rerun scores them
-again and overwrites their partial output: nothing lost, nothing duplicated. Waves bound how
-much work a crash can cost.
+The pipeline maps over shards: ``from_items`` (one block per pending shard) →
+``map_batches(ShardScorer)`` on an actor pool (``ActorPoolStrategy``, ``num_gpus`` per actor) →
+results streamed back to the driver. Each actor reads a whole shard, runs the ``Predictor``
+over it in batches of ``batch_size`` images, and writes the shard's predictions atomically to
+``predictions/shard=<key>/part-0.parquet`` (temporary file, then rename). The driver commits
+each shard to ``manifest.parquet`` the moment its result arrives, so a crash costs only the
+shards in flight: they are missing from the manifest, the rerun scores them again, and their
+output file is replaced whole. Nothing is lost and nothing is duplicated.
+
+Why not ``Dataset.write_parquet``: it writes per block, with no point at which one shard's
+output is known complete, and re-grouping rows by shard (``partition_cols``) cost more than the
+prediction itself (see docs/benchmarks.md). The image pixels never leave the actor that read
+them; only a small summary per shard travels back.
 
 The driver loads the model once, with ``safe_mode=True``, and ships its weights (numpy) to the
-actors: a CPU actor then never imports TensorFlow, whose start-up would dominate a short job.
-A GPU actor builds the same forward pass as a TensorFlow graph on its GPU.
+actors: a CPU actor never imports TensorFlow, whose start-up would dominate a short job.
+A GPU actor runs the same forward pass as a TensorFlow graph on its GPU.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from mnist_core import storage
 from mnist_core.errors import ConfigError
@@ -51,10 +55,9 @@ class ScoreConfig:
     batch_size: int = 8192
     actors: int = 1
     num_gpus: float = 0.0
-    shards_per_wave: int = 16
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "actors", "shards_per_wave"):
+        for name in ("batch_size", "actors"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
@@ -73,48 +76,6 @@ class ScoreSummary:
     model_id: str
 
 
-class Predictor:
-    """Ray Data batch predictor: ``__init__`` readies the model once per actor, ``__call__``
-    maps a batch of rows (id, pixels, source, shard, error) to prediction rows."""
-
-    def __init__(self, forward: DenseForward, model_id: str, use_gpu: bool = False):
-        self.forward = forward
-        self.model_id = model_id
-        self._gpu = _gpu_forward(forward) if use_gpu else None
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
-        """Predict every row whose ``error`` is empty; rows with an error keep nulls."""
-        errors = np.asarray(batch["error"], dtype=object)
-        ok = errors == ""
-        probabilities = np.zeros((len(errors), 10), np.float32)
-        if ok.any():
-            probabilities[ok] = self.probabilities(np.asarray(batch["pixels"])[ok])
-        labels = probabilities.argmax(axis=1).astype(np.int32)
-        picked = probabilities[np.arange(len(labels)), labels]
-        return pa.table({
-            "id": pa.array(batch["id"], pa.string()),
-            "predicted_label": pa.array(labels, mask=~ok),
-            "probability": pa.array(picked, mask=~ok),
-            "probabilities": pa.FixedSizeListArray.from_arrays(
-                pa.array(probabilities.reshape(-1)), 10, mask=pa.array(~ok)),
-            "model_id": pa.array(np.full(len(labels), self.model_id, dtype=object), pa.string()),
-            "source": pa.array(batch["source"], pa.string()),
-            "shard": pa.array(batch["shard"], pa.string()),
-            "error": pa.array(np.where(ok, None, errors), pa.string()),
-        })
-
-    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """Softmax rows for uint8 pixels (n, input_dim), scaled to [0, 1] as in training."""
-        if self._gpu is not None:
-            return self._gpu(pixels).numpy()
-        return self.forward.probabilities(pixels.astype(np.float32) * _SCALE)
-
-
-def model_id(model_bytes: bytes) -> str:
-    """A content hash of the model file: the same file always gets the same id."""
-    return hashlib.sha256(model_bytes).hexdigest()[:16]
-
-
 @dataclass(frozen=True, eq=False)
 class ScorePlan:
     """What a scoring run will do, worked out before Ray is needed: the model, its image
@@ -125,8 +86,87 @@ class ScorePlan:
     model_id: str
     side: int
     shards: list[Shard]
-    pending: list[tuple[Shard, str]]
+    pending: list[Shard]
     manifest: Manifest
+
+
+class Predictor:
+    """The batch function: uint8 images in, prediction columns out.
+
+    ``__init__`` readies the model once (the 1/255 scaling is folded into the first layer's
+    weights, so preprocessing costs one dtype conversion); ``__call__`` maps a batch
+    ``{"id", "pixels"}`` to a table of id, predicted_label, probability and probabilities.
+    """
+
+    def __init__(self, forward: DenseForward, use_gpu: bool = False):
+        scaled = (forward.weights[0] * _SCALE, *forward.weights[1:])
+        self.forward = replace(forward, weights=scaled)
+        self._gpu = _gpu_forward(self.forward) if use_gpu else None
+
+    def __call__(self, batch: dict) -> pa.Table:
+        """Predict every row of ``batch``."""
+        probabilities = self.probabilities(np.asarray(batch["pixels"]))
+        labels = probabilities.argmax(axis=1).astype(np.int32)
+        return pa.table({
+            "id": pa.array(batch["id"], pa.string()),
+            "predicted_label": labels,
+            "probability": np.take_along_axis(probabilities, labels[:, None], axis=1)[:, 0],
+            "probabilities": pa.FixedSizeListArray.from_arrays(probabilities.reshape(-1), 10),
+        })
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """Softmax rows (float32) for uint8 pixels (n, input_dim)."""
+        if self._gpu is not None:
+            return self._gpu(pixels).numpy()
+        return self.forward.probabilities(pixels.astype(np.float32))
+
+
+class ShardScorer:
+    """Ray Data actor: scores whole shards and writes each one's predictions atomically.
+
+    ``__call__`` takes a batch of shard descriptors and returns one summary row per shard
+    (its content hash, rows scored, rejected rows with reasons), which the driver commits.
+    """
+
+    def __init__(self, forward: DenseForward, model_id: str, side: int, batch_size: int,
+                 out: str, use_gpu: bool = False):
+        self.predictor = Predictor(forward, use_gpu)
+        self.model_id, self.side, self.batch_size, self.out = model_id, side, batch_size, out
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Score each shard in ``batch``; return their summaries."""
+        summaries = [self._score(_shard_from(batch, index)) for index in range(len(batch["path"]))]
+        return {key: np.array([summary[key] for summary in summaries], dtype=object)
+                for key in summaries[0]}
+
+    def _score(self, shard: Shard) -> dict:
+        rows = read_shard(shard, self.side)
+        ok = rows.errors == ""
+        good = np.flatnonzero(ok)
+        ids, pixels = rows.ids.take(good), rows.pixels[good]
+        parts = [self.predictor({"id": ids[start:start + self.batch_size],
+                                 "pixels": pixels[start:start + self.batch_size]})
+                 for start in range(0, len(good), self.batch_size)]
+        table = pa.concat_tables(parts) if parts else _empty_predictions()
+        constant = np.zeros(table.num_rows, np.int32)
+        table = table.append_column("model_id", pa.array([self.model_id]).take(constant))
+        table = table.append_column("source", pa.array([shard.path]).take(constant))
+        output = output_path(self.out, shard)
+        storage.write_table(output, table.cast(PREDICTIONS_SCHEMA))
+        bad = np.flatnonzero(~ok)
+        failures = [{"id": rows.ids[int(i)].as_py(), "reason": rows.errors[i]} for i in bad]
+        return {"path": shard.path, "content_hash": rows.content_hash, "output": output,
+                "rows": len(good), "failures": failures}
+
+
+def model_id(model_bytes: bytes) -> str:
+    """A content hash of the model file: the same file always gets the same id."""
+    return hashlib.sha256(model_bytes).hexdigest()[:16]
+
+
+def output_path(out: str, shard: Shard) -> str:
+    """Where a shard's predictions go (hive-style, so the folder reads as one dataset)."""
+    return storage.join(out, "predictions", f"shard={shard.key}", "part-0.parquet")
 
 
 def plan(config: ScoreConfig) -> ScorePlan:
@@ -138,18 +178,53 @@ def plan(config: ScoreConfig) -> ScorePlan:
                      _side(forward, config.model), shards, manifest.pending(shards), manifest)
 
 
-def execute(work: ScorePlan, on_wave=None) -> ScoreSummary:
-    """Score the plan's pending shards in waves on the connected Ray; return the summary."""
-    size = work.config.shards_per_wave
-    waves = math.ceil(len(work.pending) / size)
+def execute(work: ScorePlan, on_shard=None) -> ScoreSummary:
+    """Score the plan's pending shards on the connected Ray, committing each as it lands."""
     images = failed = 0
-    for number, start in enumerate(range(0, len(work.pending), size), start=1):
-        wave = work.pending[start:start + size]
-        scored, rejected = _run_wave(work, wave)
-        images, failed = images + scored, failed + rejected
-        if on_wave is not None:
-            on_wave(number, waves, len(wave), scored, rejected)
+    if work.pending:
+        by_path = {shard.path: shard for shard in work.pending}
+        for batch in _pipeline(work).iter_batches(batch_size=1, batch_format="numpy"):
+            summary = {key: value[0] for key, value in batch.items()}
+            shard = by_path[summary["path"]]
+            work.manifest.commit(shard, summary["content_hash"], summary["output"],
+                                 int(summary["rows"]), _failure_rows(shard, summary),
+                                 work.model_id)
+            images, failed = images + int(summary["rows"]), failed + len(summary["failures"])
+            if on_shard is not None:
+                on_shard(shard, int(summary["rows"]), len(summary["failures"]))
     return ScoreSummary(len(work.shards), len(work.pending), images, failed, work.model_id)
+
+
+def _pipeline(work: ScorePlan):
+    import ray
+
+    config = work.config
+    items = [{"path": s.path, "kind": s.kind, "root": s.root, "size": s.size,
+              "mtime_ns": s.mtime_ns} for s in work.pending]
+    resources = {"num_gpus": config.num_gpus} if config.num_gpus else {"num_cpus": 1}
+    return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        ShardScorer, batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=min(config.actors, len(items))),
+        fn_constructor_kwargs={"forward": work.forward, "model_id": work.model_id,
+                               "side": work.side, "batch_size": config.batch_size,
+                               "out": config.out, "use_gpu": config.num_gpus > 0},
+        **resources,
+    )
+
+
+def _shard_from(batch: dict[str, np.ndarray], index: int) -> Shard:
+    return Shard(str(batch["path"][index]), str(batch["kind"][index]), str(batch["root"][index]),
+                 int(batch["size"][index]), int(batch["mtime_ns"][index]))
+
+
+def _failure_rows(shard: Shard, summary: dict) -> list[dict]:
+    return [{"source": shard.path, "shard": shard.key, "id": failure["id"],
+             "reason": failure["reason"]} for failure in summary["failures"]]
+
+
+def _empty_predictions() -> pa.Table:
+    return pa.table({name: pa.array([], PREDICTIONS_SCHEMA.field(name).type)
+                     for name in ("id", "predicted_label", "probability", "probabilities")})
 
 
 def _side(forward: DenseForward, model_path: str) -> int:
@@ -158,67 +233,6 @@ def _side(forward: DenseForward, model_path: str) -> int:
         raise ConfigError(f"{model_path}: model input of {forward.input_dim} features is not a "
                           "square image")
     return side
-
-
-def _run_wave(work: ScorePlan, wave: list[tuple[Shard, str]]) -> tuple[int, int]:
-    staging = storage.join(work.config.out, "_staging")
-    storage.delete_folder(staging)
-    _pipeline(work, [shard for shard, _ in wave]).write_parquet(staging, partition_cols=["shard"])
-    scored = rejected = 0
-    for shard, digest in wave:
-        rows, failures = _commit(work, staging, shard, digest)
-        scored, rejected = scored + rows, rejected + failures
-    storage.delete_folder(staging)
-    return scored, rejected
-
-
-def _pipeline(work: ScorePlan, shards: list[Shard]):
-    import ray
-
-    config = work.config
-    items = [{"path": s.path, "kind": s.kind, "root": s.root, "size": s.size,
-              "mtime_ns": s.mtime_ns} for s in shards]
-    actor_resources = {"num_gpus": config.num_gpus} if config.num_gpus else {"num_cpus": 1}
-    return (
-        ray.data.from_items(items, override_num_blocks=len(items))
-        .map_batches(_read_shards, batch_size=1, fn_kwargs={"side": work.side})
-        .map_batches(
-            Predictor, batch_size=config.batch_size,
-            compute=ray.data.ActorPoolStrategy(size=config.actors),
-            fn_constructor_kwargs={"forward": work.forward, "model_id": work.model_id,
-                                   "use_gpu": config.num_gpus > 0},
-            **actor_resources,
-        )
-    )
-
-
-def _read_shards(batch: dict[str, np.ndarray], side: int) -> dict[str, np.ndarray]:
-    """Ray Data task: read the shard(s) named in ``batch`` into image rows."""
-    parts = []
-    for index in range(len(batch["path"])):
-        shard = Shard(str(batch["path"][index]), str(batch["kind"][index]),
-                      str(batch["root"][index]), int(batch["size"][index]),
-                      int(batch["mtime_ns"][index]))
-        rows = read_shard(shard, side)
-        rows["shard"] = np.full(len(rows["id"]), shard.key, dtype=object)
-        parts.append(rows)
-    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
-
-
-def _commit(work: ScorePlan, staging: str, shard: Shard, digest: str) -> tuple[int, int]:
-    table = storage.read_folder(storage.join(staging, f"shard={shard.key}"))
-    table = table if table is not None else PREDICTIONS_SCHEMA.empty_table().append_column(
-        "error", pa.array([], pa.string()))
-    failed_mask = table.column("error").is_valid()
-    predictions = table.filter(pc.invert(failed_mask)).select(PREDICTIONS_SCHEMA.names)
-    failures = table.filter(failed_mask).select(["source", "id", "error"]).to_pylist()
-    output = storage.join(work.config.out, "predictions", f"shard={shard.key}",
-                          "part-0.parquet")
-    storage.write_table(output, predictions.cast(PREDICTIONS_SCHEMA))
-    work.manifest.commit(shard, digest, output, predictions.num_rows,
-                         [{"source": row["source"], "shard": shard.key, "id": row["id"],
-                           "reason": row["error"]} for row in failures], work.model_id)
-    return predictions.num_rows, len(failures)
 
 
 def _gpu_forward(forward: DenseForward):
@@ -234,7 +248,7 @@ def _gpu_forward(forward: DenseForward):
 
     @tf.function(reduce_retracing=True)
     def run(pixels):
-        activations = tf.cast(pixels, tf.float32) * _SCALE
+        activations = tf.cast(pixels, tf.float32)
         for kernel, bias, activation in layers:
             activations = activation(tf.matmul(activations, kernel) + bias)
         return activations

@@ -74,19 +74,38 @@ def content_hash(shard: Shard) -> str:
     return digest.hexdigest()
 
 
-def read_shard(shard: Shard, side: int) -> dict[str, np.ndarray]:
-    """Rows of ``shard``: id, pixels (n, side*side) uint8, source and error (empty when ok)."""
+@dataclass(frozen=True, eq=False)
+class ShardRows:
+    """A shard read into rows: ids (Arrow strings), pixels (n, side*side) uint8, and per row
+    an error ("" when the image is fine); plus the SHA-256 of the bytes that were read."""
+
+    ids: object
+    pixels: np.ndarray
+    errors: np.ndarray
+    content_hash: str
+
+
+def read_shard(shard: Shard, side: int) -> ShardRows:
+    """Read ``shard`` once, hashing its bytes; bad content becomes error rows, never raises."""
+    import pyarrow as pa
+
     reader = {"parquet": _read_parquet, "npy": _read_npy, "npz": _read_npz,
               "images": _read_images}[shard.kind]
+    digest = ""
     try:
-        ids, pixels, errors = reader(shard, side)
+        if shard.kind == "images":
+            digest = content_hash(shard)
+            ids, pixels, errors = reader(shard, side)
+        else:
+            data = Path(shard.path).read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            ids, pixels, errors = reader(data, Path(shard.path).name, side)
     except Exception as error:  # noqa: BLE001 - any unreadable shard is recorded, never fatal
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        ids, pixels = np.array([None], dtype=object), np.zeros((1, side * side), np.uint8)
+        ids, pixels = pa.nulls(1, pa.string()), np.zeros((1, side * side), np.uint8)
         errors = np.array([f"unreadable shard: {type(error).__name__}: {reason}"], dtype=object)
-    count = len(ids)
-    return {"id": ids, "pixels": pixels, "source": np.full(count, shard.path, dtype=object),
-            "error": errors}
+    return ShardRows(pa.array(ids, pa.string()) if not isinstance(ids, pa.Array) else ids,
+                     pixels, errors, digest)
 
 
 def _glob_root(input_spec: str) -> str:
@@ -125,14 +144,15 @@ def _image_files(folder: Path) -> list[Path]:
                   if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _read_parquet(shard: Shard, side: int):
+def _read_parquet(data: bytes, name: str, side: int):
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(shard.path)
+    table = pq.read_table(pa.BufferReader(data))
     missing = {"id", "image"} - set(table.column_names)
     if missing:
         raise ValueError(f"missing column(s) {', '.join(sorted(missing))}")
-    ids = np.array(table.column("id").cast("string").to_pylist(), dtype=object)
+    ids = table.column("id").cast(pa.string()).combine_chunks()
     pixels, errors = _decode_images(table.column("image").combine_chunks(), side * side)
     return ids, pixels, errors
 
@@ -194,16 +214,14 @@ def _decode_lists(column, size: int):
     return pixels, errors
 
 
-def _read_npy(shard: Shard, side: int):
-    array = np.load(shard.path, allow_pickle=False, mmap_mode="r")
-    name = Path(shard.path).name
+def _read_npy(data: bytes, name: str, side: int):
+    array = np.load(io.BytesIO(data), allow_pickle=False)
     return _array_rows(array, side, [f"{name}:{index}" for index in range(len(array))])
 
 
-def _read_npz(shard: Shard, side: int):
-    name = Path(shard.path).name
+def _read_npz(data: bytes, name: str, side: int):
     parts = []
-    with np.load(shard.path, allow_pickle=False) as archive:
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
         for key in archive.files:
             array = archive[key]
             parts.append(_array_rows(array, side,

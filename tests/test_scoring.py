@@ -1,7 +1,6 @@
 """Batch scoring on real Ray Data: predictions match Keras, every image exactly once, resume."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -9,6 +8,7 @@ import time
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from _processes import kill_session
 
 from jobs.make_images import write_shards
 from jobs.score import main
@@ -48,19 +48,15 @@ def _expected(model_path, images):
 def test_predictor_on_a_hand_made_batch(model_path):
     from mnist_core.prediction import load_model
 
-    predictor = Predictor(DenseForward.from_model(load_model(model_path)), "abc")
-    errors = np.array(["", "image has 3 bytes, expected 784", ""], dtype=object)
-    batch = {"id": np.array(["a", "b", "c"], dtype=object), "pixels": IMAGES[:3],
-             "source": np.array(["s"] * 3, dtype=object),
-             "shard": np.array(["k"] * 3, dtype=object), "error": errors}
-    table = predictor(batch).to_pylist()
+    predictor = Predictor(DenseForward.from_model(load_model(model_path)))
+    table = predictor({"id": ["a", "b", "c"], "pixels": IMAGES[:3]}).to_pylist()
     expected = _expected(model_path, IMAGES[:3])
-    for row, want in zip((table[0], table[2]), (expected[0], expected[2])):
+    assert [row["id"] for row in table] == ["a", "b", "c"]
+    for row, want in zip(table, expected):
         np.testing.assert_allclose(row["probabilities"], want, atol=1e-5)
         assert row["predicted_label"] == want.argmax()
         assert row["probability"] == pytest.approx(want.max(), abs=1e-5)
-        assert row["error"] is None and row["model_id"] == "abc"
-    assert table[1]["predicted_label"] is None and table[1]["error"].startswith("image has 3")
+        assert sum(row["probabilities"]) == pytest.approx(1.0, abs=1e-5)
 
 
 @pytest.mark.slow
@@ -68,7 +64,7 @@ def test_scoring_matches_keras_and_covers_every_image_once(ray_session, tmp_path
     pattern = _shards(tmp_path / "in")
     out = tmp_path / "out"
     assert main(["--model", str(model_path), "--input", pattern, "--out", str(out),
-                 "--batch-size", "256", "--shards-per-wave", "3"]) == 0
+                 "--batch-size", "256"]) == 0
     predictions = _predictions(out).sort_values("id")
     assert len(predictions) == 2400 and predictions["id"].is_unique
     expected = _expected(model_path, IMAGES)
@@ -136,7 +132,7 @@ def test_killed_job_then_rerun_scores_each_image_once(ray_session, tmp_path, mod
     pattern = _shards(tmp_path / "in", count=2400, shard_size=200)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "jobs.score", "--model", str(model_path), "--input",
-               pattern, "--out", str(out), "--shards-per-wave", "1"]
+               pattern, "--out", str(out)]
     job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, env={**os.environ, "RAY_ADDRESS": ""})
     manifest = out / "manifest.parquet"
@@ -145,7 +141,7 @@ def test_killed_job_then_rerun_scores_each_image_once(ray_session, tmp_path, mod
         if manifest.exists() and pq.read_table(manifest).num_rows >= 2:
             break
         time.sleep(0.1)
-    os.killpg(job.pid, signal.SIGKILL)
+    kill_session(job.pid)
     job.wait()
     committed = pq.read_table(manifest).num_rows
     assert 2 <= committed < 12, "the job should be killed midway"

@@ -35,10 +35,10 @@ def test_parquet_shard(tmp_path, as_lists):
     images = _images(5)
     shard = _only(discover(str(_parquet(tmp_path / "a.parquet", images, as_lists=as_lists))))
     rows = read_shard(shard, 28)
-    np.testing.assert_array_equal(rows["pixels"], images.reshape(5, -1))
-    assert list(rows["id"]) == [f"img-{i}" for i in range(5)]
-    assert list(rows["error"]) == [""] * 5
-    assert set(rows["source"]) == {shard.path}
+    np.testing.assert_array_equal(rows.pixels, images.reshape(5, -1))
+    assert rows.ids.to_pylist() == [f"img-{i}" for i in range(5)]
+    assert list(rows.errors) == [""] * 5
+    assert len(rows.content_hash) == 64
 
 
 def test_npy_and_npz_shards(tmp_path):
@@ -46,11 +46,11 @@ def test_npy_and_npz_shards(tmp_path):
     np.save(tmp_path / "a.npy", images)
     np.savez(tmp_path / "b.npz", first=images[:2], second=images[2:].reshape(2, -1))
     npy, npz = discover(str(tmp_path / "*.np[yz]"))
-    assert list(read_shard(npy, 28)["id"]) == ["a.npy:0", "a.npy:1", "a.npy:2", "a.npy:3"]
+    assert read_shard(npy, 28).ids.to_pylist() == ["a.npy:0", "a.npy:1", "a.npy:2", "a.npy:3"]
     rows = read_shard(npz, 28)
-    assert list(rows["id"]) == ["b.npz:first:0", "b.npz:first:1", "b.npz:second:0",
+    assert rows.ids.to_pylist() == ["b.npz:first:0", "b.npz:first:1", "b.npz:second:0",
                                 "b.npz:second:1"]
-    np.testing.assert_array_equal(rows["pixels"], images.reshape(4, -1))
+    np.testing.assert_array_equal(rows.pixels, images.reshape(4, -1))
 
 
 def test_image_folder_is_one_shard_converted_to_grayscale(tmp_path):
@@ -61,8 +61,8 @@ def test_image_folder_is_one_shard_converted_to_grayscale(tmp_path):
     shard = _only(discover(str(tmp_path)))
     rows = read_shard(shard, 28)
     assert shard.kind == "images"
-    assert list(rows["id"]) == ["pngs/big_rgb.png", "pngs/small.jpg"]
-    assert rows["pixels"].shape == (2, 784) and (rows["pixels"][0] == 200).all()
+    assert rows.ids.to_pylist() == ["pngs/big_rgb.png", "pngs/small.jpg"]
+    assert rows.pixels.shape == (2, 784) and (rows.pixels[0] == 200).all()
 
 
 @pytest.mark.parametrize(
@@ -77,14 +77,14 @@ def test_corrupt_parquet_is_one_error_row(tmp_path, write, reason):
     path = tmp_path / "bad.parquet"
     write(path)
     rows = read_shard(_only(discover(str(path))), 28)
-    assert len(rows["id"]) == 1 and rows["id"][0] is None
-    assert reason in rows["error"][0]
+    assert rows.ids.to_pylist() == [None]
+    assert reason in rows.errors[0]
 
 
 def test_wrong_size_array_is_one_error_row(tmp_path):
     np.save(tmp_path / "small.npy", _images(3, side=20))
     rows = read_shard(_only(discover(str(tmp_path / "small.npy"))), 28)
-    assert "expected uint8 images of 28x28" in rows["error"][0]
+    assert "expected uint8 images of 28x28" in rows.errors[0]
 
 
 def test_bad_rows_are_rejected_one_by_one(tmp_path):
@@ -96,11 +96,11 @@ def test_bad_rows_are_rejected_one_by_one(tmp_path):
     })
     pq.write_table(table, tmp_path / "rows.parquet")
     rows = read_shard(_only(discover(str(tmp_path / "rows.parquet"))), 28)
-    assert rows["error"][0] == ""
-    assert "700 values" in rows["error"][1]
-    assert "NaN" in rows["error"][2]
-    assert "[0, 255]" in rows["error"][3]
-    np.testing.assert_array_equal(rows["pixels"][0], good)
+    assert rows.errors[0] == ""
+    assert "700 values" in rows.errors[1]
+    assert "NaN" in rows.errors[2]
+    assert "[0, 255]" in rows.errors[3]
+    np.testing.assert_array_equal(rows.pixels[0], good)
 
 
 def test_wrong_size_bytes_are_rejected(tmp_path):
@@ -108,12 +108,14 @@ def test_wrong_size_bytes_are_rejected(tmp_path):
                       "image": [bytes(784), bytes(700)]})
     pq.write_table(table, tmp_path / "b.parquet")
     rows = read_shard(_only(discover(str(tmp_path / "b.parquet"))), 28)
-    assert list(rows["error"]) == ["", "image has 700 bytes, expected 784"]
+    assert list(rows.errors) == ["", "image has 700 bytes, expected 784"]
 
 
 def test_content_hash_changes_with_content(tmp_path):
     path = _parquet(tmp_path / "a.parquet", _images(2))
-    before = content_hash(_only(discover(str(path))))
+    shard = _only(discover(str(path)))
+    before = content_hash(shard)
+    assert read_shard(shard, 28).content_hash == before
     _parquet(path, _images(2))
     assert content_hash(_only(discover(str(path)))) != before
 

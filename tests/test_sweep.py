@@ -1,7 +1,6 @@
 """Sweeps on a real local Ray: reports, faults, retries and resume after a killed driver."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from _processes import kill_session
 
 from jobs.sweep import main
 from mnist_core.prediction import load_model
@@ -157,7 +157,7 @@ def test_resume_after_the_driver_is_killed(ray_session, tmp_path):
         if trials_file and trials_file.exists() and pq.read_table(trials_file).num_rows >= 1:
             break
         time.sleep(0.2)
-    os.killpg(driver_process.pid, signal.SIGKILL)
+    kill_session(driver_process.pid)
     driver_process.wait()
     done_before = pq.read_table(trials_file).num_rows
     assert 1 <= done_before < 4, "the driver should be killed mid-sweep"

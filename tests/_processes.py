@@ -1,0 +1,37 @@
+"""Test helper: kill a whole process session, as a crash of the machine's job would.
+
+A job started with ``start_new_session=True`` leads its own session; Ray's GCS, raylet and
+workers started by it stay in that session (workers in process groups of their own). Killing
+every member and waiting for them to vanish means no straggler can write after the "crash".
+"""
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+
+def session_members(leader: int) -> list[int]:
+    """Pids of the live processes whose session id is ``leader``."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == leader and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def kill_session(leader: int, timeout: float = 30) -> None:
+    """SIGKILL every process of the session led by ``leader`` and wait until none is left."""
+    deadline = time.monotonic() + timeout
+    while members := session_members(leader):
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"processes {members} of session {leader} survived SIGKILL")
+        time.sleep(0.1)
