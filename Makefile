@@ -47,13 +47,15 @@ bench: $(STAMP) ## Run the benchmarks under bench/ (prints ratios; see docs/benc
 	$(PY) bench/score.py
 
 cluster-up: $(STAMP) ## Start a two-node local Ray cluster on 127.0.0.1 (token auth)
-	RAY_PORT=$(RAY_PORT) DASHBOARD_PORT=$(DASHBOARD_PORT) CLUSTER_DIR=$(CLUSTER_DIR) VENV=$(VENV) bash cluster/local.sh up
+	$(PY) -m cluster.local up --dir $(CLUSTER_DIR) --port $(RAY_PORT) --dashboard-port $(DASHBOARD_PORT)
 
 cluster-down: ## Stop the local cluster started by cluster-up (only its processes)
-	CLUSTER_DIR=$(CLUSTER_DIR) VENV=$(VENV) bash cluster/local.sh down
+	python3 -m cluster.local down --dir $(CLUSTER_DIR)
 
-submit: $(STAMP) ## Submit the quick sweep to the local cluster through Ray's Jobs API
-	source cluster/auth.sh $(CLUSTER_DIR) && $(PY) -m jobs.submit sweep --config $(CONFIG) --out $(abspath $(OUT)) --address http://127.0.0.1:$(DASHBOARD_PORT)
+submit: $(STAMP) ## Submit the sweep in CONFIG to the local cluster through Ray's Jobs API
+	RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$(abspath $(CLUSTER_DIR))/auth_token \
+		$(PY) -m jobs.submit sweep --config $(CONFIG) --out $(OUT) --no-progress \
+		--address http://127.0.0.1:$(DASHBOARD_PORT)
 
 clean: ## Remove runs/, scores/ and caches (keeps .venv)
 	rm -rf runs scores .pytest_cache .ruff_cache

@@ -79,7 +79,7 @@ def _time_job(model_path: str, pattern: str, out: str, args) -> tuple[float, flo
     session.connect(None)
     ray_start = time.perf_counter() - start
     config = ScoreConfig(model=model_path, input=pattern, out=out, batch_size=args.batch_size,
-                         actors=args.actors, shards_per_wave=10_000)
+                         actors=args.actors)
     start = time.perf_counter()
     summary = scoring.execute(scoring.plan(config))
     seconds = time.perf_counter() - start

@@ -39,11 +39,15 @@ def configure(num_cpus: int | None = None, use_gpu: bool = True) -> DeviceSetup:
     import tensorflow as tf
 
     threads = max(1, int(num_cpus or os.cpu_count() or 1))
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
     gpus = tf.config.list_physical_devices("GPU") if use_gpu else []
-    for gpu in gpus:
-        tf.config.experimental.set_memory_growth(gpu, True)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        for gpu in gpus:
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:
+        # TensorFlow already ran in this process (a notebook, a test): its settings stay.
+        threads = tf.config.threading.get_intra_op_parallelism_threads()
     import keras  # noqa: F401 - imported here so its start-up is paid once, in the set-up
 
     setup = DeviceSetup(tuple(gpu.name for gpu in gpus), threads,

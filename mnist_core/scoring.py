@@ -22,6 +22,7 @@ A GPU actor runs the same forward pass as a TensorFlow graph on its GPU.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import dataclass, replace
 
@@ -156,7 +157,7 @@ class ShardScorer:
         bad = np.flatnonzero(~ok)
         failures = [{"id": rows.ids[int(i)].as_py(), "reason": rows.errors[i]} for i in bad]
         return {"path": shard.path, "content_hash": rows.content_hash, "output": output,
-                "rows": len(good), "failures": failures}
+                "rows": len(good), "failures": json.dumps(failures)}
 
 
 def model_id(model_bytes: bytes) -> str:
@@ -185,6 +186,7 @@ def execute(work: ScorePlan, on_shard=None) -> ScoreSummary:
         by_path = {shard.path: shard for shard in work.pending}
         for batch in _pipeline(work).iter_batches(batch_size=1, batch_format="numpy"):
             summary = {key: value[0] for key, value in batch.items()}
+            summary["failures"] = json.loads(summary["failures"])
             shard = by_path[summary["path"]]
             work.manifest.commit(shard, summary["content_hash"], summary["output"],
                                  int(summary["rows"]), _failure_rows(shard, summary),

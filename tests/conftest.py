@@ -48,9 +48,7 @@ def ray_session():
     """A real local Ray with 2 CPUs, shared by every test that needs one."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"KERAS_BACKEND": "tensorflow",
-                                       "TF_CPP_MIN_LOG_LEVEL": "2"}})
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -1,0 +1,1 @@
+"""How jobs reach a Ray cluster: the local two-node cluster, and configs for real ones."""
