@@ -5,7 +5,8 @@
 
 ``up`` starts a head node (``ray start --head``) and a worker node (a second ``ray start
 --address=…``), each with one CPU, its own temp dir and, on the worker, a ``worker_node``
-resource. GCS, dashboard and Jobs API listen on 127.0.0.1 only, and token authentication is on
+resource. Their dashboard agents listen on the dashboard port + 2 (head) and + 1 (worker), so
+they never collide with another Ray on the machine (whose agent takes the default 52365). GCS, dashboard and Jobs API listen on 127.0.0.1 only, and token authentication is on
 (``RAY_AUTH_MODE=token``) with a fresh token in ``<dir>/auth_token`` (mode 600). ``down`` stops
 only the processes whose command line names this cluster's temp dirs, never other Ray
 instances on the machine (``ray stop`` would stop them all).
@@ -30,7 +31,8 @@ HOST = "127.0.0.1"
 
 def auth_env(folder: Path) -> dict[str, str]:
     """Environment variables that make Ray clients use this cluster's token."""
-    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(folder / "auth_token")}
+    return {"RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(folder.resolve() / "auth_token")}
 
 
 def temp_root(folder: Path) -> Path:
@@ -41,16 +43,20 @@ def temp_root(folder: Path) -> Path:
 
 def up(folder: Path, port: int, dashboard_port: int) -> dict:
     """Start the head and worker nodes and wait until both are alive; return the state."""
+    folder = folder.resolve()  # every Ray process reads the token from this path, whatever its cwd
     folder.mkdir(parents=True, exist_ok=True)
     token = folder / "auth_token"
     if not token.exists():
         token.write_text(secrets.token_hex(32))
         token.chmod(0o600)
     root = temp_root(folder)
-    env = {**os.environ, **auth_env(folder), "RAY_USAGE_STATS_ENABLED": "0"}
+    # Jobs run `python -m jobs.…`: put this environment's Python first on the nodes' PATH.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, **auth_env(folder), "RAY_USAGE_STATS_ENABLED": "0", "PATH": path}
     _ray(["start", "--head", f"--node-ip-address={HOST}", f"--port={port}",
           f"--dashboard-host={HOST}", f"--dashboard-port={dashboard_port}", "--num-cpus=1",
-          f"--temp-dir={root / 'head'}", "--disable-usage-stats"], env)
+          f"--temp-dir={root / 'head'}", f"--dashboard-agent-listen-port={dashboard_port + 2}",
+          "--disable-usage-stats"], env)
     _ray(["start", f"--address={HOST}:{port}", f"--node-ip-address={HOST}", "--num-cpus=1",
           '--resources={"worker_node": 1}', f"--temp-dir={root / 'worker'}",
           f"--dashboard-agent-listen-port={dashboard_port + 1}", "--disable-usage-stats"], env)

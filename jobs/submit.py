@@ -21,6 +21,7 @@ import getpass
 import os
 import shlex
 import sys
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -57,16 +58,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ray.job_submission import JobSubmissionClient
 
     client = JobSubmissionClient(args.address)
-    client.submit_job(entrypoint=entrypoint, submission_id=submission_id,
-                      runtime_env=runtime_env(),
-                      metadata={"job": args.job, "user": getpass.getuser()})
+    _submit(client, entrypoint=entrypoint, submission_id=submission_id,
+            runtime_env=runtime_env(), metadata={"job": args.job, "user": getpass.getuser()})
     print(f"submitted {submission_id} to {args.address}: {entrypoint}", flush=True)
     if args.no_wait:
         return 0
     asyncio.run(_stream_logs(client, submission_id))
-    status = client.get_job_status(submission_id)
-    print(f"job {submission_id} {status.value}")
-    return 0 if status.value == "SUCCEEDED" else 1
+    info = client.get_job_info(submission_id)
+    detail = "" if info.status.value == "SUCCEEDED" else f": {info.message}"
+    print(f"job {submission_id} {info.status.value}{detail}")
+    return 0 if info.status.value == "SUCCEEDED" else 1
 
 
 def runtime_env() -> dict:
@@ -94,6 +95,19 @@ def absolute_paths(job_args: list[str]) -> list[str]:
 
 def _absolute(path: str) -> str:
     return path if storage.is_uri(path) or os.path.isabs(path) else os.path.abspath(path)
+
+
+def _submit(client, retry_seconds: float = 60, **job) -> None:
+    """Submit, retrying while a just-started cluster's job agent is not up yet."""
+    deadline = time.monotonic() + retry_seconds
+    while True:
+        try:
+            client.submit_job(**job)
+            return
+        except RuntimeError as error:
+            if "No available agent" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
 
 
 async def _stream_logs(client, submission_id: str) -> None:

@@ -1,0 +1,151 @@
+"""A real two-node local Ray cluster: jobs through the Jobs API, and losing a node mid-sweep.
+
+The fixture runs ``python -m cluster.local up`` (what ``make cluster-up`` runs) on free ports,
+with token authentication, and ``down`` at the end.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from cluster import local
+
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+
+SWEEP = """
+[sweep]
+name = "{name}"
+dataset = "digits"
+validation_split = 0.1
+seeds = [0, 1]
+[grid]
+activation = ["sigmoid", "relu"]
+optimizer = ["sgd"]
+learning_rate = [0.5]
+batch_size = [{batch}]
+epochs = [{epochs}]
+[resources]
+num_cpus = 1
+max_retries = 2
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cluster")
+    port, dashboard = _free_port(), _free_port()
+    subprocess.run([sys.executable, "-m", "cluster.local", "up", "--dir", str(folder),
+                    "--port", str(port), "--dashboard-port", str(dashboard)],
+                   check=True, timeout=180)
+    yield {"folder": folder, "address": f"http://127.0.0.1:{dashboard}",
+           "env": {**os.environ, **local.auth_env(folder)}}
+    local.down(folder)
+
+
+def _submit(cluster, *args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "jobs.submit", *args,
+                           "--address", cluster["address"]],
+                          env=cluster["env"], capture_output=True, text=True, timeout=timeout)
+
+
+def test_services_listen_on_loopback_and_require_the_token(cluster):
+    state = json.loads((cluster["folder"] / "cluster.json").read_text())
+    assert state["dashboard"].startswith("http://127.0.0.1:")
+    from urllib.error import HTTPError
+    from urllib.request import urlopen
+
+    with pytest.raises(HTTPError) as refused:
+        urlopen(f"{cluster['address']}/api/jobs/", timeout=10)
+    assert refused.value.code == 401
+    assert oct((cluster["folder"] / "auth_token").stat().st_mode)[-3:] == "600"
+
+
+def test_sweep_submitted_through_the_jobs_api(cluster, tmp_path):
+    config = tmp_path / "sweep.toml"
+    config.write_text(SWEEP.format(name="jobs-api", batch=64, epochs=3))
+    result = _submit(cluster, "sweep", "--config", str(config), "--out", str(tmp_path / "runs"),
+                     "--no-progress")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "SUCCEEDED" in result.stdout and "top 4 by validation accuracy" in result.stdout
+    (folder,) = (tmp_path / "runs").iterdir()
+    trials = pq.read_table(folder / "trials.parquet").to_pylist()
+    assert len(trials) == 4 and {row["status"] for row in trials} == {"ok"}
+    assert (folder / "best" / "model.keras").is_file()
+
+
+def test_scoring_submitted_through_the_jobs_api(cluster, tmp_path):
+    from jobs.make_images import base_images, write_shards
+    from mnist_core.config import ModelConfig
+    from mnist_core.model import build_model
+
+    pixels, labels = base_images("digits")
+    write_shards(str(tmp_path / "in"), "digits", pixels, labels, 3000, 1000)
+    build_model(ModelConfig(), 64).save(tmp_path / "model.keras")
+    result = _submit(cluster, "score", "--model", str(tmp_path / "model.keras"), "--input",
+                     str(tmp_path / "in" / "*.parquet"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    predictions = pq.read_table(tmp_path / "out" / "predictions").to_pandas()
+    assert len(predictions) == 3000 and predictions["id"].is_unique
+
+
+def test_sweep_survives_losing_the_worker_node(cluster, tmp_path):
+    config = tmp_path / "sweep.toml"
+    config.write_text(SWEEP.format(name="node-loss", batch=16, epochs=60))
+    out = tmp_path / "runs"
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "jobs.submit", "sweep", "--config", str(config), "--out",
+         str(out), "--no-progress", "--address", cluster["address"]],
+        env=cluster["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for_first_trial(out)
+    raylet = local.raylet_pid(cluster["folder"], "worker")
+    for pid in local.node_pids(str(local.temp_root(cluster["folder"]) / "worker")):
+        os.kill(pid, 9)
+    _wait_gone(raylet)
+    log, _ = follower.communicate(timeout=300)
+    assert "job mnist-sweep-" in log, log[-3000:]
+    (folder,) = out.iterdir()
+    trials = pq.read_table(folder / "trials.parquet").to_pylist()
+    ids = [row["trial_id"] for row in trials]
+    assert len(ids) == len(set(ids)) == 4, log[-3000:]
+    assert all(row["status"] == "ok" or row["error"] for row in trials)
+    confusion = pq.read_table(folder / "confusion.parquet").to_pandas()
+    ok = [row["trial_id"] for row in trials if row["status"] == "ok"]
+    assert sorted(confusion["trial_id"].unique()) == sorted(ok)
+    assert np.all(confusion.groupby("trial_id")["count"].sum() == 360)
+
+
+def _wait_for_first_trial(out: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        files = list(out.glob("*/trials.parquet"))
+        if files and pq.read_table(files[0]).num_rows >= 1:
+            return
+        time.sleep(0.2)
+    raise TimeoutError("no trial finished in time")
+
+
+def _wait_gone(pid: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return
+        if state == "Z":
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"the worker node's raylet {pid} survived SIGKILL")
