@@ -67,7 +67,7 @@ def up(folder: Path, port: int, dashboard_port: int) -> dict:
     return state
 
 
-def down(folder: Path, timeout: float = 30) -> int:
+def down(folder: Path, timeout: float = 10) -> int:
     """Stop this cluster's processes (TERM, then KILL); return how many were signalled."""
     root = str(temp_root(folder))
     pids = node_pids(root)

@@ -35,3 +35,27 @@ def kill_session(leader: int, timeout: float = 30) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"processes {members} of session {leader} survived SIGKILL")
         time.sleep(0.1)
+
+
+def crash_when(command: list[str], pattern: str, root: Path, rows: int,
+               timeout: float = 240) -> Path:
+    """Run ``command`` in a session of its own; once a Parquet file matching ``root/pattern``
+    holds ``rows`` rows, kill the whole session, as a crash would. Return that file."""
+    import subprocess
+
+    import pyarrow.parquet as pq
+
+    job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, env={**os.environ, "RAY_ADDRESS": ""})
+    deadline = time.monotonic() + timeout
+    found = None
+    while time.monotonic() < deadline and job.poll() is None:
+        found = next(iter(sorted(root.glob(pattern))), None)
+        if found is not None and pq.read_table(found).num_rows >= rows:
+            break
+        time.sleep(0.1)
+    kill_session(job.pid)
+    job.wait()
+    if found is None:
+        raise AssertionError(f"{command} wrote no {pattern} before it ended")
+    return found

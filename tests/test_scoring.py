@@ -3,18 +3,17 @@
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from _processes import kill_session
+from _processes import crash_when
 
 from jobs.make_images import write_shards
 from jobs.score import main
 from mnist_core.config import ModelConfig
 from mnist_core.model import build_model
-from mnist_core.prediction import DenseForward
+from mnist_core.prediction import DenseForward, load_model
 from mnist_core.scoring import Predictor
 
 IMAGES = np.random.default_rng(11).integers(0, 256, (2400, 784), dtype=np.uint8)
@@ -40,14 +39,10 @@ def _predictions(out):
 
 
 def _expected(model_path, images):
-    from mnist_core.prediction import load_model
-
     return load_model(model_path).predict(images.astype(np.float32) / 255, verbose=0)
 
 
 def test_predictor_on_a_hand_made_batch(model_path):
-    from mnist_core.prediction import load_model
-
     predictor = Predictor(DenseForward.from_model(load_model(model_path)))
     table = predictor({"id": ["a", "b", "c"], "pixels": IMAGES[:3]}).to_pylist()
     expected = _expected(model_path, IMAGES[:3])
@@ -133,16 +128,7 @@ def test_killed_job_then_rerun_scores_each_image_once(ray_session, tmp_path, mod
     out = tmp_path / "out"
     command = [sys.executable, "-m", "jobs.score", "--model", str(model_path), "--input",
                pattern, "--out", str(out)]
-    job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, env={**os.environ, "RAY_ADDRESS": ""})
-    manifest = out / "manifest.parquet"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and job.poll() is None:
-        if manifest.exists() and pq.read_table(manifest).num_rows >= 2:
-            break
-        time.sleep(0.1)
-    kill_session(job.pid)
-    job.wait()
+    manifest = crash_when(command, "manifest.parquet", out, rows=2)
     committed = pq.read_table(manifest).num_rows
     assert 2 <= committed < 12, "the job should be killed midway"
     assert main(["--model", str(model_path), "--input", pattern, "--out", str(out)]) == 0

@@ -1,18 +1,17 @@
 """Sweeps on a real local Ray: reports, faults, retries and resume after a killed driver."""
 
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from _processes import kill_session
+from _processes import crash_when
 
 from jobs.sweep import main
+from mnist_core import driver
 from mnist_core.prediction import load_model
+from mnist_core.sweep import load_sweep_config
 
 pytestmark = pytest.mark.slow
 
@@ -105,15 +104,11 @@ def test_workers_are_reused_across_trials(ray_session, tmp_path):
 
 
 def test_a_trial_that_raises_is_recorded_and_the_sweep_goes_on(ray_session, tmp_path, faults):
-    from mnist_core.sweep import load_sweep_config
-
     config_path = _config(tmp_path, name="raises")
     victim = load_sweep_config(config_path).trials[1].trial_id
     out = tmp_path / "runs"
     sweep_id = "raises-1"
     (faults / f"{sweep_id}.{victim}.raise").touch()
-    from mnist_core import driver
-
     summary = driver.run_sweep(load_sweep_config(config_path), str(out), sweep_id,
                                show_progress=False)
     assert (summary.ok, summary.failed) == (3, 1)
@@ -126,9 +121,6 @@ def test_a_trial_that_raises_is_recorded_and_the_sweep_goes_on(ray_session, tmp_
 
 @pytest.mark.parametrize(("retries", "status", "attempts"), [(1, "ok", 2), (0, "failed", 1)])
 def test_a_killed_worker_is_retried(ray_session, tmp_path, faults, retries, status, attempts):
-    from mnist_core import driver
-    from mnist_core.sweep import load_sweep_config
-
     config = load_sweep_config(_config(tmp_path, name="crash", retries=retries))
     victim = config.trials[2].trial_id
     sweep_id = f"crash-{retries}"
@@ -144,21 +136,9 @@ def test_a_killed_worker_is_retried(ray_session, tmp_path, faults, retries, stat
 def test_resume_after_the_driver_is_killed(ray_session, tmp_path):
     config_path = _config(tmp_path, name="resume", epochs=30)
     out = tmp_path / "runs"
-    driver_process = subprocess.Popen(
-        [sys.executable, "-m", "jobs.sweep", "--config", str(config_path), "--out", str(out),
-         "--no-progress"], start_new_session=True, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, env={**os.environ, "RAY_ADDRESS": ""},
-    )
-    trials_file = None
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and driver_process.poll() is None:
-        folders = [p for p in out.iterdir() if p.is_dir()] if out.exists() else []
-        trials_file = folders[0] / "trials.parquet" if folders else None
-        if trials_file and trials_file.exists() and pq.read_table(trials_file).num_rows >= 1:
-            break
-        time.sleep(0.2)
-    kill_session(driver_process.pid)
-    driver_process.wait()
+    command = [sys.executable, "-m", "jobs.sweep", "--config", str(config_path), "--out",
+               str(out), "--no-progress"]
+    trials_file = crash_when(command, "*/trials.parquet", out, rows=1)
     done_before = pq.read_table(trials_file).num_rows
     assert 1 <= done_before < 4, "the driver should be killed mid-sweep"
     sweep_id = trials_file.parent.name
