@@ -6,10 +6,12 @@
 ``up`` starts a head node (``ray start --head``) and a worker node (a second ``ray start
 --address=…``), each with one CPU, its own temp dir and, on the worker, a ``worker_node``
 resource. Their dashboard agents listen on the dashboard port + 2 (head) and + 1 (worker), so
-they never collide with another Ray on the machine (whose agent takes the default 52365). GCS, dashboard and Jobs API listen on 127.0.0.1 only, and token authentication is on
-(``RAY_AUTH_MODE=token``) with a fresh token in ``<dir>/auth_token`` (mode 600). ``down`` stops
-only the processes whose command line names this cluster's temp dirs, never other Ray
-instances on the machine (``ray stop`` would stop them all).
+they never collide with another Ray on the machine (whose agent takes the default 52365).
+The dashboard and Jobs API listen on 127.0.0.1 only, and token authentication is on
+(``RAY_AUTH_MODE=token``) with a fresh token in ``<dir>/auth_token`` (mode 600); Ray's internal
+gRPC services cannot be bound to loopback, and every request to them must carry the token.
+``down`` stops only the processes whose command line names this cluster's temp dirs, never
+other Ray instances on the machine (``ray stop`` would stop them all).
 """
 
 from __future__ import annotations

@@ -88,30 +88,3 @@ def read_table(location: str) -> pa.Table:
 def _local(location: str) -> str:
     return str(location).removeprefix("file://")
 
-
-def read_folder(location: str) -> pa.Table | None:
-    """Every Parquet file under the folder ``location`` as one table; None if it is absent."""
-    import pyarrow.dataset as ds
-    from pyarrow import fs
-
-    filesystem, path = _filesystem(location)
-    if filesystem.get_file_info(path).type != fs.FileType.Directory:
-        return None
-    return ds.dataset(path, filesystem=filesystem, format="parquet").to_table()
-
-
-def delete_folder(location: str) -> None:
-    """Remove the folder ``location`` and everything in it, if it exists."""
-    from pyarrow import fs
-
-    filesystem, path = _filesystem(location)
-    if filesystem.get_file_info(path).type == fs.FileType.Directory:
-        filesystem.delete_dir(path)
-
-
-def _filesystem(location: str):
-    from pyarrow import fs
-
-    if is_uri(location):
-        return fs.FileSystem.from_uri(location)
-    return fs.LocalFileSystem(), str(Path(_local(location)).resolve())
