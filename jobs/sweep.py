@@ -45,7 +45,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     where = session.connect(args.address)
     print(f"sweep {sweep_id}: {len(config.trials)} trials on {where}", flush=True)
-    summary = run_sweep(config, args.out, sweep_id, show_progress=not args.no_progress)
+    try:
+        summary = run_sweep(config, args.out, sweep_id, show_progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"interrupted: finished trials are in the reports; continue with\n"
+              f"  python -m jobs.sweep --resume {sweep_id} --out {args.out}", file=sys.stderr)
+        return 130
     _print_summary(summary)
     return EXIT_OK if summary.failed == 0 else EXIT_PARTIAL
 
