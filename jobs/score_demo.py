@@ -10,7 +10,6 @@ every shard in the manifest and scores nothing.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,8 +52,8 @@ def latest_digits_model(runs: Path) -> Path | None:
         model = summary.parent / "model.keras"
         sweep_toml = summary.parent.parent / "sweep.toml"
         if model.is_file() and sweep_toml.is_file() and '"digits"' in sweep_toml.read_text():
-            candidates.append((model.stat().st_mtime, json.loads(summary.read_text()), model))
-    return max(candidates, key=lambda item: item[0])[2] if candidates else None
+            candidates.append((model.stat().st_mtime, model))
+    return max(candidates)[1] if candidates else None
 
 
 def train_model(folder: Path) -> Path:

@@ -61,16 +61,16 @@ def _fit(model, optimizer, config: TrialConfig, splits: Splits, on_epoch) -> dic
     run_epoch = _epoch_function(model, optimizer, splits.x_train, splits.y_train,
                                 config.batch_size)
     measure = _metrics_function(model)
-    has_val = len(splits.y_val) > 0
-    x_val, y_val = (tf.constant(splits.x_val), tf.constant(splits.y_val)) if has_val else (0, 0)
+    validation = (tf.constant(splits.x_val), tf.constant(splits.y_val)) if len(
+        splits.y_val) else None
     shuffler = np.random.default_rng(config.seed)
     history: dict[str, list[float]] = {}
     for epoch in range(config.epochs):
         order = tf.constant(shuffler.permutation(len(splits.y_train)).astype(np.int32))
         loss, accuracy = run_epoch(order)
         row = {"loss": float(loss), "accuracy": float(accuracy)}
-        if has_val:
-            val_loss, val_accuracy = measure(x_val, y_val)
+        if validation is not None:
+            val_loss, val_accuracy = measure(*validation)
             row |= {"val_loss": float(val_loss), "val_accuracy": float(val_accuracy)}
         for key, value in row.items():
             history.setdefault(key, []).append(value)
