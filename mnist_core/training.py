@@ -4,7 +4,9 @@ Plain ``model.fit`` spends most of its time on per-step Python and dispatch over
 7,960-parameter model. Here each epoch is one ``tf.function`` that loops over the mini-batches
 inside the graph, on tensors kept resident on the device, with the same Keras model, optimizer
 and loss: the same SGD as ``fit`` (reshuffled every epoch, last batch partial), several times
-faster (see docs/benchmarks.md).
+faster (see docs/benchmarks.md). The loop is a plain ``tf.while_loop`` traced without
+autograph: converting Keras and optimizer internals with autograph made the first epoch (the
+trace) about 0.5 s slower.
 """
 
 from __future__ import annotations
@@ -88,20 +90,24 @@ def _epoch_function(model, optimizer, x: np.ndarray, y: np.ndarray, batch_size: 
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     variables = model.trainable_variables
 
-    @tf.function
+    @tf.function(autograph=False)
     def run_epoch(order):
         total = tf.cast(tf.shape(order)[0], tf.float32)
         steps = (tf.shape(order)[0] + batch_size - 1) // batch_size
-        loss_sum, correct = tf.constant(0.0), tf.constant(0.0)
-        for step in tf.range(steps):
-            index = order[step * batch_size:(step + 1) * batch_size]
-            x_batch, y_batch = tf.gather(x_all, index), tf.gather(y_all, index)
+
+        def step(index, loss_sum, correct):
+            batch = order[index * batch_size:(index + 1) * batch_size]
+            x_batch, y_batch = tf.gather(x_all, batch), tf.gather(y_all, batch)
             with tf.GradientTape() as tape:
                 probabilities = model(x_batch, training=True)
                 loss = loss_fn(y_batch, probabilities)
             optimizer.apply(tape.gradient(loss, variables), variables)
-            loss_sum += loss * tf.cast(tf.shape(index)[0], tf.float32)
-            correct += _count_correct(probabilities, y_batch)
+            loss_sum += loss * tf.cast(tf.shape(batch)[0], tf.float32)
+            return index + 1, loss_sum, correct + _count_correct(probabilities, y_batch)
+
+        _, loss_sum, correct = tf.while_loop(
+            lambda index, *_: index < steps, step,
+            (tf.constant(0), tf.constant(0.0), tf.constant(0.0)))
         return loss_sum / total, correct / total
 
     return run_epoch
@@ -114,7 +120,7 @@ def _metrics_function(model):
 
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
 
-    @tf.function
+    @tf.function(autograph=False)
     def measure(x, y):
         probabilities = model(x, training=False)
         total = tf.cast(tf.shape(y)[0], tf.float32)
