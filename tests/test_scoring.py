@@ -148,3 +148,11 @@ def test_missing_model_or_input_exits_2_with_one_line(tmp_path, model_path, miss
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error:")
     assert missing in result.stderr.strip().splitlines()[-1]
+
+
+def test_tensorflow_forward_pass_matches_numpy(model_path):
+    """The GPU actors' graph (run here on the CPU) computes what the numpy path computes."""
+    forward = DenseForward.from_model(load_model(model_path))
+    on_numpy = Predictor(forward).probabilities(IMAGES[:50])
+    on_graph = Predictor(forward, use_gpu=True).probabilities(IMAGES[:50])
+    np.testing.assert_allclose(on_graph, on_numpy, atol=1e-6)
