@@ -11,6 +11,7 @@ sweep runs only the trials missing from ``trials.parquet``.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 from mnist_core import storage
@@ -115,6 +116,12 @@ def _slots(config: SweepConfig) -> int:
     slots = math.floor(available.get("CPU", 0) / resources.num_cpus)
     if resources.num_gpus > 0:
         slots = min(slots, math.floor(available.get("GPU", 0) / resources.num_gpus))
+    if slots == 0:
+        warnings.warn(
+            f"no node can run a trial now (each asks for {resources.num_cpus} CPU and "
+            f"{resources.num_gpus} GPU; the cluster has {available.get('CPU', 0)} CPU and "
+            f"{available.get('GPU', 0)} GPU): trials wait until the autoscaler adds nodes",
+            stacklevel=2)
     return max(slots, 1)
 
 
