@@ -43,7 +43,7 @@ def crash_when(command: list[str], pattern: str, root: Path, rows: int,
     holds ``rows`` rows, kill the whole session, as a crash would. Return that file."""
     import subprocess
 
-    import pyarrow.parquet as pq
+    from mnist_core import storage
 
     job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, env={**os.environ, "RAY_ADDRESS": ""})
@@ -51,7 +51,9 @@ def crash_when(command: list[str], pattern: str, root: Path, rows: int,
     found = None
     while time.monotonic() < deadline and job.poll() is None:
         found = next(iter(sorted(root.glob(pattern))), None)
-        if found is not None and pq.read_table(found).num_rows >= rows:
+        # Read the bytes once: the job replaces this file while we poll, and a reader that
+        # opens the path twice could mix the old file's footer with the new file's pages.
+        if found is not None and storage.read_table(str(found)).num_rows >= rows:
             break
         time.sleep(0.1)
     kill_session(job.pid)

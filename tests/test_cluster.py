@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cluster import local
+from mnist_core import storage
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -132,7 +133,7 @@ def _wait_for_first_trial(out: Path, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         files = list(out.glob("*/trials.parquet"))
-        if files and pq.read_table(files[0]).num_rows >= 1:
+        if files and storage.read_table(str(files[0])).num_rows >= 1:  # one read: see crash_when
             return
         time.sleep(0.2)
     raise TimeoutError("no trial finished in time")
