@@ -92,11 +92,14 @@ def test_sweep_writes_every_report(ray_session, tmp_path, capsys):
 
 
 def test_workers_are_reused_across_trials(ray_session, tmp_path):
+    config = _config(tmp_path, epochs=1)
+    config.write_text(config.read_text().replace("seeds = [0]", "seeds = [0, 1, 2]"))
     out = tmp_path / "runs"
-    main(["--config", str(_config(tmp_path, epochs=1)), "--out", str(out), "--no-progress"])
+    main(["--config", str(config), "--out", str(out), "--no-progress"])
     trials = pq.read_table(_sweep_folder(out) / "trials.parquet").to_pylist()
     pids = [row["worker_pid"] for row in trials]
-    assert len(set(pids)) <= 2 < len(pids)
+    # 12 trials on 2 CPUs: Ray's pool may hold a few idle workers, but far fewer than 12.
+    assert len(pids) == 12 and len(set(pids)) <= 6
     # TensorFlow's start-up is paid once per worker process: later trials report none.
     for pid in set(pids):
         assert sum(row["worker_setup_seconds"] > 0 for row in trials
