@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from jobs._cli import Parser, build, int_list, run
-from mnist_core import plots, reports, storage
+from mnist_core import reports, storage
 from mnist_core.config import (
     ACTIVATIONS,
     DATASETS,
@@ -72,7 +72,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def write_reports(out: str, trial_id: str, result, data_config: DataConfig) -> None:
     """Write the model, the four Parquet reports and the two plots of one trial to ``out``."""
-    storage.write_bytes(storage.join(out, "model.keras"), result.model_bytes)
     row = reports.metrics_row(trial_id, result, data_config.dataset, data_config.validation_split)
     tables = {
         "metrics": ([row], reports.METRICS_SCHEMA),
@@ -84,10 +83,7 @@ def write_reports(out: str, trial_id: str, result, data_config: DataConfig) -> N
     for name, (rows, schema) in tables.items():
         reports.write_rows(storage.join(out, f"{name}.parquet"), rows, schema)
     title = f"{data_config.dataset}: test accuracy {result.evaluation.accuracy:.4f}"
-    storage.write_bytes(storage.join(out, "confusion.png"),
-                        plots.confusion_heatmap(result.evaluation.confusion, title))
-    storage.write_bytes(storage.join(out, "learning_curves.png"),
-                        plots.learning_curves(result.history, title))
+    reports.write_model_and_plots(out, result, title)
 
 
 def _print_epoch(epochs: int):

@@ -115,6 +115,15 @@ def per_class_rows(trial_id: str, result: TrialResult) -> list[dict]:
     ]
 
 
+def write_model_and_plots(folder: str, result: TrialResult, title: str) -> None:
+    """Write a trial's ``model.keras``, ``confusion.png`` and ``learning_curves.png``."""
+    storage.write_bytes(storage.join(folder, "model.keras"), result.model_bytes)
+    storage.write_bytes(storage.join(folder, "confusion.png"),
+                        plots.confusion_heatmap(result.evaluation.confusion, title))
+    storage.write_bytes(storage.join(folder, "learning_curves.png"),
+                        plots.learning_curves(result.history, title))
+
+
 def write_rows(location: str, rows: list[dict], schema: pa.Schema) -> None:
     """Atomically write ``rows`` as a Parquet file with ``schema``."""
     storage.write_table(location, pa.Table.from_pylist(rows, schema=schema))
@@ -191,11 +200,7 @@ class SweepReport:
     def _write_best(self, row: dict, result: TrialResult) -> None:
         self.best = row
         title = f"best trial {row['trial_id']}: test accuracy {row['test_accuracy']:.4f}"
-        storage.write_bytes(self._path("best/model", ".keras"), result.model_bytes)
-        storage.write_bytes(self._path("best/confusion", ".png"),
-                            plots.confusion_heatmap(result.evaluation.confusion, title))
-        storage.write_bytes(self._path("best/learning_curves", ".png"),
-                            plots.learning_curves(result.history, title))
+        write_model_and_plots(storage.join(self.folder, "best"), result, title)
         summary = {key: row[key] for key in ("trial_id", "val_accuracy", "test_accuracy")}
         storage.write_bytes(self._path("best/best", ".json"),
                             json.dumps(summary | result.config.as_record(), indent=2).encode())
