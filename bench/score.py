@@ -31,12 +31,13 @@ from mnist_core.data import DEBIAN_FASHION  # noqa: E402
 def main() -> None:
     """Run the four measurements and print their ratios."""
     args = _parse()
-    from jobs.make_images import base_images, write_shards
     from mnist_core import devices
+    from mnist_core.data import dataset_images
+    from mnist_core.shards import write_shards
 
     devices.configure()
     dataset = "fashion_mnist" if DEBIAN_FASHION.is_dir() else "digits"
-    pixels, labels = base_images(dataset)
+    pixels, labels = dataset_images(dataset)
     images = pixels[np.arange(args.images) % len(pixels)]
     with tempfile.TemporaryDirectory() as folder:
         model_path = _model(Path(folder), pixels, labels)
@@ -62,10 +63,11 @@ def _model(folder: Path, pixels: np.ndarray, labels: np.ndarray) -> str:
     from mnist_core.data import Splits
     from mnist_core.training import train
 
-    x = pixels.astype(np.float32) / 255
+    x = pixels.astype(np.float32)
+    side = int(np.sqrt(x.shape[1]))
     empty = np.empty((0, x.shape[1]), np.float32)
     splits = Splits("bench", "bench", x, labels, empty, labels[:0], empty, labels[:0],
-                    (28, 28), 255.0)
+                    (side, side), float(pixels.max()))
     path = folder / "model.keras"
     train(TrialConfig(epochs=1), splits).model.save(path)
     return str(path)
@@ -73,7 +75,7 @@ def _model(folder: Path, pixels: np.ndarray, labels: np.ndarray) -> str:
 
 def _time_job(model_path: str, pattern: str, out: str, args) -> tuple[float, float]:
     from mnist_core import scoring, session
-    from mnist_core.scoring import ScoreConfig
+    from mnist_core.score_config import ScoreConfig
 
     start = time.perf_counter()
     session.connect(None)
@@ -88,27 +90,24 @@ def _time_job(model_path: str, pattern: str, out: str, args) -> tuple[float, flo
 
 
 def _in_process_rates(model_path: str, images: np.ndarray) -> dict[str, float]:
-    from mnist_core.prediction import DenseForward, load_model
-    from mnist_core.scoring import Predictor
+    from mnist_core.prediction import DenseForward, Predictor, load_model
 
     model = load_model(model_path)
     forward = DenseForward.from_model(model)
     rates = {}
     start = time.perf_counter()
-    model.predict(images.astype(np.float32) / 255, batch_size=8192, verbose=0)
+    model.predict(images.astype(np.float32), batch_size=8192, verbose=0)
     rates["plain model.predict"] = len(images) / (time.perf_counter() - start)
     start = time.perf_counter()
     for chunk in _chunks(images):
-        forward.probabilities(chunk.astype(np.float32) / 255)
+        forward.probabilities(chunk.astype(np.float32))
     rates["numpy forward pass"] = len(images) / (time.perf_counter() - start)
-    predictor = Predictor(forward, "bench")
+    predictor = Predictor(forward)
     text = np.full(8192, "x", dtype=object)
-    empty = np.full(8192, "", dtype=object)
     start = time.perf_counter()
     for chunk in _chunks(images):
         count = len(chunk)
-        predictor({"id": text[:count], "pixels": chunk, "source": text[:count],
-                   "shard": text[:count], "error": empty[:count]})
+        predictor({"id": text[:count], "pixels": chunk})
     rates["predictor batch function"] = len(images) / (time.perf_counter() - start)
     return rates
 

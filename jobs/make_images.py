@@ -6,7 +6,8 @@
 
 Tiles the dataset's images (train then test) up to --count, with unique ids
 ``<dataset>-<index>``. Each shard has columns id (string), image (raw uint8 bytes, row-major,
-0–255) and label (the true label, for checking). Digits' 0–16 pixels are rescaled to 0–255.
+in the dataset's own pixel units: 0–255, or 0–16 for digits, as its models take them) and
+label (the true label, for checking).
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-import numpy as np
-import pyarrow as pa
-
 from jobs._cli import Parser, run
 from mnist_core import storage
 from mnist_core.config import DATASETS
-from mnist_core.data import load_raw
+from mnist_core.data import dataset_images
 from mnist_core.errors import ConfigError
+from mnist_core.shards import write_shards
 
 
 def parse_args(argv: Sequence[str] | None):
@@ -40,39 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.count <= 0 or args.shard_size <= 0:
         raise ConfigError("--count and --shard-size must be positive")
-    images, labels = base_images(args.dataset, args.data_path)
+    storage.check_writable(args.out)
+    images, labels = dataset_images(args.dataset, args.data_path)
     shards = write_shards(args.out, args.dataset, images, labels, args.count, args.shard_size)
     print(f"wrote {args.count} images in {shards} shards to {args.out}")
     return 0
-
-
-def base_images(dataset: str, data_path: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """The dataset's images as uint8 (n, pixels) in 0–255, and their labels."""
-    raw = load_raw(dataset, data_path)
-    images = np.concatenate([raw.x_train, raw.x_test]).reshape(
-        len(raw.x_train) + len(raw.x_test), -1)
-    scaled = np.rint(images.astype(np.float64) * (255.0 / raw.pixel_max)).astype(np.uint8)
-    return scaled, np.concatenate([raw.y_train, raw.y_test]).astype(np.int32)
-
-
-def write_shards(out: str, dataset: str, images: np.ndarray, labels: np.ndarray, count: int,
-                 shard_size: int) -> int:
-    """Write ``count`` tiled images as shards of ``shard_size`` rows; return the shard count."""
-    width = images.shape[1]
-    shards = 0
-    for start in range(0, count, shard_size):
-        index = np.arange(start, min(start + shard_size, count))
-        pixels = images[index % len(images)]
-        table = pa.table({
-            "id": pa.array([f"{dataset}-{i:09d}" for i in index], pa.string()),
-            "image": pa.FixedSizeBinaryArray.from_buffers(
-                pa.binary(width), len(index), [None, pa.py_buffer(pixels.tobytes())]
-            ).cast(pa.binary()),
-            "label": pa.array(labels[index % len(labels)], pa.int32()),
-        })
-        storage.write_table(storage.join(out, f"part-{shards:05d}.parquet"), table)
-        shards += 1
-    return shards
 
 
 if __name__ == "__main__":

@@ -2,12 +2,15 @@
 
     python -m jobs.score --model runs/<sweep_id>/best/model.keras \\
         --input 'data/demo_images/*.parquet' --out scores/demo
-    python -m jobs.score --model model.keras --input images/ --out scores/pngs --actors 2
+    python -m jobs.score --model runs/latest --input 's3://bucket/incoming/*.parquet' \
+        --out s3://bucket/scores
 
-Inputs: Parquet shards (id, image), .npy/.npz arrays of uint8 images, or folders of PNG/JPEG.
-Writes predictions/shard=<key>/part-0.parquet, manifest.parquet and failures.parquet to --out.
-A rerun scores only new or changed shards. Exit code 0 when every image was scored, 1 when
-some images or shards were rejected (see failures.parquet), 2 for a missing model or input.
+Inputs (paths or URIs): Parquet shards (id, image), .npy/.npz arrays of uint8 images, or
+folders of PNG/JPEG. Writes predictions/shard=<key>/part-0.parquet, manifest.parquet and
+failures.parquet to --out. A rerun scores only new or changed shards, and every shard again
+when the model changed. One run per --out at a time. Exit code 0 when every image was scored,
+1 when some images or shards were rejected (see failures.parquet), 2 for a missing model or
+input, an output folder that cannot be written or is in use, 3 for a corrupt model.
 """
 
 from __future__ import annotations
@@ -17,14 +20,17 @@ import time
 from collections.abc import Sequence
 
 from jobs._cli import EXIT_OK, EXIT_PARTIAL, Parser, build, run
-from mnist_core.scoring import ScoreConfig
+from mnist_core import output_lock, storage
+from mnist_core.score_config import ScoreConfig
 
 
 def parse_args(argv: Sequence[str] | None):
     """Parse the job's flags."""
     parser = Parser(prog="jobs.score", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="a .keras model file")
-    parser.add_argument("--input", required=True, help="a shard, a folder or a glob (quoted)")
+    parser.add_argument("--model", required=True,
+                        help="a .keras file, a sweep folder, or <out>/latest (path or URI)")
+    parser.add_argument("--input", required=True,
+                        help="a shard, a folder or a glob (quoted); path or URI")
     parser.add_argument("--out", required=True, help="output folder or URI")
     parser.add_argument("--batch-size", type=int, default=8192, help="rows per predictor call")
     parser.add_argument("--actors", type=int, default=1, help="predictor actors in the pool")
@@ -32,6 +38,8 @@ def parse_args(argv: Sequence[str] | None):
                         help="GPUs per actor (fractions share a GPU)")
     parser.add_argument("--address", default=None,
                         help="Ray address (default: $RAY_ADDRESS, else a local Ray)")
+    parser.add_argument("--wait", action="store_true",
+                        help="wait for another run that holds --out instead of exiting 2")
     return parser.parse_args(argv)
 
 
@@ -39,23 +47,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the job; returns the process exit code."""
     args = parse_args(argv)
     config = build(ScoreConfig, model=args.model, input=args.input, out=args.out,
-                   batch_size=args.batch_size, actors=args.actors, num_gpus=args.num_gpus)
+                   batch_size=args.batch_size, actors=args.actors, num_gpus=args.num_gpus,
+                   wait=args.wait)
+    return score(config, args.address)
+
+
+def score(config: ScoreConfig, address: str | None = None) -> int:
+    """Check and lock ``--out``, score what is pending, print the summary; return the exit
+    code. ``jobs.score_demo`` calls this with its own config."""
+    storage.check_writable(config.out)
+    with output_lock.hold(config.out, config.wait, on_wait=_print_waiting(config.out)):
+        return _score(config, address)
+
+
+def _score(config: ScoreConfig, address: str | None) -> int:
     from mnist_core import scoring, session
 
     work = scoring.plan(config)
-    print(f"{len(work.pending)} of {len(work.shards)} shards to score with model "
-          f"{work.model_id}", flush=True)
+    print(f"model {work.model_id}: {work.model}", flush=True)
+    print(f"{len(work.pending)} of {len(work.shards)} shards to score", flush=True)
     if work.pending:
-        print(f"scoring on {session.connect(args.address)}", flush=True)
+        print(f"scoring on {session.connect(address)}", flush=True)
     start = time.perf_counter()
     summary = scoring.execute(work, on_shard=_print_shard)
     seconds = time.perf_counter() - start
     print(f"{summary.scored_shards} of {summary.shards} shards scored "
-          f"({summary.shards - summary.scored_shards} already in the manifest): "
-          f"{summary.images} images in {seconds:.1f} s, {summary.failed_rows} rejected; "
-          f"model {summary.model_id}")
+          f"({summary.shards - summary.scored_shards} already scored by this model): "
+          f"{summary.images} images in {seconds:.1f} s, {summary.failed_rows} rejected")
+    print(f"predictions: before {_models(summary.models_before)}; "
+          f"now {_models(summary.models_after)}")
     print(f"output: {config.out}")
     return EXIT_OK if summary.failed_rows == 0 else EXIT_PARTIAL
+
+
+def _models(counts: dict[str, int]) -> str:
+    if not counts:
+        return "none"
+    return ", ".join(f"model {model} ({shards} shards)" for model, shards in
+                     sorted(counts.items(), key=lambda item: -item[1]))
+
+
+def _print_waiting(out: str):
+    def on_wait(holder: str) -> None:
+        print(f"waiting for the run that holds {out} ({holder})", flush=True)
+
+    return on_wait
 
 
 def _print_shard(shard, images: int, rejected: int) -> None:

@@ -1,11 +1,12 @@
-"""``make score``: score a bundled demo image set with the latest sweep's best model.
+"""``make score``: score a bundled demo image set with the latest digits sweep's best model.
 
     python -m jobs.score_demo [--runs runs] [--images data/demo_images] [--out scores/demo]
 
 The demo set is 20,000 of scikit-learn's digits tiled into four Parquet shards (written on
-first use). The model is the newest ``<runs>/*/best/model.keras`` from a digits sweep; with
-none, a model is trained once into ``<runs>/score-model/``. Run it twice: the second run finds
-every shard in the manifest and scores nothing.
+first use). The model is the best model of the newest completed digits sweep in ``--runs``
+(``<runs>/latest`` when that sweep is on digits); with none, a model is trained once into
+``<runs>/score-model/``. Run it twice: the second run finds every shard already scored by that
+model and scores nothing.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from jobs import score
 from jobs._cli import Parser, run
+from jobs.score import score
+from mnist_core.score_config import ScoreConfig
 
 DEMO_COUNT, DEMO_SHARD_SIZE = 20_000, 5_000
 
@@ -34,35 +36,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     images = Path(args.images)
     if not any(images.glob("*.parquet")):
-        from jobs.make_images import base_images, write_shards
+        from mnist_core.data import dataset_images
+        from mnist_core.shards import write_shards
 
-        pixels, labels = base_images("digits")
+        pixels, labels = dataset_images("digits")
         write_shards(str(images), "digits", pixels, labels, DEMO_COUNT, DEMO_SHARD_SIZE)
         print(f"demo images: wrote {DEMO_COUNT} digits in {images}")
-    model = latest_digits_model(Path(args.runs)) or train_model(Path(args.runs) / "score-model")
-    print(f"model: {model}")
-    return score.main(["--model", str(model), "--input", str(images / "*.parquet"),
-                       "--out", args.out])
+    runs = Path(args.runs)
+    model = latest_digits_sweep(runs) or train_model(runs / "score-model")
+    return score(ScoreConfig(model=str(model), input=str(images / "*.parquet"), out=args.out))
 
 
-def latest_digits_model(runs: Path) -> Path | None:
-    """The newest best model of a sweep on digits under ``runs``, if any."""
+def latest_digits_sweep(runs: Path) -> Path | None:
+    """The newest completed sweep on digits under ``runs`` (one with a best model), if any."""
+    from mnist_core.errors import ConfigError
+    from mnist_core.sweep_config import parse_sweep_config
+
     candidates = []
-    for summary in runs.glob("*/best/best.json"):
-        model = summary.parent / "model.keras"
-        sweep_toml = summary.parent.parent / "sweep.toml"
-        if model.is_file() and sweep_toml.is_file() and '"digits"' in sweep_toml.read_text():
-            candidates.append((model.stat().st_mtime, model))
+    for model in runs.glob("*/best/model.keras"):
+        sweep = model.parent.parent
+        try:
+            config = parse_sweep_config((sweep / "sweep.toml").read_text())
+        except (OSError, ConfigError):
+            continue
+        if config.data.dataset == "digits":
+            candidates.append((model.stat().st_mtime, sweep))
     return max(candidates)[1] if candidates else None
 
 
 def train_model(folder: Path) -> Path:
-    """Train the tutorial's model on digits once, and return its path."""
+    """Train the tutorial's model on digits once into ``folder``; return the model's path."""
     model = folder / "model.keras"
     if not model.is_file():
-        from jobs import train
+        from mnist_core import devices, reports
+        from mnist_core.config import DataConfig, TrialConfig
+        from mnist_core.data import load_dataset
+        from mnist_core.trial import run_trial
 
-        train.main(["--dataset", "digits", "--epochs", "30", "--out", str(folder)])
+        data_config = DataConfig(dataset="digits")
+        devices.configure()
+        print(f"no digits sweep in {folder.parent}: training one model into {folder}")
+        result = run_trial(TrialConfig(epochs=30), load_dataset(data_config))
+        reports.write_trial_reports(str(folder), "train", result, data_config)
     return model
 
 

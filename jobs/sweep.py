@@ -17,7 +17,7 @@ from datetime import datetime
 from jobs._cli import EXIT_OK, EXIT_PARTIAL, Parser, run
 from mnist_core import storage
 from mnist_core.errors import ConfigError, DataNotFoundError
-from mnist_core.sweep import SweepConfig, load_sweep_config, parse_sweep_config
+from mnist_core.sweep_config import SweepConfig, load_sweep_config, parse_sweep_config
 
 
 def parse_args(argv: Sequence[str] | None):
@@ -40,8 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the job; returns the process exit code."""
     args = parse_args(argv)
     config, sweep_id = _config_and_id(args)
+    storage.check_writable(args.out)
     from mnist_core import session
-    from mnist_core.driver import run_sweep
+    from mnist_core.sweep import run_sweep
 
     where = session.connect(args.address)
     print(f"sweep {sweep_id}: {len(config.trials)} trials on {where}", flush=True)

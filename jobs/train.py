@@ -58,32 +58,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mnist_core.model import build_model
     from mnist_core.trial import run_trial
 
+    storage.check_writable(args.out)
     splits = load_dataset(data_config)
     devices.configure()
     print(f"data: {splits.name} from {splits.source}: {len(splits.y_train)} train, "
           f"{len(splits.y_val)} validation, {len(splits.y_test)} test")
-    build_model(trial_config.model, splits.input_dim).summary()
+    build_model(trial_config.model, splits.input_dim, splits.pixel_max).summary()
     result = run_trial(trial_config, splits, on_epoch=_print_epoch(trial_config.epochs))
-    write_reports(args.out, "train", result, data_config)
+    reports.write_trial_reports(args.out, "train", result, data_config)
     print(f"reports: {args.out}")
     print(f"test_accuracy={result.evaluation.accuracy:.4f} test_loss={result.evaluation.loss:.4f}")
     return 0
-
-
-def write_reports(out: str, trial_id: str, result, data_config: DataConfig) -> None:
-    """Write the model, the four Parquet reports and the two plots of one trial to ``out``."""
-    row = reports.metrics_row(trial_id, result, data_config.dataset, data_config.validation_split)
-    tables = {
-        "metrics": ([row], reports.METRICS_SCHEMA),
-        "epochs": (reports.epoch_rows(trial_id, result.history), reports.EPOCHS_SCHEMA),
-        "confusion": (reports.confusion_rows(trial_id, result.evaluation.confusion),
-                      reports.CONFUSION_SCHEMA),
-        "per_class": (reports.per_class_rows(trial_id, result), reports.PER_CLASS_SCHEMA),
-    }
-    for name, (rows, schema) in tables.items():
-        reports.write_rows(storage.join(out, f"{name}.parquet"), rows, schema)
-    title = f"{data_config.dataset}: test accuracy {result.evaluation.accuracy:.4f}"
-    reports.write_model_and_plots(out, result, title)
 
 
 def _print_epoch(epochs: int):

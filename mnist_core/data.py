@@ -5,8 +5,9 @@ the four IDX files), else from Keras's cache, else (fashion only) Debian's
 ``dataset-fashion-mnist`` package, else Keras's own downloader. ``digits`` is scikit-learn's
 bundled 8×8 digits with a fixed stratified split: the offline default.
 
-Preprocessing: float32 scaled to [0, 1] by the dataset's pixel maximum, each image flattened,
-integer labels. A validation split is carved, seeded and stratified, from training data only.
+Preprocessing: each image flattened to float32 pixels in the dataset's own units (0–255, or
+0–16 for digits), integer labels; the model's first layer scales them by ``pixel_max``.
+A validation split is carved, seeded and stratified, from training data only.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class RawData:
 
 @dataclass(frozen=True, eq=False)
 class Splits:
-    """Preprocessed arrays: x is float32 (n, features) in [0, 1], y is int32 labels 0–9."""
+    """Preprocessed arrays: x is float32 (n, features) in [0, pixel_max], y is int32 labels."""
 
     name: str
     source: str
@@ -91,17 +92,25 @@ def load_raw(name: str, data_path: str = "") -> RawData:
 
 def prepare(name: str, raw: RawData, validation_split: float, seed: int) -> Splits:
     """Scale, flatten and split ``raw`` into train, validation and test sets."""
-    x_train, y_train = _flatten(raw.x_train, raw.pixel_max), raw.y_train.astype(np.int32)
+    x_train, y_train = _flatten(raw.x_train), raw.y_train.astype(np.int32)
     x_val = np.empty((0, x_train.shape[1]), np.float32)
     y_val = np.empty((0,), np.int32)
     if validation_split > 0:
         x_train, x_val, y_train, y_val = _stratified_split(x_train, y_train, validation_split, seed)
     return Splits(
         name=name, source=raw.source, x_train=x_train, y_train=y_train, x_val=x_val,
-        y_val=y_val, x_test=_flatten(raw.x_test, raw.pixel_max),
+        y_val=y_val, x_test=_flatten(raw.x_test),
         y_test=raw.y_test.astype(np.int32), image_shape=_image_shape(raw.x_train),
         pixel_max=raw.pixel_max,
     )
+
+
+def dataset_images(name: str, data_path: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """Every image of a dataset (train then test) as uint8 (n, pixels) in its own units
+    (0–255; 0–16 for digits), and the labels: the raw material for scoring demos."""
+    raw = load_raw(name, data_path)
+    images = np.concatenate([_flatten(raw.x_train), _flatten(raw.x_test)])
+    return images.astype(np.uint8), np.concatenate([raw.y_train, raw.y_test]).astype(np.int32)
 
 
 def keras_cache_dir() -> Path:
@@ -225,10 +234,8 @@ def _check_labels(source: str, key: str, y: np.ndarray) -> None:
         )
 
 
-def _flatten(x: np.ndarray, pixel_max: float) -> np.ndarray:
-    flat = x.reshape(len(x), -1).astype(np.float32)
-    flat /= np.float32(pixel_max)
-    return flat
+def _flatten(x: np.ndarray) -> np.ndarray:
+    return x.reshape(len(x), -1).astype(np.float32)
 
 
 def _image_shape(x: np.ndarray) -> tuple[int, int]:

@@ -27,3 +27,9 @@ class DataFormatError(UserError, ValueError):
     """A file exists but its contents are corrupt or not what we expect (exit 3)."""
 
     exit_code = 3
+
+
+class OutputError(UserError):
+    """An output folder cannot be created or written, or another run holds it (exit 2)."""
+
+    exit_code = 2

@@ -2,7 +2,9 @@
 
 A shard enters the manifest only after its predictions file is complete (written atomically),
 so the manifest is the truth about what is done: a rerun scores exactly the shards that are
-missing from it or whose content changed (a new SHA-256), and replaces their old output.
+missing from it, whose content changed (a new SHA-256), or that another model scored (each
+entry records the model's id and location), and replaces their old output. So when the model
+changes, every shard is rescored, and once a run completes every prediction comes from it.
 A shard whose size and modification time match its entry is taken as unchanged without
 re-hashing, as make and rsync do. ``failures.parquet`` holds one row per rejected image or
 unreadable shard, with the reason; a rescored shard's old failures are replaced.
@@ -10,11 +12,12 @@ unreadable shard, with the reason; a rescored shard's old failures are replaced.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from mnist_core import reports, storage
+from mnist_core import storage
 from mnist_core.shards import Shard, content_hash
 
 MANIFEST_SCHEMA = pa.schema([
@@ -29,6 +32,7 @@ MANIFEST_SCHEMA = pa.schema([
     pa.field("rows", pa.int64()),
     pa.field("failed_rows", pa.int64()),
     pa.field("model_id", pa.string()),
+    pa.field("model", pa.string()),
     pa.field("scored_at", pa.timestamp("s", tz="UTC")),
 ])
 FAILURES_SCHEMA = pa.schema([
@@ -47,33 +51,39 @@ class Manifest:
     def __init__(self, out: str):
         self.manifest_path = storage.join(out, "manifest.parquet")
         self.failures_path = storage.join(out, "failures.parquet")
-        self.entries = {row["path"]: row for row in reports.read_rows(self.manifest_path)}
-        self.failures = reports.read_rows(self.failures_path)
+        self.entries = {row["path"]: row for row in storage.read_rows(self.manifest_path)}
+        self.failures = storage.read_rows(self.failures_path)
 
-    def pending(self, shards: list[Shard]) -> list[Shard]:
-        """The shards that need scoring: new ones, and known ones whose content changed."""
-        return [shard for shard in shards if self._changed(shard)]
+    def models(self) -> Counter:
+        """How many shards each model (by id) scored, as the manifest stands now."""
+        return Counter(entry["model_id"] for entry in self.entries.values())
 
-    def _changed(self, shard: Shard) -> bool:
+    def pending(self, shards: list[Shard], model_id: str) -> list[Shard]:
+        """The shards that need scoring with model ``model_id``: new ones, known ones whose
+        content changed, and known ones that another model scored."""
+        return [shard for shard in shards if self._stale(shard, model_id)]
+
+    def _stale(self, shard: Shard, model_id: str) -> bool:
         entry = self.entries.get(shard.path)
-        if entry is None:
+        if entry is None or entry.get("model_id") != model_id:
             return True
         if (entry["size"], entry["mtime_ns"]) == (shard.size, shard.mtime_ns):
             return False
         return entry["content_hash"] != content_hash(shard)
 
     def commit(self, shard: Shard, digest: str, output: str, rows: int,
-               failures: list[dict], model_id: str) -> None:
+               failures: list[dict], model_id: str, model: str) -> None:
         """Record ``shard`` as scored (after its output is complete) with its failures."""
         now = datetime.now(UTC).replace(microsecond=0)
         self.failures = [row for row in self.failures if row["source"] != shard.path]
         self.failures += [row | {"model_id": model_id, "recorded_at": now} for row in failures]
-        reports.write_rows(self.failures_path, self.failures, FAILURES_SCHEMA)
+        storage.write_rows(self.failures_path, self.failures, FAILURES_SCHEMA)
         unreadable = any(row["id"] is None for row in failures)
         self.entries[shard.path] = {
             "path": shard.path, "kind": shard.kind, "size": shard.size,
             "mtime_ns": shard.mtime_ns, "content_hash": digest, "shard": shard.key,
             "output": output, "status": "failed" if unreadable else "ok", "rows": rows,
-            "failed_rows": len(failures), "model_id": model_id, "scored_at": now,
+            "failed_rows": len(failures), "model_id": model_id, "model": model,
+            "scored_at": now,
         }
-        reports.write_rows(self.manifest_path, list(self.entries.values()), MANIFEST_SCHEMA)
+        storage.write_rows(self.manifest_path, list(self.entries.values()), MANIFEST_SCHEMA)

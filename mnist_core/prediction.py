@@ -1,21 +1,30 @@
-"""Class probabilities from a trained dense model, computed with numpy.
+"""Class probabilities from a trained dense model, computed with numpy, and the batch predictor.
 
 ``DenseForward`` copies a Keras dense stack's weights into numpy once and runs the forward pass
 as float32 matrix products: the same arithmetic as ``model.predict`` (to ~1e-6) without Keras's
 per-call overhead, which dominates for a model this small. Scoring actors and evaluation use it.
+
+Every model says what pixels it takes: its first layer is ``Rescaling(1 / pixel_max)``
+(``pixel_max`` is 255 for MNIST-family data, 16 for scikit-learn's digits), so a model is fed the
+pixel values its data set stores and scoring can never disagree with training about the scale.
+A model saved before that layer existed took pixels in [0, 1]; it is read as taking 0–255.
 Models are always loaded with Keras's ``safe_mode=True``.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 from scipy.special import expit
 
+from mnist_core import storage
 from mnist_core.errors import DataFormatError, DataNotFoundError
 
+LEGACY_PIXEL_MAX = 255.0
 _ACTIVATIONS = {
     "sigmoid": lambda z: expit(z, out=z),
     "relu": lambda z: np.maximum(z, 0, out=z),
@@ -36,17 +45,23 @@ class Prediction:
 
 @dataclass(frozen=True, eq=False)
 class DenseForward:
-    """A numpy copy of a dense Keras model: weights, biases and activation names per layer."""
+    """A numpy copy of a dense Keras model: its pixel range, and per layer the weights, biases
+    and activation name."""
 
     weights: tuple[np.ndarray, ...]
     biases: tuple[np.ndarray, ...]
     activations: tuple[str, ...]
+    pixel_max: float = LEGACY_PIXEL_MAX
 
     @classmethod
     def from_model(cls, model) -> DenseForward:
-        """Copy the weights of a Sequential stack of Dense layers (as ``build_model`` makes)."""
+        """Copy a Sequential of an optional ``Rescaling`` then Dense layers (``build_model``)."""
         weights, biases, activations = [], [], []
-        for layer in model.layers:
+        pixel_max = LEGACY_PIXEL_MAX
+        for index, layer in enumerate(model.layers):
+            if index == 0 and type(layer).__name__ == "Rescaling":
+                pixel_max = _pixel_max(layer)
+                continue
             name = getattr(getattr(layer, "activation", None), "__name__", None)
             if type(layer).__name__ != "Dense" or (name not in _ACTIVATIONS and name != "softmax"):
                 raise DataFormatError(f"model layer {layer.name!r} is not a supported Dense layer")
@@ -56,16 +71,17 @@ class DenseForward:
             activations.append(name)
         if not activations or activations[-1] != "softmax":
             raise DataFormatError("model must end in a softmax Dense layer")
-        return cls(tuple(weights), tuple(biases), tuple(activations))
+        weights[0] = weights[0] * np.float32(1 / pixel_max)  # the Rescaling, folded in
+        return cls(tuple(weights), tuple(biases), tuple(activations), pixel_max)
 
     @property
     def input_dim(self) -> int:
         """Number of input features the first layer expects."""
         return int(self.weights[0].shape[0])
 
-    def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """Return softmax probabilities (float32, rows sum to 1) for float32 inputs ``x``."""
-        activations = np.asarray(x, dtype=np.float32)
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """Softmax probabilities (float32, rows sum to 1) for raw pixels in [0, pixel_max]."""
+        activations = np.asarray(pixels, dtype=np.float32)
         for kernel, bias, name in zip(self.weights, self.biases, self.activations):
             activations = activations @ kernel
             activations += bias
@@ -73,24 +89,93 @@ class DenseForward:
                 activations)
         return activations
 
-    def predict(self, x: np.ndarray) -> Prediction:
-        """Return probabilities and argmax labels for ``x``."""
-        probabilities = self.probabilities(x)
+    def predict(self, pixels: np.ndarray) -> Prediction:
+        """Return probabilities and argmax labels for raw ``pixels``."""
+        probabilities = self.probabilities(pixels)
         return Prediction(probabilities, probabilities.argmax(axis=1).astype(np.int32))
 
 
-def load_model(path: str | Path):
-    """Load a ``.keras`` model with ``safe_mode=True``; one-line errors for missing or bad files."""
+class Predictor:
+    """The batch function: raw pixels in, prediction columns out.
+
+    ``__init__`` readies the model once (the pixel scale is folded into the first layer's
+    weights, so preprocessing costs one dtype conversion); ``__call__`` maps a batch
+    ``{"id", "pixels"}`` to a table of id, predicted_label, probability and probabilities.
+    On a GPU the same forward pass runs as a TensorFlow graph.
+    """
+
+    def __init__(self, forward: DenseForward, use_gpu: bool = False):
+        self.forward = forward
+        self._graph = _tensorflow_forward(forward) if use_gpu else None
+
+    def __call__(self, batch: dict) -> pa.Table:
+        """Predict every row of ``batch``."""
+        probabilities = self.probabilities(np.asarray(batch["pixels"]))
+        labels = probabilities.argmax(axis=1).astype(np.int32)
+        return pa.table({
+            "id": pa.array(batch["id"], pa.string()),
+            "predicted_label": labels,
+            "probability": np.take_along_axis(probabilities, labels[:, None], axis=1)[:, 0],
+            "probabilities": pa.FixedSizeListArray.from_arrays(probabilities.reshape(-1), 10),
+        })
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """Softmax rows (float32) for pixels (n, input_dim)."""
+        if self._graph is not None:
+            return self._graph(pixels).numpy()
+        return self.forward.probabilities(pixels.astype(np.float32))
+
+
+def load_model(location: str | Path):
+    """Load a ``.keras`` model (a path or URI) with ``safe_mode=True``; one-line errors for
+    missing or bad files."""
+    location = str(location)
+    if not storage.exists(location):
+        raise DataNotFoundError(f"{location}: no such model file")
+    return load_model_bytes(storage.read_bytes(location), location)
+
+
+def load_model_bytes(data: bytes, source: str):
+    """Load a model from the bytes of a ``.keras`` file; ``source`` names it in errors."""
     import keras
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"{path}: no such model file")
-    try:
-        return keras.saving.load_model(path, safe_mode=True)
-    except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad archive
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DataFormatError(f"{path}: not a loadable Keras model ({reason})") from None
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.keras"
+        path.write_bytes(data)
+        try:
+            return keras.saving.load_model(path, safe_mode=True)
+        except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad archive
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise DataFormatError(f"{source}: not a loadable Keras model ({reason})") from None
+
+
+def _pixel_max(layer) -> float:
+    scale, offset = float(layer.scale), float(layer.offset)
+    if scale <= 0 or offset != 0:
+        raise DataFormatError(f"model layer {layer.name!r}: expected Rescaling(1/pixel_max) "
+                              f"with no offset, got scale {scale} offset {offset}")
+    return round(1 / scale, 4)
+
+
+def _tensorflow_forward(forward: DenseForward):
+    """The forward pass as a TensorFlow graph on this process's GPU (pixels in, softmax out)."""
+    from mnist_core import devices
+
+    devices.configure(use_gpu=True)
+    import keras
+    import tensorflow as tf
+
+    layers = [(tf.constant(w), tf.constant(b), keras.activations.get(name))
+              for w, b, name in zip(forward.weights, forward.biases, forward.activations)]
+
+    @tf.function(reduce_retracing=True)
+    def run(pixels):
+        activations = tf.cast(pixels, tf.float32)
+        for kernel, bias, activation in layers:
+            activations = activation(tf.matmul(activations, kernel) + bias)
+        return activations
+
+    return run
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

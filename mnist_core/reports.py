@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from mnist_core import plots, storage
+from mnist_core.config import DataConfig
 from mnist_core.trial import TrialResult
 
 CONFIG_FIELDS = [
@@ -115,6 +116,22 @@ def per_class_rows(trial_id: str, result: TrialResult) -> list[dict]:
     ]
 
 
+def write_trial_reports(out: str, trial_id: str, result: TrialResult,
+                        data_config: DataConfig) -> None:
+    """Write one trial's model, its four Parquet reports and its two plots to ``out``."""
+    row = metrics_row(trial_id, result, data_config.dataset, data_config.validation_split)
+    tables = {
+        "metrics": ([row], METRICS_SCHEMA),
+        "epochs": (epoch_rows(trial_id, result.history), EPOCHS_SCHEMA),
+        "confusion": (confusion_rows(trial_id, result.evaluation.confusion), CONFUSION_SCHEMA),
+        "per_class": (per_class_rows(trial_id, result), PER_CLASS_SCHEMA),
+    }
+    for name, (rows, schema) in tables.items():
+        storage.write_rows(storage.join(out, f"{name}.parquet"), rows, schema)
+    title = f"{data_config.dataset}: test accuracy {result.evaluation.accuracy:.4f}"
+    write_model_and_plots(out, result, title)
+
+
 def write_model_and_plots(folder: str, result: TrialResult, title: str) -> None:
     """Write a trial's ``model.keras``, ``confusion.png`` and ``learning_curves.png``."""
     storage.write_bytes(storage.join(folder, "model.keras"), result.model_bytes)
@@ -122,16 +139,6 @@ def write_model_and_plots(folder: str, result: TrialResult, title: str) -> None:
                         plots.confusion_heatmap(result.evaluation.confusion, title))
     storage.write_bytes(storage.join(folder, "learning_curves.png"),
                         plots.learning_curves(result.history, title))
-
-
-def write_rows(location: str, rows: list[dict], schema: pa.Schema) -> None:
-    """Atomically write ``rows`` as a Parquet file with ``schema``."""
-    storage.write_table(location, pa.Table.from_pylist(rows, schema=schema))
-
-
-def read_rows(location: str) -> list[dict]:
-    """Rows of an existing report, or an empty list when there is none yet."""
-    return storage.read_table(location).to_pylist() if storage.exists(location) else []
 
 
 class SweepReport:
@@ -150,9 +157,9 @@ class SweepReport:
     def __init__(self, folder: str, sweep_id: str, dataset: str, validation_split: float):
         self.folder, self.sweep_id = folder, sweep_id
         self.dataset, self.validation_split = dataset, validation_split
-        self.trials = read_rows(self._path("trials"))
+        self.trials = storage.read_rows(self._path("trials"))
         finished = {row["trial_id"] for row in self.trials}
-        self.details = {name: [row for row in read_rows(self._path(name))
+        self.details = {name: [row for row in storage.read_rows(self._path(name))
                                if row["trial_id"] in finished]
                         for name in self.DETAIL_TABLES}
         ok = [row for row in self.trials if row["status"] == "ok"]
@@ -194,8 +201,8 @@ class SweepReport:
     def _append(self, row: dict) -> None:
         self.trials.append(row)
         for name, schema in self.DETAIL_TABLES.items():
-            write_rows(self._path(name), self.details[name], schema)
-        write_rows(self._path("trials"), self.trials, TRIALS_SCHEMA)
+            storage.write_rows(self._path(name), self.details[name], schema)
+        storage.write_rows(self._path("trials"), self.trials, TRIALS_SCHEMA)
 
     def _write_best(self, row: dict, result: TrialResult) -> None:
         self.best = row

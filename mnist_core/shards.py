@@ -8,7 +8,9 @@ A shard is the unit that is scored, committed and, after a crash, redone whole:
 - a folder holding PNG or JPEG files, each converted to side×side grayscale; ids are paths
   relative to the input root.
 
-``side`` comes from the model (28 for MNIST-family models, 8 for models trained on digits).
+Shards live on local disk or behind a URI (``s3://``, ``gs://``, ``file://``). ``side`` and the
+pixel range come from the model (28 and 0–255 for MNIST-family models, 8 and 0–16 for models
+trained on digits): pixels outside the range are rejected rows, never silently scored.
 Reading never raises for bad content: a corrupt shard yields one row whose ``error`` says why,
 and a bad image yields a row with its ``error`` set, so the rest is still scored.
 """
@@ -24,16 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_core import storage
 from mnist_core.errors import DataNotFoundError
 
 ARRAY_SUFFIXES = (".parquet", ".npy", ".npz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-_HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
 class Shard:
-    """One input shard: where it is, what kind it is, its size and modification time."""
+    """One input shard: where it is (a path or URI), what kind it is, its size and mtime."""
 
     path: str
     kind: str  # parquet | npy | npz | images
@@ -48,36 +50,37 @@ class Shard:
 
 
 def discover(input_spec: str) -> list[Shard]:
-    """Every shard under a file, folder or glob; ``DataNotFoundError`` when there is none."""
-    matches = sorted(glob.glob(input_spec, recursive=True)) if glob.has_magic(input_spec) else [
-        input_spec]
-    root = _glob_root(input_spec)
-    shards = {}
-    for match in matches:
-        for shard in _shards_at(Path(match), root):
-            shards[shard.path] = shard
+    """Every shard at a file, under a folder or matching a glob (local or a URI);
+    ``DataNotFoundError`` when there is none."""
+    root = _input_root(input_spec)
+    entries = storage.list_files(input_spec)
+    shards = [_shard(entry.location, _suffix(entry.location).lstrip("."), root, [entry])
+              for entry in entries if _suffix(entry.location) in ARRAY_SUFFIXES]
+    folders: dict[str, list[storage.FileEntry]] = {}
+    for entry in entries:
+        if _suffix(entry.location) in IMAGE_SUFFIXES:
+            folders.setdefault(storage.parent(entry.location), []).append(entry)
+    shards += [_shard(folder, "images", root, files) for folder, files in folders.items()]
     if not shards:
         raise DataNotFoundError(f"--input {input_spec}: no Parquet, npy, npz or image files found")
-    return sorted(shards.values(), key=lambda shard: shard.path)
+    return sorted(shards, key=lambda shard: shard.path)
 
 
 def content_hash(shard: Shard) -> str:
     """SHA-256 of the shard's bytes (for a folder: of each image's relative path and bytes)."""
+    if shard.kind != "images":
+        return hashlib.sha256(storage.read_bytes(shard.path)).hexdigest()
     digest = hashlib.sha256()
-    files = _image_files(Path(shard.path)) if shard.kind == "images" else [Path(shard.path)]
-    for file in files:
-        if shard.kind == "images":
-            digest.update(str(file.relative_to(shard.path)).encode() + b"\0")
-        with open(file, "rb") as stream:
-            while chunk := stream.read(_HASH_CHUNK):
-                digest.update(chunk)
+    for location in _image_files(shard.path):
+        digest.update(storage.name(location).encode() + b"\0")
+        digest.update(storage.read_bytes(location))
     return digest.hexdigest()
 
 
 @dataclass(frozen=True, eq=False)
 class ShardRows:
-    """A shard read into rows: ids (Arrow strings), pixels (n, side*side) uint8, and per row
-    an error ("" when the image is fine); plus the SHA-256 of the bytes that were read."""
+    """A shard read into rows: ids (Arrow strings), pixels (n, side*side) uint8 in the model's
+    units, and per row an error ("" when the image is fine); plus the SHA-256 of the bytes."""
 
     ids: object
     pixels: np.ndarray
@@ -85,8 +88,12 @@ class ShardRows:
     content_hash: str
 
 
-def read_shard(shard: Shard, side: int) -> ShardRows:
-    """Read ``shard`` once, hashing its bytes; bad content becomes error rows, never raises."""
+def read_shard(shard: Shard, side: int, pixel_max: float = 255.0) -> ShardRows:
+    """Read ``shard`` once, hashing its bytes; bad content becomes error rows, never raises.
+
+    Arrays and Parquet images hold pixel values in the model's units and must lie in
+    [0, ``pixel_max``]; image files are 8-bit, so their 0–255 is mapped onto that range.
+    """
     import pyarrow as pa
 
     reader = {"parquet": _read_parquet, "npy": _read_npy, "npz": _read_npz,
@@ -95,11 +102,12 @@ def read_shard(shard: Shard, side: int) -> ShardRows:
     try:
         if shard.kind == "images":
             digest = content_hash(shard)
-            ids, pixels, errors = reader(shard, side)
+            ids, pixels, errors = reader(shard, side, pixel_max)
         else:
-            data = Path(shard.path).read_bytes()
+            data = storage.read_bytes(shard.path)
             digest = hashlib.sha256(data).hexdigest()
-            ids, pixels, errors = reader(data, Path(shard.path).name, side)
+            ids, pixels, errors = reader(data, storage.name(shard.path), side)
+            _reject_out_of_range(pixels, errors, pixel_max)
     except Exception as error:  # noqa: BLE001 - any unreadable shard is recorded, never fatal
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         ids, pixels = pa.nulls(1, pa.string()), np.zeros((1, side * side), np.uint8)
@@ -108,40 +116,71 @@ def read_shard(shard: Shard, side: int) -> ShardRows:
                      pixels, errors, digest)
 
 
-def _glob_root(input_spec: str) -> str:
-    parts = Path(input_spec).parts
-    plain = []
-    for part in parts:
-        if glob.has_magic(part):
-            break
-        plain.append(part)
-    root = Path(*plain) if plain else Path(".")
+def write_shards(out: str, prefix: str, images: np.ndarray, labels: np.ndarray, count: int,
+                 shard_size: int) -> int:
+    """Write ``count`` images, tiling ``images``, as Parquet shards of ``shard_size`` rows with
+    ids ``<prefix>-<index>``, an ``image`` column of raw bytes and the true ``label``; return
+    the number of shards."""
+    import pyarrow as pa
+
+    images = images.reshape(len(images), -1).astype(np.uint8)
+    width = images.shape[1]
+    shards = 0
+    for start in range(0, count, shard_size):
+        index = np.arange(start, min(start + shard_size, count))
+        pixels = images[index % len(images)]
+        table = pa.table({
+            "id": pa.array([f"{prefix}-{i:09d}" for i in index], pa.string()),
+            "image": pa.FixedSizeBinaryArray.from_buffers(
+                pa.binary(width), len(index), [None, pa.py_buffer(pixels.tobytes())]
+            ).cast(pa.binary()),
+            "label": pa.array(labels[index % len(labels)], pa.int32()),
+        })
+        storage.write_table(storage.join(out, f"part-{shards:05d}.parquet"), table)
+        shards += 1
+    return shards
+
+
+def _input_root(input_spec: str) -> str:
+    """The folder image ids are relative to: the input folder, or the glob's fixed prefix."""
+    if storage.is_uri(input_spec):
+        scheme, rest = input_spec.split("://", 1)
+        plain = f"{scheme}://" + "/".join(_plain_parts(rest))
+        return plain if storage.is_folder(plain) else storage.parent(plain)
+    root = Path(*_plain_parts(input_spec)) if _plain_parts(input_spec) else Path(".")
     return str((root if root.is_dir() else root.parent).resolve())
 
 
-def _shards_at(path: Path, root: str) -> list[Shard]:
-    if path.is_file() and path.suffix.lower() in ARRAY_SUFFIXES:
-        return [_shard(path, path.suffix.lower().lstrip("."), root)]
-    if not path.is_dir():
-        return []
-    shards = [_shard(file, file.suffix.lower().lstrip("."), root)
-              for file in sorted(path.rglob("*"))
-              if file.is_file() and file.suffix.lower() in ARRAY_SUFFIXES]
-    folders = {file.parent for file in path.rglob("*") if file.suffix.lower() in IMAGE_SUFFIXES}
-    return shards + [_shard(folder, "images", root) for folder in sorted(folders)]
+def _plain_parts(spec: str) -> list[str]:
+    parts = []
+    for part in Path(spec).parts:
+        if glob.has_magic(part):
+            break
+        parts.append(part)
+    return parts
 
 
-def _shard(path: Path, kind: str, root: str) -> Shard:
-    path = path.resolve()
-    files = _image_files(path) if kind == "images" else [path]
-    stats = [file.stat() for file in files]
-    return Shard(str(path), kind, root, sum(stat.st_size for stat in stats),
-                 max(stat.st_mtime_ns for stat in stats))
+def _suffix(location: str) -> str:
+    return Path(storage.name(location)).suffix.lower()
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(file for file in folder.iterdir()
-                  if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES)
+def _shard(location: str, kind: str, root: str, files: list[storage.FileEntry]) -> Shard:
+    return Shard(location, kind, root, sum(file.size for file in files),
+                 max(file.mtime_ns for file in files))
+
+
+def _image_files(folder: str) -> list[str]:
+    return [entry.location for entry in storage.list_files(folder)
+            if _suffix(entry.location) in IMAGE_SUFFIXES
+            and storage.parent(entry.location) == folder]
+
+
+def _reject_out_of_range(pixels: np.ndarray, errors: np.ndarray, pixel_max: float) -> None:
+    if pixel_max >= 255:
+        return
+    too_bright = (errors == "") & (pixels.max(axis=1, initial=0) > pixel_max)
+    errors[too_bright] = [f"pixel value {value} outside the model's range [0, {pixel_max:g}]"
+                          for value in pixels[too_bright].max(axis=1)]
 
 
 def _read_parquet(data: bytes, name: str, side: int):
@@ -240,18 +279,25 @@ def _array_rows(array: np.ndarray, side: int, ids: list[str]):
     return np.array(ids, dtype=object), pixels, np.full(len(ids), "", dtype=object)
 
 
-def _read_images(shard: Shard, side: int):
+def _read_images(shard: Shard, side: int, pixel_max: float):
     from PIL import Image
 
-    files = _image_files(Path(shard.path))
+    files = _image_files(shard.path)
     pixels = np.zeros((len(files), side * side), np.uint8)
     errors = np.full(len(files), "", dtype=object)
     for row, file in enumerate(files):
         try:
-            with Image.open(io.BytesIO(file.read_bytes())) as image:
+            with Image.open(io.BytesIO(storage.read_bytes(file))) as image:
                 gray = image.convert("L").resize((side, side), Image.Resampling.BILINEAR)
-                pixels[row] = np.asarray(gray, np.uint8).reshape(-1)
+                eight_bit = np.asarray(gray, np.float64).reshape(-1)
+                pixels[row] = np.rint(eight_bit * (pixel_max / 255.0)).astype(np.uint8)
         except Exception as error:  # noqa: BLE001 - one bad image must not stop the shard
             errors[row] = f"unreadable image: {type(error).__name__}: {error}"
-    ids = np.array([os.path.relpath(file, shard.root) for file in files], dtype=object)
+    ids = np.array([_relative(file, shard.root) for file in files], dtype=object)
     return ids, pixels, errors
+
+
+def _relative(location: str, root: str) -> str:
+    if storage.is_uri(location):
+        return location.removeprefix(root.rstrip("/") + "/")
+    return os.path.relpath(location, root)

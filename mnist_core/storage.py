@@ -1,23 +1,42 @@
-"""Where reports land: a local path or a pyarrow filesystem URI (``s3://…``, ``gs://…``).
+"""Where files live: a local path or a filesystem URI (``s3://…``, ``gs://…``, ``file://…``).
 
 Every write is atomic. Locally the bytes go to a temporary file beside the target, are flushed
-to disk, then renamed over it, so a reader (or a resumed job) never sees half a file. Object
-stores publish an object only when its upload completes, which gives the same guarantee.
+to disk, then renamed over it, so a reader (or a resumed job) never sees half a file; the file
+gets the mode any other new file would (0666 less the user's umask), not ``mkstemp``'s 0600.
+On an object store the bytes go to a temporary key first and are then copied into place
+server-side: a pyarrow S3 output stream publishes its object even when the writer raised
+(apache/arrow#40502), so writing straight to the target could publish half a file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
+import glob
 import io
 import os
 import tempfile
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mnist_core.errors import OutputError
+
+
+@dataclass(frozen=True, order=True)
+class FileEntry:
+    """A file found by ``list_files``: its location (path or URI), size and modification time."""
+
+    location: str
+    size: int
+    mtime_ns: int
+
 
 def is_uri(location: str) -> bool:
-    """True for ``scheme://…`` locations handled by a pyarrow filesystem."""
+    """True for ``scheme://…`` locations handled by a pyarrow filesystem (not ``file://``)."""
     return "://" in str(location) and not str(location).startswith("file://")
 
 
@@ -28,23 +47,43 @@ def join(base: str, *parts: str) -> str:
     return str(Path(_local(base), *parts))
 
 
+def parent(location: str) -> str:
+    """The folder that holds ``location``."""
+    if is_uri(location):
+        return str(location).rstrip("/").rsplit("/", 1)[0]
+    return str(Path(_local(location)).parent)
+
+
+def name(location: str) -> str:
+    """The last part of ``location``."""
+    return str(location).rstrip("/").rsplit("/", 1)[-1]
+
+
 def exists(location: str) -> bool:
     """True when a file exists at ``location``."""
     if not is_uri(location):
         return Path(_local(location)).is_file()
     from pyarrow import fs
 
-    filesystem, path = fs.FileSystem.from_uri(location)
+    filesystem, path = _filesystem(location)
     return filesystem.get_file_info(path).type == fs.FileType.File
+
+
+def is_folder(location: str) -> bool:
+    """True when ``location`` is a folder (on an object store: a prefix holding objects)."""
+    if not is_uri(location):
+        return Path(_local(location)).is_dir()
+    from pyarrow import fs
+
+    filesystem, path = _filesystem(location)
+    return filesystem.get_file_info(path).type == fs.FileType.Directory
 
 
 def read_bytes(location: str) -> bytes:
     """Return the bytes stored at ``location``."""
     if not is_uri(location):
         return Path(_local(location)).read_bytes()
-    from pyarrow import fs
-
-    filesystem, path = fs.FileSystem.from_uri(location)
+    filesystem, path = _filesystem(location)
     with filesystem.open_input_stream(path) as stream:
         return stream.read()
 
@@ -52,25 +91,9 @@ def read_bytes(location: str) -> bytes:
 def write_bytes(location: str, data: bytes) -> None:
     """Atomically replace the file at ``location`` with ``data``, creating folders as needed."""
     if is_uri(location):
-        from pyarrow import fs
-
-        filesystem, path = fs.FileSystem.from_uri(location)
-        filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        with filesystem.open_output_stream(path) as stream:
-            stream.write(data)
-        return
-    target = Path(_local(location))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        _write_object(location, data)
+    else:
+        _write_local(Path(_local(location)), data)
 
 
 def write_table(location: str, table: pa.Table) -> None:
@@ -81,10 +104,130 @@ def write_table(location: str, table: pa.Table) -> None:
 
 
 def read_table(location: str) -> pa.Table:
-    """Read the Parquet file at ``location``."""
+    """Read the Parquet file at ``location`` (its bytes once, so a concurrent replace is safe)."""
     return pq.read_table(io.BytesIO(read_bytes(location)))
+
+
+def write_rows(location: str, rows: list[dict], schema: pa.Schema) -> None:
+    """Atomically write ``rows`` as a Parquet file with ``schema``."""
+    write_table(location, pa.Table.from_pylist(rows, schema=schema))
+
+
+def read_rows(location: str) -> list[dict]:
+    """Rows of an existing Parquet file, or an empty list when there is none yet."""
+    return read_table(location).to_pylist() if exists(location) else []
+
+
+def remove(location: str) -> None:
+    """Delete the file at ``location`` if it exists."""
+    if not is_uri(location):
+        Path(_local(location)).unlink(missing_ok=True)
+        return
+    filesystem, path = _filesystem(location)
+    with contextlib.suppress(FileNotFoundError):
+        filesystem.delete_file(path)
+
+
+def list_files(pattern: str) -> list[FileEntry]:
+    """Files at a path, under a folder (recursively) or matching a glob, sorted by location."""
+    if not is_uri(pattern):
+        return _list_local(_local(pattern))
+    from pyarrow import fs
+
+    filesystem, path = _filesystem(pattern)
+    scheme = str(pattern).split("://", 1)[0]
+    root = _glob_root(path) if glob.has_magic(path) else path
+    info = filesystem.get_file_info(root)
+    if info.type == fs.FileType.File:
+        infos = [info]
+    elif info.type == fs.FileType.Directory:
+        infos = filesystem.get_file_info(fs.FileSelector(root, recursive=True))
+    else:
+        return []
+    return sorted(FileEntry(f"{scheme}://{item.path}", item.size, item.mtime_ns or 0)
+                  for item in infos if item.type == fs.FileType.File
+                  and (not glob.has_magic(path) or fnmatch.fnmatchcase(item.path, path)))
+
+
+def check_writable(location: str, flag: str = "--out") -> None:
+    """Create ``location`` as a folder and write (then delete) a probe file there, so that a
+    job learns of a bad output folder before any work; ``OutputError`` names it otherwise."""
+    probe = join(location, f".write-probe-{uuid.uuid4().hex}")
+    try:
+        write_bytes(probe, b"")
+        remove(probe)
+    except (OSError, pa.ArrowException) as error:
+        reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+        raise OutputError(f"{flag} {location}: cannot write there ({reason})") from None
+
+
+def _write_local(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fchmod(stream.fileno(), 0o666 & ~_umask())
+            os.fsync(stream.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _write_object(location: str, data: bytes) -> None:
+    filesystem, path = _filesystem(location)
+    folder, leaf = path.rsplit("/", 1)
+    filesystem.create_dir(folder, recursive=True)
+    temporary = f"{folder}/.{leaf}.{uuid.uuid4().hex}.tmp"
+    try:
+        with filesystem.open_output_stream(temporary) as stream:
+            stream.write(data)
+        filesystem.copy_file(temporary, path)
+    finally:
+        with contextlib.suppress(Exception):
+            filesystem.delete_file(temporary)
+
+
+def _list_local(pattern: str) -> list[FileEntry]:
+    if glob.has_magic(pattern):
+        matches = [Path(match) for match in glob.glob(pattern, recursive=True)]
+    else:
+        matches = [Path(pattern)]
+    files = set()
+    for match in matches:
+        if match.is_file():
+            files.add(match.resolve())
+        elif match.is_dir():
+            files.update(file.resolve() for file in match.rglob("*") if file.is_file())
+    entries = []
+    for file in files:
+        stat = file.stat()
+        entries.append(FileEntry(str(file), stat.st_size, stat.st_mtime_ns))
+    return sorted(entries)
+
+
+def _glob_root(path: str) -> str:
+    plain = []
+    for part in path.split("/"):
+        if glob.has_magic(part):
+            break
+        plain.append(part)
+    return "/".join(plain)
+
+
+def _filesystem(location: str):
+    from pyarrow import fs
+
+    return fs.FileSystem.from_uri(str(location))
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def _local(location: str) -> str:
     return str(location).removeprefix("file://")
-

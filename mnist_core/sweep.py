@@ -1,167 +1,158 @@
-"""Sweep configuration: a TOML file validated into frozen dataclasses, and its grid of trials.
+"""The sweep driver: one Ray task per trial, gathered with ``ray.wait`` as they finish.
 
-The cartesian product of every ``[grid]`` list, times every seed, is the set of trials. Each
-trial gets a stable id from its position and a hash of its config, so a resumed sweep knows
-exactly which trials it still owes. Reading the file is the only side effect here.
+The data is loaded once here and ``ray.put`` once; every task receives the same reference.
+A trial that raises is recorded ``failed`` with its error and never retried. A trial whose
+worker process or node dies is resubmitted by the driver, up to ``max_retries`` times, so the
+``attempts`` column is exact; Ray's own task retries are off for the same reason. Reports are
+rewritten after every trial, so a killed driver loses nothing that finished, and a resumed
+sweep runs only the trials missing from ``trials.parquet``. When every trial is recorded and
+one has a best model, ``<out>/latest`` is pointed at the sweep (see ``model_ref``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import json
-import re
-import tomllib
+import math
+import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
-from mnist_core.config import DataConfig, ModelConfig, TrialConfig
-from mnist_core.errors import ConfigError, DataNotFoundError
-
-SECTIONS = {
-    "sweep": {"name", "dataset", "data_path", "validation_split", "seeds"},
-    "grid": {"hidden_units", "activation", "optimizer", "learning_rate", "batch_size", "epochs"},
-    "resources": {"num_cpus", "num_gpus", "max_retries"},
-}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+from mnist_core import storage
+from mnist_core.data import load_dataset
+from mnist_core.model_ref import write_latest
+from mnist_core.reports import SweepReport
+from mnist_core.sweep_config import SweepConfig, Trial
 
 
 @dataclass(frozen=True)
-class Resources:
-    """What each trial's Ray task asks for, and how often a dead worker's trial is retried."""
+class SweepSummary:
+    """How a sweep ended: where its reports are and how many trials were ok or failed."""
 
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
-    max_retries: int = 2
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One point of the grid for one seed, with its stable id."""
-
-    trial_id: str
-    config: TrialConfig
+    sweep_id: str
+    folder: str
+    total: int
+    ok: int
+    failed: int
+    ran_now: int
+    top: tuple[dict, ...]
 
 
-@dataclass(frozen=True)
-class SweepConfig:
-    """A whole sweep: its name, the data, the trial configs and the resources per trial."""
-
-    name: str
-    data: DataConfig
-    trials: tuple[Trial, ...]
-    resources: Resources
-    source_text: str
-
-    @property
-    def grid_names(self) -> list[str]:
-        """Hyperparameters that take more than one value in this sweep (the plotted ones)."""
-        names = ["hidden_units", "activation", "optimizer", "learning_rate", "batch_size",
-                 "epochs", "seed"]
-        records = [trial.config.as_record() for trial in self.trials]
-        return [name for name in names if len({json.dumps(r[name]) for r in records}) > 1]
+def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool = True,
+              top_n: int = 5) -> SweepSummary:
+    """Run every trial of ``config`` not yet in ``<out>/<sweep_id>``; return the summary."""
+    folder = storage.join(out, sweep_id)
+    storage.write_bytes(storage.join(folder, "sweep.toml"), config.source_text.encode())
+    report = SweepReport(folder, sweep_id, config.data.dataset, config.data.validation_split)
+    todo = [trial for trial in config.trials if trial.trial_id not in report.finished_ids]
+    if todo:
+        _run_trials(config, todo, report, show_progress)
+    report.write_hyperparameter_plot(config.grid_names)
+    if report.best is not None and report.finished_ids >= {t.trial_id for t in config.trials}:
+        write_latest(out, sweep_id)
+    return _summarise(report, folder, len(todo), top_n)
 
 
-def load_sweep_config(path: str | Path) -> SweepConfig:
-    """Read and validate the sweep TOML at ``path``; ``ConfigError`` names file and key."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"{path}: no such sweep config")
-    text = path.read_text()
+def _run_trials(config: SweepConfig, todo: list[Trial], report: SweepReport,
+                show_progress: bool) -> None:
+    import ray
+
+    splits_ref = ray.put(load_dataset(config.data))
+    submit = _submitter(config, report.sweep_id, splits_ref)
+    pending = {submit(trial): (trial, 1) for trial in todo}
+    progress = _Progress(len(config.trials), len(report.trials), _slots(config), show_progress)
     try:
-        return parse_sweep_config(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML ({error})") from None
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for ref in done:
+                trial, attempt = pending.pop(ref)
+                retry = _collect(ref, trial, attempt, config.resources.max_retries, report)
+                if retry:
+                    pending[submit(trial)] = (trial, attempt + 1)
+            progress.update(report, len(pending))
+    finally:
+        progress.close()
 
 
-def parse_sweep_config(text: str) -> SweepConfig:
-    """Validate TOML text into a ``SweepConfig``."""
-    document = tomllib.loads(text)
-    _check_keys(document)
-    sweep, grid = document.get("sweep", {}), document.get("grid", {})
-    name = sweep.get("name", "sweep")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError(f"[sweep] name must be letters, digits, '.', '_' or '-', got {name!r}")
-    data = _section("sweep", DataConfig, dataset=sweep.get("dataset", "mnist"),
-                    data_path=sweep.get("data_path", ""),
-                    validation_split=sweep.get("validation_split", 0.1))
-    if data.validation_split <= 0:
-        raise ConfigError("[sweep] validation_split must be > 0: the best trial is chosen on "
-                          "validation accuracy, never on the test set")
-    seeds = _list("sweep", "seeds", sweep.get("seeds", [0]))
-    trials = _expand(grid, seeds)
-    return SweepConfig(name, data, trials, _resources(document.get("resources", {})), text)
+def _submitter(config: SweepConfig, sweep_id: str, splits_ref):
+    from mnist_core.worker import run_trial_task
+
+    resources = config.resources
+    task = run_trial_task.options(num_cpus=resources.num_cpus, num_gpus=resources.num_gpus,
+                                  max_retries=0, retry_exceptions=False)
+
+    def submit(trial: Trial):
+        return task.remote(sweep_id, trial.trial_id, trial.config, splits_ref,
+                           resources.num_cpus)
+
+    return submit
 
 
-def _check_keys(document: dict) -> None:
-    for section, values in document.items():
-        if section not in SECTIONS:
-            raise ConfigError(f"unknown section [{section}]; expected "
-                              + ", ".join(f"[{name}]" for name in SECTIONS))
-        if not isinstance(values, dict):
-            raise ConfigError(f"[{section}] must be a table")
-        unknown = sorted(set(values) - SECTIONS[section])
-        if unknown:
-            raise ConfigError(f"[{section}] unknown key(s) {', '.join(unknown)}; expected "
-                              + ", ".join(sorted(SECTIONS[section])))
+def _collect(ref, trial: Trial, attempt: int, max_retries: int, report: SweepReport) -> bool:
+    """Record the finished task behind ``ref``; return True when it should be retried."""
+    import ray
+    from ray.exceptions import RayError, RayTaskError
 
-
-def _list(section: str, key: str, value) -> list:
-    if not isinstance(value, list) or not value:
-        raise ConfigError(f"[{section}] {key} must be a non-empty list, got {value!r}")
-    return value
-
-
-def _expand(grid: dict, seeds: list) -> tuple[Trial, ...]:
-    defaults = TrialConfig()
-    axes = {
-        "hidden_units": _list("grid", "hidden_units",
-                              grid.get("hidden_units", [list(defaults.model.hidden_units)])),
-        "activation": _list("grid", "activation",
-                            grid.get("activation", [defaults.model.activation])),
-        **{key: _list("grid", key, grid.get(key, [getattr(defaults, key)]))
-           for key in ("optimizer", "learning_rate", "batch_size", "epochs")},
-        "seed": seeds,
-    }
-    for units in axes["hidden_units"]:
-        if not isinstance(units, list):
-            raise ConfigError(f"[grid] hidden_units must be a list of lists, e.g. [[10], [32]], "
-                              f"got {units!r}")
-    trials = []
-    for index, values in enumerate(itertools.product(*axes.values())):
-        point = dict(zip(axes, values))
-        model = _section("grid", ModelConfig, hidden_units=tuple(point.pop("hidden_units")),
-                         activation=point.pop("activation"))
-        config = _section("grid", TrialConfig, model=model, **point)
-        trials.append(Trial(_trial_id(index, config), config))
-    return tuple(trials)
-
-
-def _resources(section: dict) -> Resources:
-    resources = Resources(**section)
-    for key in ("num_cpus", "num_gpus"):
-        value = getattr(resources, key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"[resources] {key} must be a number, got {value!r}")
-    if resources.num_cpus <= 0:
-        raise ConfigError(f"[resources] num_cpus must be > 0, got {resources.num_cpus}")
-    if resources.num_gpus < 0:
-        raise ConfigError(f"[resources] num_gpus must be >= 0, got {resources.num_gpus}")
-    retries = resources.max_retries
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ConfigError(f"[resources] max_retries must be an integer >= 0, got {retries!r}")
-    return resources
-
-
-def _section(section: str, factory, **fields):
     try:
-        return factory(**fields)
-    except ConfigError as error:
-        raise ConfigError(f"[{section}] {error}") from None
+        outcome = ray.get(ref)
+    except RayTaskError as error:
+        cause = error.cause if error.cause is not None else error
+        report.add_failed(trial.trial_id, trial.config.as_record(),
+                          f"{type(cause).__name__}: {cause}", attempt)
+        return False
+    except RayError as error:
+        if attempt <= max_retries:
+            return True
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        report.add_failed(trial.trial_id, trial.config.as_record(),
+                          f"{type(error).__name__}: {message}", attempt)
+        return False
+    placement = {"node": outcome.node, "gpu_ids": list(outcome.gpu_ids),
+                 "worker_pid": outcome.worker_pid,
+                 "worker_setup_seconds": outcome.worker_setup_seconds}
+    report.add_ok(trial.trial_id, outcome.result, placement, attempt)
+    return False
 
 
-def _trial_id(index: int, config: TrialConfig) -> str:
-    digest = hashlib.sha1(json.dumps(config.as_record(), sort_keys=True).encode()).hexdigest()
-    return f"t{index:04d}-{digest[:8]}"
+def _slots(config: SweepConfig) -> int:
+    """How many trials the cluster can run at once with the configured resources."""
+    import ray
+
+    available = ray.cluster_resources()
+    resources = config.resources
+    slots = math.floor(available.get("CPU", 0) / resources.num_cpus)
+    if resources.num_gpus > 0:
+        slots = min(slots, math.floor(available.get("GPU", 0) / resources.num_gpus))
+    if slots == 0:
+        warnings.warn(
+            f"no node can run a trial now (each asks for {resources.num_cpus} CPU and "
+            f"{resources.num_gpus} GPU; the cluster has {available.get('CPU', 0)} CPU and "
+            f"{available.get('GPU', 0)} GPU): trials wait until the autoscaler adds nodes",
+            stacklevel=2)
+    return max(slots, 1)
+
+
+class _Progress:
+    """A tqdm bar of trials recorded, with failed, running and best validation accuracy."""
+
+    def __init__(self, total: int, initial: int, slots: int, enabled: bool):
+        from tqdm import tqdm
+
+        self.slots = slots
+        self.bar = tqdm(total=total, initial=initial, unit="trial", desc="sweep",
+                        disable=not enabled, dynamic_ncols=True)
+
+    def update(self, report: SweepReport, pending: int) -> None:
+        self.bar.n = len(report.trials)
+        failed = sum(row["status"] == "failed" for row in report.trials)
+        best = report.best["val_accuracy"] if report.best else float("nan")
+        self.bar.set_postfix(failed=failed, running=min(pending, self.slots),
+                             best_val=f"{best:.4f}", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _summarise(report: SweepReport, folder: str, ran_now: int, top_n: int) -> SweepSummary:
+    ok = [row for row in report.trials if row["status"] == "ok"]
+    top = sorted(ok, key=lambda row: row["val_accuracy"], reverse=True)[:top_n]
+    return SweepSummary(report.sweep_id, folder, len(report.trials), len(ok),
+                        len(report.trials) - len(ok), ran_now, tuple(top))

@@ -47,7 +47,7 @@ def train(config: TrialConfig, splits: Splits, on_epoch: EpochCallback | None = 
     import keras
 
     keras.utils.set_random_seed(config.seed)
-    model = build_model(config.model, splits.input_dim)
+    model = build_model(config.model, splits.input_dim, splits.pixel_max)
     optimizer = make_optimizer(config.optimizer, config.learning_rate)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])

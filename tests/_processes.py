@@ -37,10 +37,11 @@ def kill_session(leader: int, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
-def crash_when(command: list[str], pattern: str, root: Path, rows: int,
-               timeout: float = 240) -> Path:
+def crash_when(command: list[str], pattern: str, root: Path, rows: int = 1,
+               timeout: float = 240, ready=None) -> Path:
     """Run ``command`` in a session of its own; once a Parquet file matching ``root/pattern``
-    holds ``rows`` rows, kill the whole session, as a crash would. Return that file."""
+    holds ``rows`` rows (or ``ready(table)`` says so), kill the whole session, as a crash
+    would. Return that file."""
     import subprocess
 
     from mnist_core import storage
@@ -53,8 +54,10 @@ def crash_when(command: list[str], pattern: str, root: Path, rows: int,
         found = next(iter(sorted(root.glob(pattern))), None)
         # Read the bytes once: the job replaces this file while we poll, and a reader that
         # opens the path twice could mix the old file's footer with the new file's pages.
-        if found is not None and storage.read_table(str(found)).num_rows >= rows:
-            break
+        if found is not None:
+            table = storage.read_table(str(found))
+            if ready(table) if ready is not None else table.num_rows >= rows:
+                break
         time.sleep(0.1)
     kill_session(job.pid)
     job.wait()

@@ -89,13 +89,14 @@ def test_sweep_submitted_through_the_jobs_api(cluster, tmp_path):
 
 
 def test_scoring_submitted_through_the_jobs_api(cluster, tmp_path):
-    from jobs.make_images import base_images, write_shards
     from mnist_core.config import ModelConfig
+    from mnist_core.data import dataset_images
     from mnist_core.model import build_model
+    from mnist_core.shards import write_shards
 
-    pixels, labels = base_images("digits")
+    pixels, labels = dataset_images("digits")
     write_shards(str(tmp_path / "in"), "digits", pixels, labels, 3000, 1000)
-    build_model(ModelConfig(), 64).save(tmp_path / "model.keras")
+    build_model(ModelConfig(), 64, pixel_max=16).save(tmp_path / "model.keras")
     result = _submit(cluster, "score", "--model", str(tmp_path / "model.keras"), "--input",
                      str(tmp_path / "in" / "*.parquet"), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -11,10 +11,10 @@ from mnist_core.errors import DataFormatError, DataNotFoundError
 from mnist_core.idx import write_idx
 
 
-def test_digits_is_scaled_flattened_and_split(digits):
+def test_digits_is_flattened_in_its_own_units_and_split(digits):
     assert digits.input_dim == 64
     assert digits.x_train.dtype == np.float32
-    assert digits.x_train.min() >= 0.0 and digits.x_train.max() == 1.0
+    assert digits.x_train.min() >= 0.0 and digits.x_train.max() == digits.pixel_max == 16.0
     assert len(digits.y_train) + len(digits.y_val) + len(digits.y_test) == 1797
     assert len(digits.y_test) == 360
     assert set(np.unique(digits.y_val)) == set(range(10))
@@ -36,12 +36,13 @@ def test_validation_split_is_stratified_and_seeded():
     assert np.abs(train_share - val_share).max() < 0.02
 
 
-def test_npz_is_loaded_and_scaled(tmp_path, mnist_like):
+def test_npz_is_loaded_and_flattened(tmp_path, mnist_like):
     np.savez(tmp_path / "mnist.npz", **mnist_like)
     splits = load_dataset(DataConfig(dataset="mnist", data_path=str(tmp_path / "mnist.npz")))
     assert splits.input_dim == 784
     assert splits.image_shape == (28, 28)
-    np.testing.assert_allclose(splits.x_test[0], mnist_like["x_test"][0].ravel() / 255.0)
+    assert splits.pixel_max == 255.0
+    np.testing.assert_array_equal(splits.x_test[0], mnist_like["x_test"][0].ravel())
 
 
 @pytest.mark.parametrize("compress", [True, False])

@@ -9,12 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 from _processes import crash_when
 
-from jobs.make_images import write_shards
 from jobs.score import main
 from mnist_core.config import ModelConfig
 from mnist_core.model import build_model
-from mnist_core.prediction import DenseForward, load_model
-from mnist_core.scoring import Predictor
+from mnist_core.prediction import DenseForward, Predictor, load_model
+from mnist_core.shards import write_shards
 
 IMAGES = np.random.default_rng(11).integers(0, 256, (2400, 784), dtype=np.uint8)
 
@@ -39,7 +38,7 @@ def _predictions(out):
 
 
 def _expected(model_path, images):
-    return load_model(model_path).predict(images.astype(np.float32) / 255, verbose=0)
+    return load_model(model_path).predict(images.astype(np.float32), verbose=0)
 
 
 def test_predictor_on_a_hand_made_batch(model_path):
@@ -158,3 +157,84 @@ def test_tensorflow_forward_pass_matches_numpy(model_path):
     on_numpy = Predictor(forward).probabilities(IMAGES[:50])
     on_graph = Predictor(forward, use_gpu=True).probabilities(IMAGES[:50])
     np.testing.assert_allclose(on_graph, on_numpy, atol=1e-6)
+
+
+def _other_model(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(1)
+    path = tmp_path / "model-b.keras"
+    build_model(ModelConfig((8,), "tanh"), 784).save(path)
+    return path
+
+
+def _model_ids(out):
+    return set(_predictions(out)["model_id"])
+
+
+@pytest.mark.slow
+def test_a_new_model_rescores_every_shard(ray_session, tmp_path, model_path, capsys):
+    pattern = _shards(tmp_path / "in", count=1200)
+    out = tmp_path / "out"
+    assert main(["--model", str(model_path), "--input", pattern, "--out", str(out)]) == 0
+    (first,) = _model_ids(out)
+    other = _other_model(tmp_path)
+    capsys.readouterr()
+    assert main(["--model", str(other), "--input", pattern, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    (second,) = _model_ids(out)
+    assert second != first
+    assert "2 of 2 shards to score" in printed
+    assert f"before model {first} (2 shards); now model {second} (2 shards)" in printed
+    predictions = _predictions(out).sort_values("id")
+    assert len(predictions) == 1200 and predictions["id"].is_unique
+    np.testing.assert_array_equal(predictions["predicted_label"],
+                                  _expected(other, IMAGES[:1200]).argmax(axis=1))
+    manifest = pq.read_table(out / "manifest.parquet").to_pylist()
+    assert {(row["model_id"], row["model"]) for row in manifest} == {(second, str(other))}
+
+
+@pytest.mark.slow
+def test_a_crash_while_rescoring_with_a_new_model_resumes(ray_session, tmp_path, model_path):
+    pattern = _shards(tmp_path / "in", count=6000, shard_size=100)
+    out = tmp_path / "out"
+    assert main(["--model", str(model_path), "--input", pattern, "--out", str(out)]) == 0
+    (first,) = _model_ids(out)
+    other = str(_other_model(tmp_path))
+    command = [sys.executable, "-m", "jobs.score", "--model", other, "--input", pattern,
+               "--out", str(out)]
+    manifest = crash_when(command, "manifest.parquet", out, ready=lambda table: sum(
+        model != first for model in table.column("model_id").to_pylist()) >= 2)
+    models = pq.read_table(manifest).column("model_id").to_pylist()
+    assert {first} < set(models), "the kill should land midway through the rescoring"
+    assert main(["--model", other, "--input", pattern, "--out", str(out)]) == 0
+    predictions = _predictions(out)
+    assert len(predictions) == 6000 and predictions["id"].is_unique
+    assert _model_ids(out) == set(models) - {first}
+
+
+@pytest.mark.slow
+def test_raw_digits_pixels_are_scored_in_the_models_units(ray_session, tmp_path):
+    import keras
+
+    from mnist_core.data import dataset_images
+
+    keras.utils.set_random_seed(0)
+    model = tmp_path / "digits.keras"
+    build_model(ModelConfig(), 64, pixel_max=16).save(model)
+    pixels, _ = dataset_images("digits")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    np.save(folder / "raw.npy", pixels[:50])
+    np.save(folder / "bright.npy", np.full((3, 64), 200, np.uint8))
+    out = tmp_path / "out"
+    assert main(["--model", str(model), "--input", str(folder), "--out", str(out)]) == 1
+    predictions = _predictions(out).sort_values("id", key=lambda ids: ids.map(
+        lambda text: int(text.rsplit(":", 1)[1])))
+    assert list(predictions["source"].map(os.path.basename).unique()) == ["raw.npy"]
+    expected = load_model(model).predict(pixels[:50].astype(np.float32), verbose=0)
+    np.testing.assert_allclose(np.stack(predictions["probabilities"]), expected, atol=1e-5)
+    failures = pq.read_table(out / "failures.parquet").to_pylist()
+    assert len(failures) == 3
+    assert {row["reason"] for row in failures} == {
+        "pixel value 200 outside the model's range [0, 16]"}

@@ -1,8 +1,12 @@
-"""Atomic report writes: the target is replaced whole and no temporary file is left."""
+"""Storage: atomic writes, the file mode a user expects, listing, and up-front output checks."""
+
+import os
 
 import pyarrow as pa
+import pytest
 
 from mnist_core import storage
+from mnist_core.errors import OutputError
 
 
 def test_write_table_is_atomic_and_readable(tmp_path):
@@ -13,7 +17,46 @@ def test_write_table_is_atomic_and_readable(tmp_path):
     assert sorted(p.name for p in (tmp_path / "nested").iterdir()) == ["table.parquet"]
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_follow_the_umask(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        storage.write_bytes(str(tmp_path / "report.parquet"), b"x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "report.parquet").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_uri_detection():
     assert storage.is_uri("s3://bucket/runs")
     assert not storage.is_uri("runs/x")
+    assert not storage.is_uri("file:///tmp/x")
     assert storage.join("s3://bucket/runs/", "a", "b.parquet") == "s3://bucket/runs/a/b.parquet"
+    assert storage.parent("s3://bucket/runs/a.parquet") == "s3://bucket/runs"
+
+
+def test_list_files_takes_a_file_a_folder_or_a_glob(tmp_path):
+    for name in ("a.parquet", "b.parquet", "sub/c.parquet", "sub/d.npy"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"12345")
+    names = lambda pattern: [os.path.relpath(e.location, tmp_path)  # noqa: E731
+                             for e in storage.list_files(pattern)]
+    assert names(str(tmp_path / "a.parquet")) == ["a.parquet"]
+    assert names(str(tmp_path)) == ["a.parquet", "b.parquet", "sub/c.parquet", "sub/d.npy"]
+    assert names(str(tmp_path / "**" / "*.parquet")) == ["a.parquet", "b.parquet",
+                                                         "sub/c.parquet"]
+    assert names(str(tmp_path / "absent")) == []
+    assert {e.size for e in storage.list_files(str(tmp_path))} == {5}
+
+
+def test_check_writable_creates_the_folder_and_leaves_nothing(tmp_path):
+    storage.check_writable(str(tmp_path / "new" / "out"))
+    assert list((tmp_path / "new" / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["/proc/nope/out", "{tmp}/file/out"])
+def test_check_writable_names_the_folder_it_cannot_write(tmp_path, where):
+    (tmp_path / "file").write_text("a file, not a folder")
+    location = where.format(tmp=tmp_path)
+    with pytest.raises(OutputError, match=f"--out {location}: cannot write there"):
+        storage.check_writable(location)

@@ -9,9 +9,9 @@ import pytest
 from _processes import crash_when
 
 from jobs.sweep import main
-from mnist_core import driver
+from mnist_core import sweep
 from mnist_core.prediction import load_model
-from mnist_core.sweep import load_sweep_config
+from mnist_core.sweep_config import load_sweep_config
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +112,7 @@ def test_a_trial_that_raises_is_recorded_and_the_sweep_goes_on(ray_session, tmp_
     out = tmp_path / "runs"
     sweep_id = "raises-1"
     (faults / f"{sweep_id}.{victim}.raise").touch()
-    summary = driver.run_sweep(load_sweep_config(config_path), str(out), sweep_id,
+    summary = sweep.run_sweep(load_sweep_config(config_path), str(out), sweep_id,
                                show_progress=False)
     assert (summary.ok, summary.failed) == (3, 1)
     tables = _assert_reports_consistent(out / sweep_id, trials=4, epochs=3)
@@ -128,7 +128,7 @@ def test_a_killed_worker_is_retried(ray_session, tmp_path, faults, retries, stat
     victim = config.trials[2].trial_id
     sweep_id = f"crash-{retries}"
     (faults / f"{sweep_id}.{victim}.crash").touch()
-    driver.run_sweep(config, str(tmp_path), sweep_id, show_progress=False)
+    sweep.run_sweep(config, str(tmp_path), sweep_id, show_progress=False)
     tables = _assert_reports_consistent(tmp_path / sweep_id, trials=4, epochs=3)
     row = next(row for row in tables["trials"] if row["trial_id"] == victim)
     assert (row["status"], row["attempts"]) == (status, attempts)

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from mnist_core.errors import ConfigError
-from mnist_core.sweep import load_sweep_config, parse_sweep_config
+from mnist_core.sweep_config import load_sweep_config, parse_sweep_config
 
 VALID = """
 [sweep]

@@ -1,0 +1,55 @@
+"""What ``--model`` may name, and the ``latest`` pointer that sweeps maintain.
+
+``--model`` takes a ``.keras`` file, a sweep folder (its ``best/model.keras``), a training
+folder (its ``model.keras``) or ``<out>/latest``: a small JSON file that ``jobs.sweep`` rewrites
+atomically each time a sweep in ``<out>`` completes with a best model, naming that sweep. It
+never names a sweep that is still running or has no best model, and it holds the sweep's id
+rather than a path, so the folder can be copied or synced elsewhere. All of these may be local
+paths or URIs.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from mnist_core import storage
+from mnist_core.errors import DataFormatError, DataNotFoundError
+
+LATEST = "latest"
+
+
+def write_latest(out: str, sweep_id: str) -> str:
+    """Point ``<out>/latest`` at sweep ``sweep_id`` (atomically); return the pointer's path."""
+    pointer = storage.join(out, LATEST)
+    record = {"sweep_id": sweep_id, "model": f"{sweep_id}/best/model.keras",
+              "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    storage.write_bytes(pointer, (json.dumps(record, indent=2) + "\n").encode())
+    return pointer
+
+
+def resolve_model(reference: str) -> str:
+    """The ``.keras`` file that ``reference`` names; ``DataNotFoundError`` says what was tried."""
+    reference = str(reference).rstrip("/")
+    if storage.name(reference) == LATEST and storage.exists(reference):
+        return _follow_latest(reference)
+    if storage.exists(reference):
+        return reference
+    for candidate in (storage.join(reference, "best", "model.keras"),
+                      storage.join(reference, "model.keras")):
+        if storage.exists(candidate):
+            return candidate
+    hint = (" (no sweep has completed there yet)" if storage.name(reference) == LATEST
+            else "; expected a .keras file, a sweep folder or <out>/latest")
+    raise DataNotFoundError(f"--model {reference}: no such model{hint}")
+
+
+def _follow_latest(pointer: str) -> str:
+    try:
+        record = json.loads(storage.read_bytes(pointer))
+        model = storage.join(storage.parent(pointer), *record["model"].split("/"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise DataFormatError(f"--model {pointer}: not a latest-sweep pointer") from None
+    if not storage.exists(model):
+        raise DataNotFoundError(f"--model {pointer}: it names {model}, which does not exist")
+    return model
