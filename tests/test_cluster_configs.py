@@ -1,5 +1,6 @@
 """The cluster configs parse, and say what users rely on: loopback, token auth, excludes."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,47 @@ def test_relative_paths_are_made_absolute_and_uris_kept(tmp_path, monkeypatch):
                            "--input", "/abs/*.parquet"])
     assert args == ["--config", str(tmp_path / "c.toml"), "--out=s3://bucket/runs",
                     "--epochs", "3", "--input", "/abs/*.parquet"]
+
+
+def _cron_command() -> str:
+    lines = (CLUSTER / "crontab.example").read_text().splitlines()
+    (line,) = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return line.split(maxsplit=5)[5]
+
+
+@pytest.mark.slow
+def test_the_cron_line_scores_with_the_latest_sweep_as_written(ray_session, tmp_path):
+    """Runs the crontab example's command, only its paths moved into tmp_path."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from mnist_core.data import dataset_images
+    from mnist_core.shards import write_shards
+    from mnist_core.sweep import run_sweep
+    from mnist_core.sweep_config import parse_sweep_config
+
+    project, incoming, scores = tmp_path / "project", tmp_path / "incoming", tmp_path / "scores"
+    project.mkdir()
+    (project / ".venv").symlink_to(Path(sys.prefix))
+    config = parse_sweep_config('[sweep]\nname = "cron"\ndataset = "digits"\n'
+                                '[grid]\nepochs = [2]\n')
+    summary = run_sweep(config, str(project / "runs"), "cron-1", show_progress=False)
+    pixels, labels = dataset_images("digits")
+    write_shards(str(incoming), "digits", pixels, labels, 2000, 1000)
+    command = (_cron_command().replace("/srv/mnist-ray", str(project))
+               .replace("/data/incoming", str(incoming)).replace("/data/scores", str(scores))
+               .replace("/var/log/mnist-score.log", str(tmp_path / "score.log")))
+    result = subprocess.run(["bash", "-c", command], env={**os.environ, "RAY_ADDRESS": ""},
+                            timeout=300)
+    log = (tmp_path / "score.log").read_text()
+    assert result.returncode == 0, log
+    assert "runs/cron-1/best/model.keras" in log
+    predictions = pq.read_table(scores / "predictions").to_pandas()
+    assert len(predictions) == 2000 and predictions["id"].is_unique
+    best = summary.top[0]
+    assert best["status"] == "ok"
+    counts = np.bincount(predictions["predicted_label"], minlength=10)
+    assert (counts > 0).sum() >= 8, "a trained digits model predicts most classes"

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from _processes import crash_when
@@ -238,3 +239,73 @@ def test_raw_digits_pixels_are_scored_in_the_models_units(ray_session, tmp_path)
     assert len(failures) == 3
     assert {row["reason"] for row in failures} == {
         "pixel value 200 outside the model's range [0, 16]"}
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """A real S3-compatible server (moto's server mode) on 127.0.0.1, with a bucket."""
+    boto3 = pytest.importorskip("boto3")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    environment = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                   "AWS_DEFAULT_REGION": "us-east-1",
+                   "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
+    saved = {key: os.environ.get(key) for key in environment}
+    os.environ.update(environment)
+    boto3.client("s3").create_bucket(Bucket="mnist")
+    yield environment
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    server.stop()
+
+
+@pytest.mark.slow
+def test_inputs_model_and_outputs_on_an_s3_server(s3_server, tmp_path, model_path):
+    from mnist_core import storage
+
+    write_shards("s3://mnist/incoming", "s3", IMAGES, np.zeros(len(IMAGES), np.int32),
+                 1200, 400)
+    storage.write_bytes("s3://mnist/models/model.keras", model_path.read_bytes())
+    command = [sys.executable, "-m", "jobs.score", "--model", "s3://mnist/models/model.keras",
+               "--input", "s3://mnist/incoming/*.parquet", "--out", "s3://mnist/scores"]
+    environment = {**os.environ, **s3_server, "RAY_ADDRESS": ""}
+    first = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "3 of 3 shards to score" in first.stdout
+    manifest = storage.read_table("s3://mnist/scores/manifest.parquet").to_pylist()
+    assert len(manifest) == 3 and all(row["output"].startswith("s3://mnist/scores/predictions/")
+                                      for row in manifest)
+    predictions = pa.concat_tables([storage.read_table(row["output"]) for row in manifest])
+    assert predictions.num_rows == 1200 and len(set(predictions["id"].to_pylist())) == 1200
+    by_id = dict(zip(predictions["id"].to_pylist(), predictions["predicted_label"].to_pylist()))
+    expected = _expected(model_path, IMAGES[:1200]).argmax(axis=1)
+    assert [by_id[f"s3-{index:09d}"] for index in range(1200)] == list(expected)
+    again = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 of 3 shards to score" in again.stdout
+    leftovers = [entry.location for entry in storage.list_files("s3://mnist/scores")
+                 if ".tmp" in entry.location or ".write-probe" in entry.location]
+    assert leftovers == []
+
+
+@pytest.mark.parametrize("job", [
+    ["jobs.train", "--epochs", "1", "--out", "/proc/nope/x"],
+    ["jobs.score", "--model", "{model}", "--input", "{input}", "--out", "/proc/nope"],
+    ["jobs.sweep", "--config", "configs/quick.toml", "--out", "/proc/nope"],
+    ["jobs.make_images", "--count", "10", "--out", "/proc/nope"],
+])
+def test_an_unwritable_out_is_one_line_and_exit_2_before_any_work(tmp_path, model_path, job):
+    pattern = _shards(tmp_path / "in", count=10, shard_size=10)
+    command = [part.format(model=model_path, input=pattern) for part in job]
+    result = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True,
+                            timeout=120, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: --out /proc/nope") and "cannot write there" in line
+    assert "Traceback" not in result.stdout
