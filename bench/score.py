@@ -20,7 +20,6 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
@@ -83,9 +82,13 @@ def _time_job(model_path: str, pattern: str, out: str, args) -> tuple[float, flo
     config = ScoreConfig(model=model_path, input=pattern, out=out, batch_size=args.batch_size,
                          actors=args.actors)
     start = time.perf_counter()
-    summary = scoring.execute(scoring.plan(config))
+    landed = []
+    summary = scoring.execute(scoring.plan(config),
+                              on_shard=lambda *_: landed.append(time.perf_counter() - start))
     seconds = time.perf_counter() - start
     assert summary.images == args.images and summary.failed_rows == 0
+    print(f"first shard committed after {landed[0]:.2f} s; last after {landed[-1]:.2f} s",
+          flush=True)
     return ray_start, seconds
 
 

@@ -1,4 +1,4 @@
-"""Score image shards with a trained model on Ray Data: resumable, exactly once per image.
+"""Score image shards with a trained model on a pool of Ray actors, each image exactly once.
 
     python -m jobs.score --model runs/<sweep_id>/best/model.keras \\
         --input 'data/demo_images/*.parquet' --out scores/demo

@@ -10,7 +10,7 @@ from mnist_core.errors import ConfigError
 @dataclass(frozen=True)
 class ScoreConfig:
     """A scoring job: model (file, sweep folder or ``latest`` pointer), inputs, output folder,
-    the Ray Data knobs, and whether to wait for another run that holds the output folder."""
+    the actor pool's knobs, and whether to wait for another run that holds the output folder."""
 
     model: str
     input: str

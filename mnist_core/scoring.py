@@ -1,17 +1,21 @@
-"""Batch scoring on Ray Data: shards in, one prediction row per image out, exactly once.
+"""Batch scoring on Ray actors: shards in, one prediction row per image out, exactly once.
 
 ``plan`` works out, before Ray is needed, what a run will do: the model (loaded once, with
 ``safe_mode=True``, from a file, a sweep folder or a ``latest`` pointer, local or a URI), every
 input shard, and the ones the manifest says are pending — new, changed, or scored by another
-model. ``execute`` maps the pending shards through a Ray Data pipeline, ``from_items`` (one
-block per shard) → ``map_batches(ShardScorer)`` on an actor pool (``ActorPoolStrategy``,
-``num_gpus`` per actor), and commits each shard to ``manifest.parquet`` the moment its result
-arrives. A crash costs only the shards in flight: they are missing from the manifest (or still
-bound to the old model), the rerun scores them again, and their output is replaced whole.
+model. ``execute`` hands the pending shards to a pool of ``ShardScorer`` actors (``--actors``
+of them, ``num_gpus`` each), one shard per actor at a time, gathers results with ``ray.wait``
+and commits each shard to ``manifest.parquet`` the moment it lands. A crash costs only the
+shards in flight: they are missing from the manifest (or still bound to the old model), the
+rerun scores them again, and their output is replaced whole. An actor whose process dies is
+restarted by Ray and its shard retried (the write is atomic, so a retry is harmless).
 
-Why not ``Dataset.write_parquet``: it writes per block, with no point at which one shard's
-output is known complete, and re-grouping rows by shard (``partition_cols``) cost more than the
-prediction itself (see docs/benchmarks.md).
+Why plain actors, not Ray Data: a shard is the unit of reading, writing and committing, so the
+pipeline is a queue of shards over a pool of actors, which Ray Data ran with about 3 s more
+start-up (its executor, and ``ray.data`` imported in every actor) before the first shard
+landed: 4.1–4.7 s against 1.3 s (docs/benchmarks.md). ``Dataset.write_parquet`` was tried
+before that: it writes per block, with no point at which one shard's output is known complete,
+and re-grouping rows by shard (``partition_cols``) cost more than the prediction itself.
 
 The driver ships the model's weights (numpy) to the actors: a CPU actor never imports
 TensorFlow, whose start-up would dominate a short job. A GPU actor runs the same forward pass
@@ -24,19 +28,22 @@ import hashlib
 import json
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from pyarrow import ArrowException
+
 from mnist_core import storage
-from mnist_core.errors import ConfigError
+from mnist_core.errors import ConfigError, OutputError
 from mnist_core.manifest import Manifest
 from mnist_core.model_ref import resolve_model
 from mnist_core.prediction import DenseForward, load_model_bytes
 from mnist_core.score_config import ScoreConfig
-from mnist_core.shard_scorer import ShardScorer, shard_items
+from mnist_core.shard_scorer import ShardScorer
 from mnist_core.shards import Shard, discover
 
 ShardCallback = Callable[[Shard, int, int], None]
+_RETRIES = 2  # restarts of a scoring actor whose process died, and retries of its shard
 
 
 @dataclass(frozen=True)
@@ -88,36 +95,65 @@ def plan(config: ScoreConfig) -> ScorePlan:
 def execute(work: ScorePlan, on_shard: ShardCallback | None = None) -> ScoreSummary:
     """Score the plan's pending shards on the connected Ray, committing each as it lands."""
     images = failed = 0
-    if work.pending:
-        by_path = {shard.path: shard for shard in work.pending}
-        for batch in _pipeline(work).iter_batches(batch_size=1, batch_format="numpy"):
-            summary = {key: value[0] for key, value in batch.items()}
-            failures = json.loads(summary["failures"])
-            shard = by_path[summary["path"]]
-            work.manifest.commit(shard, summary["content_hash"], summary["output"],
-                                 int(summary["rows"]), _failure_rows(shard, failures),
-                                 work.model_id, work.model)
-            images, failed = images + int(summary["rows"]), failed + len(failures)
-            if on_shard is not None:
-                on_shard(shard, int(summary["rows"]), len(failures))
+    for shard, summary in _score_on_actors(work):
+        failures = json.loads(summary["failures"])
+        work.manifest.commit(shard, summary["content_hash"], summary["output"],
+                             int(summary["rows"]), _failure_rows(shard, failures),
+                             work.model_id, work.model)
+        images, failed = images + int(summary["rows"]), failed + len(failures)
+        if on_shard is not None:
+            on_shard(shard, int(summary["rows"]), len(failures))
     return ScoreSummary(len(work.shards), len(work.pending), images, failed, work.model_id,
                         dict(work.models_before), dict(work.manifest.models()))
 
 
-def _pipeline(work: ScorePlan):
+def _score_on_actors(work: ScorePlan) -> Iterator[tuple[Shard, dict]]:
+    """Yield (shard, summary) as actors finish shards; each actor has one shard at a time."""
+    import ray
+
+    if not work.pending:
+        return
+    queue = list(reversed(work.pending))
+    in_flight = {}
+    for actor in _start_actors(work, min(work.config.actors, len(queue))):
+        shard = queue.pop()
+        in_flight[actor.score.remote(shard)] = (actor, shard)
+    while in_flight:
+        (ref,), _ = ray.wait(list(in_flight), num_returns=1)
+        actor, shard = in_flight.pop(ref)
+        if queue:
+            following = queue.pop()
+            in_flight[actor.score.remote(following)] = (actor, following)
+        yield shard, _result(ref, shard, work.config.out)
+
+
+def _start_actors(work: ScorePlan, count: int) -> list:
     import ray
 
     config = work.config
-    items = shard_items(work.pending)
     resources = {"num_gpus": config.num_gpus} if config.num_gpus else {"num_cpus": 1}
-    return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        ShardScorer, batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=min(config.actors, len(items))),
-        fn_constructor_kwargs={"forward": work.forward, "model_id": work.model_id,
-                               "side": work.side, "batch_size": config.batch_size,
-                               "out": config.out, "use_gpu": config.num_gpus > 0},
-        **resources,
-    )
+    actor_class = ray.remote(ShardScorer).options(
+        max_restarts=_RETRIES, max_task_retries=_RETRIES, **resources)
+    forward = ray.put(work.forward)
+    return [actor_class.remote(forward, work.model_id, work.side, config.batch_size, config.out,
+                               use_gpu=config.num_gpus > 0) for _ in range(count)]
+
+
+def _result(ref, shard: Shard, out: str) -> dict:
+    """The actor's summary of ``shard``; a failed write is one ``OutputError`` line."""
+    import ray
+    from ray.exceptions import RayTaskError
+
+    try:
+        return ray.get(ref)
+    except RayTaskError as error:
+        cause = error.cause if error.cause is not None else error
+        if not isinstance(cause, OSError | ArrowException):
+            raise
+        reason = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+        raise OutputError(f"--out {out}: writing the predictions of {shard.path} failed "
+                          f"({reason}); shards committed so far are kept, rerun to resume"
+                          ) from None
 
 
 def _failure_rows(shard: Shard, failures: list[dict]) -> list[dict]:

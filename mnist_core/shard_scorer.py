@@ -1,4 +1,4 @@
-"""The Ray Data actor that scores whole shards and writes each one's predictions atomically.
+"""The scoring actor: scores whole shards and writes each one's predictions atomically.
 
 Each actor reads a whole shard, runs the ``Predictor`` over it in batches of ``batch_size``
 images, and writes the shard's predictions to ``predictions/shard=<key>/part-0.parquet``
@@ -27,24 +27,18 @@ PREDICTIONS_SCHEMA = pa.schema([
     pa.field("model_id", pa.string()),
     pa.field("source", pa.string()),
 ])
-SHARD_FIELDS = ("path", "kind", "root", "size", "mtime_ns")
 
 
 class ShardScorer:
-    """Scores the shards of each batch it is given; returns one summary row per shard (its
-    content hash, output file, rows scored, and rejected rows with reasons)."""
+    """Scores one shard per ``score`` call and returns its summary (content hash, output file,
+    rows scored, and rejected rows with reasons). Plain class; ``scoring`` runs it as a Ray
+    actor."""
 
     def __init__(self, forward: DenseForward, model_id: str, side: int, batch_size: int,
                  out: str, use_gpu: bool = False):
         self.predictor = Predictor(forward, use_gpu)
         self.pixel_max = forward.pixel_max
         self.model_id, self.side, self.batch_size, self.out = model_id, side, batch_size, out
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Score each shard in ``batch``; return their summaries."""
-        summaries = [self.score(shard_from(batch, index)) for index in range(len(batch["path"]))]
-        return {key: np.array([summary[key] for summary in summaries], dtype=object)
-                for key in summaries[0]}
 
     def score(self, shard: Shard) -> dict:
         """Score one shard, write its predictions, and return its summary."""
@@ -70,17 +64,6 @@ class ShardScorer:
 def output_path(out: str, shard: Shard) -> str:
     """Where a shard's predictions go (hive-style, so the folder reads as one dataset)."""
     return storage.join(out, "predictions", f"shard={shard.key}", "part-0.parquet")
-
-
-def shard_items(shards: list[Shard]) -> list[dict]:
-    """Shards as plain rows, the form they travel in through Ray Data."""
-    return [{name: getattr(shard, name) for name in SHARD_FIELDS} for shard in shards]
-
-
-def shard_from(batch: dict[str, np.ndarray], index: int) -> Shard:
-    """Row ``index`` of a Ray Data batch of ``shard_items`` back as a ``Shard``."""
-    return Shard(str(batch["path"][index]), str(batch["kind"][index]), str(batch["root"][index]),
-                 int(batch["size"][index]), int(batch["mtime_ns"][index]))
 
 
 def _empty_predictions() -> pa.Table:

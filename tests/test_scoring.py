@@ -1,4 +1,4 @@
-"""Batch scoring on real Ray Data: predictions match Keras, every image exactly once, resume."""
+"""Batch scoring on real Ray: predictions match Keras, every image exactly once, resume."""
 
 import os
 import subprocess
