@@ -187,10 +187,11 @@ def _read_parquet(data: bytes, name: str, side: int):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(pa.BufferReader(data))
-    missing = {"id", "image"} - set(table.column_names)
+    shard = pq.ParquetFile(pa.BufferReader(data))
+    missing = {"id", "image"} - set(shard.schema_arrow.names)
     if missing:
         raise ValueError(f"missing column(s) {', '.join(sorted(missing))}")
+    table = shard.read(columns=["id", "image"])  # other columns (labels, say) are not read
     ids = table.column("id").cast(pa.string()).combine_chunks()
     pixels, errors = _decode_images(table.column("image").combine_chunks(), side * side)
     return ids, pixels, errors

@@ -1,19 +1,24 @@
-"""One trial: train a model from a config on the given data and measure it.
+"""One trial, or a pack of them: train from configs on the given data and measure each.
 
 A trial is a pure function of (config, data) returning a ``TrialResult``: it prints nothing and
 writes nothing the caller can see. The trained model travels back as the bytes of a ``.keras``
-file so that a Ray task can return it and the driver decides whether to keep it.
+file so that a Ray task can return it and the driver decides whether to keep it. ``run_pack``
+does the same for many trials at once (``packed_training``); a member that failed (its loss
+stopped being finite) comes back as a ``TrialFailure``, and the others are unaffected.
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_core.config import TrialConfig
 from mnist_core.data import Splits
 from mnist_core.evaluation import Evaluation, evaluate
+from mnist_core.model import build_model
 from mnist_core.training import EpochCallback, train
 
 
@@ -39,18 +44,61 @@ class TrialResult:
         return self.history.get("val_loss", [None])[-1]
 
 
+@dataclass(frozen=True)
+class TrialFailure:
+    """A trial that trained but cannot be reported as ok, and why."""
+
+    config: TrialConfig
+    error: str
+
+
 def run_trial(config: TrialConfig, splits: Splits,
-              on_epoch: EpochCallback | None = None) -> TrialResult:
+              on_epoch: EpochCallback | None = None) -> TrialResult | TrialFailure:
     """Train per ``config`` on ``splits``, evaluate on the test set, return the result."""
     fit = train(config, splits, on_epoch)
-    evaluation = evaluate(fit.model, splits.x_test, splits.y_test)
+    error = non_finite_loss(fit.history)
+    if error is not None:
+        return TrialFailure(config, error)
+    return _result(config, fit.model, fit.history, fit.seconds, splits)
+
+
+def run_pack(configs: Sequence[TrialConfig], splits: Splits) -> list[TrialResult | TrialFailure]:
+    """Train ``configs`` (one pack: they share ``packs.pack_key``) together; a result or a
+    failure per config, in order. A pack of one, or of an unpackable optimizer, trains alone."""
+    from mnist_core.packed_training import PACKABLE_OPTIMIZERS, train_pack
+
+    if len(configs) == 1 or configs[0].optimizer not in PACKABLE_OPTIMIZERS:
+        return [run_trial(config, splits) for config in configs]
+    fit = train_pack(configs, splits)
+    model = build_model(configs[0].model, splits.input_dim, splits.pixel_max)
+    results = []
+    for config, member in zip(configs, fit.members):
+        if member.error is not None:
+            results.append(TrialFailure(config, member.error))
+            continue
+        model.set_weights(member.weights)
+        results.append(_result(config, model, member.history, fit.seconds / len(configs),
+                               splits))
+    return results
+
+
+def non_finite_loss(history: dict[str, list[float]]) -> str | None:
+    """Why a history cannot be reported (its training loss stopped being finite), or None."""
+    for epoch, loss in enumerate(history.get("loss", []), start=1):
+        if not math.isfinite(loss):
+            return f"loss became {loss} in epoch {epoch}"
+    return None
+
+
+def _result(config: TrialConfig, model, history: dict, seconds: float,
+            splits: Splits) -> TrialResult:
     return TrialResult(
         config=config,
-        params=int(fit.model.count_params()),
-        history=fit.history,
-        evaluation=evaluation,
-        train_seconds=fit.seconds,
-        model_bytes=model_to_bytes(fit.model),
+        params=int(model.count_params()),
+        history=history,
+        evaluation=evaluate(model, splits.x_test, splits.y_test),
+        train_seconds=seconds,
+        model_bytes=model_to_bytes(model),
     )
 
 

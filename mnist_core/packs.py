@@ -1,0 +1,74 @@
+"""Grouping a sweep's trials into packs: trials trained together as one vectorized graph.
+
+Trials share a pack only when they share ``pack_key``: architecture, activation, optimizer,
+batch size and seed. Why these, measured on this project's machine (docs/benchmarks.md): a
+shared data order lets the first layer be one wide matmul, about 1.7× the throughput of a data
+order per member (a gathered (K, batch, 784) tensor) at K = 32, and the seed decides the data
+order; different architectures, activations, optimizers or batch sizes would need separate
+graphs or step counts inside one pack, which costs what packing saves. Everything numeric
+(learning rate, momentum, epochs, …) varies freely inside a pack.
+
+``pack_size = "auto"`` keeps every worker slot busy first, then packs as many as fit: at most
+``CPU_PACK_LIMIT`` members on a CPU worker (beyond that a pack's weights and activations fall
+out of cache and throughput drops: 1.8M trial-samples/s at 128, 1.5M at 512) and
+``GPU_PACK_LIMIT`` on a GPU worker, where wider packs keep the device busy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from dataclasses import dataclass
+
+from mnist_core.config import TrialConfig
+from mnist_core.packed_training import PACKABLE_OPTIMIZERS
+from mnist_core.sweep_config import Trial
+
+CPU_PACK_LIMIT = 128
+GPU_PACK_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class Pack:
+    """Trials trained together in one Ray task, with an id unique across runs of a sweep."""
+
+    pack_id: str
+    trials: tuple[Trial, ...]
+
+    @property
+    def configs(self) -> list[TrialConfig]:
+        """The members' trial configs, in order."""
+        return [trial.config for trial in self.trials]
+
+
+def pack_key(config: TrialConfig) -> str:
+    """What members of one pack must share (see the module docstring)."""
+    return json.dumps([list(config.model.hidden_units), config.model.activation,
+                       config.optimizer, config.batch_size, config.seed])
+
+
+def pack_size_for(pending: int, slots: int, pack_size: int | str, on_gpu: bool) -> int:
+    """The most members per pack: the configured integer, or for ``"auto"`` enough packs for
+    every slot, capped by the CPU or GPU limit."""
+    if pack_size != "auto":
+        return int(pack_size)
+    limit = GPU_PACK_LIMIT if on_gpu else CPU_PACK_LIMIT
+    return max(1, min(limit, math.ceil(pending / max(slots, 1))))
+
+
+def make_packs(trials: list[Trial], largest: int) -> list[Pack]:
+    """Split ``trials`` into packs of at most ``largest`` members sharing a ``pack_key``,
+    sizes balanced within each key; unpackable optimizers get packs of one."""
+    groups: dict[str, list[Trial]] = {}
+    for trial in trials:
+        groups.setdefault(pack_key(trial.config), []).append(trial)
+    run = uuid.uuid4().hex[:6]
+    packs = []
+    for members in groups.values():
+        limit = largest if members[0].config.optimizer in PACKABLE_OPTIMIZERS else 1
+        count = math.ceil(len(members) / limit)
+        for index in range(count):
+            chunk = tuple(members[index::count])
+            packs.append(Pack(f"{run}-p{len(packs):05d}", chunk))
+    return packs

@@ -1,0 +1,98 @@
+"""The packed trainer computes what the single-trial path and Keras's own ``fit`` compute."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from mnist_core.config import ModelConfig, TrialConfig
+from mnist_core.model import build_model
+from mnist_core.packed_training import initial_weights, train_pack
+from mnist_core.training import make_optimizer, train
+from mnist_core.trial import TrialFailure, TrialResult, run_pack
+
+RATES = {"sgd": np.geomspace(0.01, 2.0, 64), "adam": np.geomspace(1e-4, 0.05, 64),
+         "rmsprop": np.geomspace(1e-4, 0.05, 64), "adagrad": np.geomspace(1e-3, 0.5, 64)}
+
+
+def _configs(optimizer: str, epochs: int = 1, hidden=(10,), activation="sigmoid"):
+    return [TrialConfig(model=ModelConfig(hidden, activation), optimizer=optimizer,
+                        learning_rate=float(rate), batch_size=100, epochs=epochs, seed=3)
+            for rate in RATES[optimizer]]
+
+
+def _assert_weights_close(actual, expected):
+    assert len(actual) == len(expected)
+    for got, want in zip(actual, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "rmsprop", "adagrad"])
+def test_a_member_of_a_pack_of_64_equals_the_trial_trained_alone(digits, optimizer):
+    configs = _configs(optimizer)
+    fit = train_pack(configs, digits)
+    for index in (0, 37, 63):
+        alone = train(configs[index], digits)
+        _assert_weights_close(fit.members[index].weights, alone.model.get_weights())
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert fit.members[index].history[key] == pytest.approx(alone.history[key],
+                                                                    rel=1e-5)
+
+
+def test_two_hidden_layers_and_relu_pack_too(digits):
+    configs = _configs("sgd", hidden=(16, 12), activation="relu")[20:28]
+    fit = train_pack(configs, digits)
+    alone = train(configs[5], digits)
+    _assert_weights_close(fit.members[5].weights, alone.model.get_weights())
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_pack_of_one_agrees_with_keras_fit(digits, optimizer):
+    import keras
+
+    config = _configs(optimizer)[40]
+    fit = train_pack([config], digits)
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(config.model, digits.input_dim, digits.pixel_max)
+    model.compile(optimizer=make_optimizer(optimizer, config.learning_rate),
+                  loss="sparse_categorical_crossentropy")
+    order = np.random.default_rng(config.seed).permutation(len(digits.y_train))
+    model.fit(digits.x_train[order], digits.y_train[order], batch_size=100, epochs=1,
+              shuffle=False, verbose=0)
+    _assert_weights_close(fit.members[0].weights, model.get_weights())
+
+
+def test_members_start_from_the_single_trial_paths_weights(digits):
+    import keras
+
+    config = _configs("sgd")[0]
+    keras.utils.set_random_seed(config.seed)
+    expected = build_model(config.model, digits.input_dim, digits.pixel_max).get_weights()
+    _assert_weights_close(initial_weights(config, digits), expected)
+
+
+def test_full_runs_reach_the_same_test_accuracy(digits):
+    configs = _configs("sgd", epochs=10)[::8]
+    packed = run_pack(configs, digits)
+    for config, result in zip(configs, packed):
+        (alone,) = run_pack([config], digits)
+        assert result.evaluation.accuracy == pytest.approx(alone.evaluation.accuracy, abs=0.002)
+        assert result.params == alone.params == 760
+
+
+def test_a_member_with_fewer_epochs_is_frozen_after_its_last(digits):
+    short, long = _configs("sgd", epochs=3)[30], _configs("sgd", epochs=6)[31]
+    fit = train_pack([short, long], digits)
+    assert len(fit.members[0].history["loss"]) == 3 and len(fit.members[1].history["loss"]) == 6
+    _assert_weights_close(fit.members[0].weights, train(short, digits).model.get_weights())
+
+
+def test_a_diverging_member_fails_alone(digits):
+    configs = _configs("sgd", epochs=3, activation="relu")[::16]
+    configs.append(dataclasses.replace(configs[0], learning_rate=1e20))
+    results = run_pack(configs, digits)
+    assert isinstance(results[-1], TrialFailure)
+    assert results[-1].error.startswith("loss became nan in epoch")
+    assert all(isinstance(result, TrialResult) for result in results[:-1])
+    (alone,) = run_pack([configs[1]], digits)
+    assert results[1].evaluation.accuracy == pytest.approx(alone.evaluation.accuracy, abs=0.002)
