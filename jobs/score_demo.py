@@ -71,12 +71,13 @@ def train_model(folder: Path) -> Path:
         from mnist_core import devices, reports
         from mnist_core.config import DataConfig, TrialConfig
         from mnist_core.data import load_dataset
-        from mnist_core.trial import run_trial
+        from mnist_core.trial import TrialFailure, run_trial
 
         data_config = DataConfig(dataset="digits")
         devices.configure()
         print(f"no digits sweep in {folder.parent}: training one model into {folder}")
         result = run_trial(TrialConfig(epochs=30), load_dataset(data_config))
+        assert not isinstance(result, TrialFailure), result.error  # the tutorial converges
         reports.write_trial_reports(str(folder), "train", result, data_config)
     return model
 

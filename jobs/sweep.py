@@ -10,6 +10,7 @@ ok, 1 when some failed (the reports are still complete), 2 for a bad config or f
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -47,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     where = session.connect(args.address)
     print(f"sweep {sweep_id}: {len(config.trials)} trials on {where}", flush=True)
     try:
-        summary = run_sweep(config, args.out, sweep_id, show_progress=not args.no_progress)
+        summary = run_sweep(config, args.out, sweep_id, show_progress=not args.no_progress,
+                            cluster_can_grow=bool(args.address or os.environ.get("RAY_ADDRESS")))
     except KeyboardInterrupt:
         print(f"interrupted: finished trials are in the reports; continue with\n"
               f"  python -m jobs.sweep --resume {sweep_id} --out {args.out}", file=sys.stderr)
@@ -75,7 +77,7 @@ def _config_and_id(args) -> tuple[SweepConfig, str]:
 
 def _print_summary(summary) -> None:
     print(f"\n{summary.ok} ok, {summary.failed} failed of {summary.total} trials "
-          f"({summary.ran_now} run now)")
+          f"({summary.ran_now} run now in {summary.packs} packs)")
     if summary.top:
         print(f"top {len(summary.top)} by validation accuracy:")
         header = (f"{'trial_id':<15} {'hidden':<8} {'activation':<10} {'optimizer':<9} "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from jobs._cli import Parser, build, int_list, run
+from jobs._cli import EXIT_PARTIAL, Parser, build, int_list, run
 from mnist_core import reports, storage
 from mnist_core.config import (
     ACTIVATIONS,
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mnist_core import devices
     from mnist_core.data import load_dataset
     from mnist_core.model import build_model
-    from mnist_core.trial import run_trial
+    from mnist_core.trial import TrialFailure, run_trial
 
     storage.check_writable(args.out)
     splits = load_dataset(data_config)
@@ -65,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{len(splits.y_val)} validation, {len(splits.y_test)} test")
     build_model(trial_config.model, splits.input_dim, splits.pixel_max).summary()
     result = run_trial(trial_config, splits, on_epoch=_print_epoch(trial_config.epochs))
+    if isinstance(result, TrialFailure):
+        print(f"error: training failed: {result.error}", file=sys.stderr)
+        return EXIT_PARTIAL
     reports.write_trial_reports(args.out, "train", result, data_config)
     print(f"reports: {args.out}")
     print(f"test_accuracy={result.evaluation.accuracy:.4f} test_loss={result.evaluation.loss:.4f}")

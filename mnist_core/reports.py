@@ -6,9 +6,6 @@ jobs read the same way in pandas, Polars or DuckDB. Columns are documented in do
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
-
 import pyarrow as pa
 
 from mnist_core import plots, storage
@@ -47,6 +44,8 @@ TRIALS_SCHEMA = pa.schema([
     pa.field("gpu_ids", pa.list_(pa.string())),
     pa.field("worker_pid", pa.int64()),
     pa.field("worker_setup_seconds", pa.float64()),
+    pa.field("pack_id", pa.string()),
+    pa.field("pack_size", pa.int32()),
     pa.field("finished_at", pa.timestamp("s", tz="UTC")),
 ])
 EPOCHS_SCHEMA = pa.schema([
@@ -139,78 +138,3 @@ def write_model_and_plots(folder: str, result: TrialResult, title: str) -> None:
                         plots.confusion_heatmap(result.evaluation.confusion, title))
     storage.write_bytes(storage.join(folder, "learning_curves.png"),
                         plots.learning_curves(result.history, title))
-
-
-class SweepReport:
-    """The reports of one sweep, kept in memory and rewritten atomically as trials finish.
-
-    Folder layout: ``trials``, ``epochs``, ``confusion`` and ``per_class`` Parquet files,
-    ``sweep.toml`` (the config that made it), and ``best/`` (model, plots, ``best.json``).
-    ``trials.parquet`` is written last on every flush and is the record of what finished: rows
-    of other tables whose trial is not in it (a flush cut short) are dropped when a sweep
-    resumes, so every trial appears exactly once in every report.
-    """
-
-    DETAIL_TABLES = {"epochs": EPOCHS_SCHEMA, "confusion": CONFUSION_SCHEMA,
-                     "per_class": PER_CLASS_SCHEMA}
-
-    def __init__(self, folder: str, sweep_id: str, dataset: str, validation_split: float):
-        self.folder, self.sweep_id = folder, sweep_id
-        self.dataset, self.validation_split = dataset, validation_split
-        self.trials = storage.read_rows(self._path("trials"))
-        finished = {row["trial_id"] for row in self.trials}
-        self.details = {name: [row for row in storage.read_rows(self._path(name))
-                               if row["trial_id"] in finished]
-                        for name in self.DETAIL_TABLES}
-        ok = [row for row in self.trials if row["status"] == "ok"]
-        self.best = max(ok, key=lambda row: row["val_accuracy"], default=None)
-
-    @property
-    def finished_ids(self) -> set[str]:
-        """Ids of the trials already recorded, ok or failed."""
-        return {row["trial_id"] for row in self.trials}
-
-    def add_ok(self, trial_id: str, result: TrialResult, placement: dict, attempts: int) -> None:
-        """Record a finished trial, keep its model if it is the best so far, and flush."""
-        row = self._base_row(trial_id, "ok", None, attempts)
-        row |= metrics_row(trial_id, result, self.dataset, self.validation_split) | placement
-        self.details["epochs"] += epoch_rows(trial_id, result.history)
-        self.details["confusion"] += confusion_rows(trial_id, result.evaluation.confusion)
-        self.details["per_class"] += per_class_rows(trial_id, result)
-        if self.best is None or row["val_accuracy"] > self.best["val_accuracy"]:
-            self._write_best(row, result)
-        self._append(row)
-
-    def add_failed(self, trial_id: str, config_record: dict, error: str, attempts: int) -> None:
-        """Record a trial that raised or whose worker kept dying, and flush."""
-        row = self._base_row(trial_id, "failed", error, attempts) | config_record
-        self._append(row | {"dataset": self.dataset, "validation_split": self.validation_split})
-
-    def write_hyperparameter_plot(self, names: list[str]) -> None:
-        """Plot test accuracy against each swept hyperparameter for the ok trials."""
-        ok = [row for row in self.trials if row["status"] == "ok"]
-        if ok and names:
-            storage.write_bytes(self._path("best/accuracy_by_hyperparameter", ".png"),
-                                plots.accuracy_by_hyperparameter(ok, names))
-
-    def _base_row(self, trial_id: str, status: str, error: str | None, attempts: int) -> dict:
-        finished_at = datetime.now(UTC).replace(microsecond=0)
-        return {"sweep_id": self.sweep_id, "trial_id": trial_id, "status": status,
-                "error": error, "attempts": attempts, "finished_at": finished_at}
-
-    def _append(self, row: dict) -> None:
-        self.trials.append(row)
-        for name, schema in self.DETAIL_TABLES.items():
-            storage.write_rows(self._path(name), self.details[name], schema)
-        storage.write_rows(self._path("trials"), self.trials, TRIALS_SCHEMA)
-
-    def _write_best(self, row: dict, result: TrialResult) -> None:
-        self.best = row
-        title = f"best trial {row['trial_id']}: test accuracy {row['test_accuracy']:.4f}"
-        write_model_and_plots(storage.join(self.folder, "best"), result, title)
-        summary = {key: row[key] for key in ("trial_id", "val_accuracy", "test_accuracy")}
-        storage.write_bytes(self._path("best/best", ".json"),
-                            json.dumps(summary | result.config.as_record(), indent=2).encode())
-
-    def _path(self, name: str, suffix: str = ".parquet") -> str:
-        return storage.join(self.folder, *f"{name}{suffix}".split("/"))

@@ -21,18 +21,21 @@ from mnist_core.errors import ConfigError, DataNotFoundError
 SECTIONS = {
     "sweep": {"name", "dataset", "data_path", "validation_split", "seeds"},
     "grid": {"hidden_units", "activation", "optimizer", "learning_rate", "batch_size", "epochs"},
-    "resources": {"num_cpus", "num_gpus", "max_retries"},
+    "resources": {"num_cpus", "num_gpus", "max_retries", "pack_size"},
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 @dataclass(frozen=True)
 class Resources:
-    """What each trial's Ray task asks for, and how often a dead worker's trial is retried."""
+    """What each pack's Ray task asks for, how many trials a pack may hold (``"auto"`` or a
+    positive integer; 1 trains every trial alone), and how often a dead worker's pack is
+    retried."""
 
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     max_retries: int = 2
+    pack_size: int | str = "auto"
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,9 @@ def _resources(section: dict) -> Resources:
     retries = resources.max_retries
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"[resources] max_retries must be an integer >= 0, got {retries!r}")
+    size = resources.pack_size
+    if size != "auto" and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise ConfigError(f'[resources] pack_size must be "auto" or an integer >= 1, got {size!r}')
     return resources
 
 

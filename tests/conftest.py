@@ -35,14 +35,6 @@ def mnist_like():
     }
 
 
-# Workers inherit this process's environment, so the fault folder must exist before Ray starts.
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-FAULTS = Path(tempfile.mkdtemp(prefix="mnist-faults-"))
-os.environ["MNIST_CORE_FAULTS"] = str(FAULTS)
-
-
 @pytest.fixture(scope="session")
 def ray_session():
     """A real local Ray with 2 CPUs, shared by every test that needs one."""
@@ -52,10 +44,3 @@ def ray_session():
     yield ray
     ray.shutdown()
 
-
-@pytest.fixture
-def faults():
-    """The folder where tests drop fault files for the worker's test-only fault hook."""
-    yield FAULTS
-    for path in FAULTS.iterdir():
-        path.unlink()

@@ -82,7 +82,8 @@ def test_sweep_submitted_through_the_jobs_api(cluster, tmp_path):
                      "--no-progress")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "SUCCEEDED" in result.stdout and "top 4 by validation accuracy" in result.stdout
-    (folder,) = (tmp_path / "runs").iterdir()
+    (folder,) = [path for path in (tmp_path / "runs").iterdir() if path.is_dir()]
+    assert json.loads((tmp_path / "runs" / "latest").read_text())["sweep_id"] == folder.name
     trials = pq.read_table(folder / "trials.parquet").to_pylist()
     assert len(trials) == 4 and {row["status"] for row in trials} == {"ok"}
     assert (folder / "best" / "model.keras").is_file()
@@ -119,7 +120,7 @@ def test_sweep_survives_losing_the_worker_node(cluster, tmp_path):
     _wait_gone(raylet)
     log, _ = follower.communicate(timeout=300)
     assert "job mnist-sweep-" in log, log[-3000:]
-    (folder,) = out.iterdir()
+    (folder,) = [path for path in out.iterdir() if path.is_dir()]
     trials = pq.read_table(folder / "trials.parquet").to_pylist()
     ids = [row["trial_id"] for row in trials]
     assert len(ids) == len(set(ids)) == 4, log[-3000:]
@@ -133,7 +134,7 @@ def test_sweep_survives_losing_the_worker_node(cluster, tmp_path):
 def _wait_for_first_trial(out: Path, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        files = list(out.glob("*/trials.parquet"))
+        files = list(out.glob("*/parts/trials/*.parquet"))
         if files and storage.read_table(str(files[0])).num_rows >= 1:  # one read: see crash_when
             return
         time.sleep(0.2)

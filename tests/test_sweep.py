@@ -1,5 +1,6 @@
 """Sweeps on a real local Ray: reports, faults, retries and resume after a killed driver."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from jobs.sweep import main
 from mnist_core import sweep
 from mnist_core.prediction import load_model
 from mnist_core.sweep_config import load_sweep_config
+from mnist_core.sweep_report import read_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -34,12 +36,13 @@ epochs = [{epochs}]
 num_cpus = 1
 num_gpus = 0
 max_retries = {retries}
+pack_size = {pack_size}
 """
 
 
-def _config(tmp_path, name="grid", epochs=3, retries=1) -> Path:
+def _config(tmp_path, name="grid", epochs=3, retries=1, pack_size='"auto"') -> Path:
     path = tmp_path / f"{name}.toml"
-    path.write_text(GRID.format(name=name, epochs=epochs, retries=retries))
+    path.write_text(GRID.format(name=name, epochs=epochs, retries=retries, pack_size=pack_size))
     return path
 
 
@@ -106,16 +109,35 @@ def test_workers_are_reused_across_trials(ray_session, tmp_path):
                    if row["worker_pid"] == pid) <= 1
 
 
-def test_a_trial_that_raises_is_recorded_and_the_sweep_goes_on(ray_session, tmp_path, faults):
-    config_path = _config(tmp_path, name="raises")
-    victim = load_sweep_config(config_path).trials[1].trial_id
-    out = tmp_path / "runs"
-    sweep_id = "raises-1"
-    (faults / f"{sweep_id}.{victim}.raise").touch()
-    summary = sweep.run_sweep(load_sweep_config(config_path), str(out), sweep_id,
-                               show_progress=False)
+def _faulty_task(folder: Path):
+    """A pack task that, for a trial named by a file in ``folder``, raises (``<id>.raise``) or
+    kills its worker process once (``<id>.crash``, removed first so the retry succeeds)."""
+    import ray
+
+    from mnist_core.worker import train_pack_on_worker
+
+    @ray.remote(max_calls=0)
+    def faulty(pack, splits, num_cpus):
+        for trial in pack.trials:
+            crash = folder / f"{trial.trial_id}.crash"
+            if crash.exists():
+                crash.unlink()
+                os._exit(1)
+            if (folder / f"{trial.trial_id}.raise").exists():
+                raise RuntimeError(f"injected fault in trial {trial.trial_id}")
+        return train_pack_on_worker(pack, splits, num_cpus)
+
+    return faulty
+
+
+def test_a_pack_that_raises_is_recorded_and_the_sweep_goes_on(ray_session, tmp_path):
+    config = load_sweep_config(_config(tmp_path, name="raises", pack_size=1))
+    victim = config.trials[1].trial_id
+    (tmp_path / f"{victim}.raise").touch()
+    summary = sweep.run_sweep(config, str(tmp_path / "runs"), "raises-1", show_progress=False,
+                              task=_faulty_task(tmp_path))
     assert (summary.ok, summary.failed) == (3, 1)
-    tables = _assert_reports_consistent(out / sweep_id, trials=4, epochs=3)
+    tables = _assert_reports_consistent(tmp_path / "runs" / "raises-1", trials=4, epochs=3)
     (failed,) = [row for row in tables["trials"] if row["status"] == "failed"]
     assert failed["trial_id"] == victim
     assert "RuntimeError: injected fault" in failed["error"]
@@ -123,17 +145,21 @@ def test_a_trial_that_raises_is_recorded_and_the_sweep_goes_on(ray_session, tmp_
 
 
 @pytest.mark.parametrize(("retries", "status", "attempts"), [(1, "ok", 2), (0, "failed", 1)])
-def test_a_killed_worker_is_retried(ray_session, tmp_path, faults, retries, status, attempts):
+def test_a_killed_worker_is_retried(ray_session, tmp_path, retries, status, attempts):
     config = load_sweep_config(_config(tmp_path, name="crash", retries=retries))
     victim = config.trials[2].trial_id
-    sweep_id = f"crash-{retries}"
-    (faults / f"{sweep_id}.{victim}.crash").touch()
-    sweep.run_sweep(config, str(tmp_path), sweep_id, show_progress=False)
-    tables = _assert_reports_consistent(tmp_path / sweep_id, trials=4, epochs=3)
-    row = next(row for row in tables["trials"] if row["trial_id"] == victim)
-    assert (row["status"], row["attempts"]) == (status, attempts)
-    if status == "failed":
-        assert "WorkerCrashedError" in row["error"] or "died" in row["error"].lower()
+    (tmp_path / f"{victim}.crash").touch()
+    sweep.run_sweep(config, str(tmp_path), "crash", show_progress=False,
+                    task=_faulty_task(tmp_path))
+    tables = _assert_reports_consistent(tmp_path / "crash", trials=4, epochs=3)
+    pack_of_victim = next(row for row in tables["trials"] if row["trial_id"] == victim)
+    packmates = [row for row in tables["trials"] if row["pack_id"] == pack_of_victim["pack_id"]]
+    for row in packmates:
+        assert (row["status"], row["attempts"]) == (status, attempts)
+        if status == "failed":
+            assert "WorkerCrashedError" in row["error"] or "died" in row["error"].lower()
+    others = [row for row in tables["trials"] if row not in packmates]
+    assert all(row["attempts"] == 1 and row["status"] == "ok" for row in others)
 
 
 def test_resume_after_the_driver_is_killed(ray_session, tmp_path):
@@ -141,12 +167,99 @@ def test_resume_after_the_driver_is_killed(ray_session, tmp_path):
     out = tmp_path / "runs"
     command = [sys.executable, "-m", "jobs.sweep", "--config", str(config_path), "--out",
                str(out), "--no-progress"]
-    trials_file = crash_when(command, "*/trials.parquet", out, rows=1)
-    done_before = pq.read_table(trials_file).num_rows
+    part = crash_when(command, "*/parts/trials/*.parquet", out, rows=1)
+    folder = part.parent.parent.parent
+    done_before = read_sweep(str(folder))["trials"].num_rows
     assert 1 <= done_before < 4, "the driver should be killed mid-sweep"
-    sweep_id = trials_file.parent.name
+    assert not (folder / "trials.parquet").exists()
+    sweep_id = folder.name
     assert main(["--resume", sweep_id, "--out", str(out), "--no-progress"]) == 0
     tables = _assert_reports_consistent(out / sweep_id, trials=4, epochs=30)
     assert {row["status"] for row in tables["trials"]} == {"ok"}
     assert main(["--resume", sweep_id, "--out", str(out), "--no-progress"]) == 0
     _assert_reports_consistent(out / sweep_id, trials=4, epochs=30)
+
+
+PACKED = """
+[sweep]
+name = "packed"
+dataset = "digits"
+validation_split = 0.1
+
+[grid]
+activation = ["{activation}"]
+learning_rate = {rates}
+epochs = [2, 4]
+"""
+
+
+def test_trials_sharing_a_pack_key_train_as_packs(ray_session, tmp_path):
+    config = tmp_path / "packed.toml"
+    config.write_text(PACKED.format(activation="sigmoid", rates="[0.05, 0.1, 0.2, 0.5, 1.0, 2.0]"))
+    out = tmp_path / "runs"
+    assert main(["--config", str(config), "--out", str(out), "--no-progress"]) == 0
+    folder = _sweep_folder(out)
+    trials = pq.read_table(folder / "trials.parquet").to_pylist()
+    assert len(trials) == 12 and {row["status"] for row in trials} == {"ok"}
+    packs = {row["pack_id"] for row in trials}
+    assert len(packs) == 2 and {row["pack_size"] for row in trials} == {6}
+    epochs = pq.read_table(folder / "epochs.parquet").to_pylist()
+    for row in trials:
+        assert sum(cell["trial_id"] == row["trial_id"] for cell in epochs) == row["epochs"]
+    assert not (folder / "parts").exists() or not any((folder / "parts").rglob("*.parquet"))
+    assert load_model(folder / "best" / "model.keras").count_params() == 760
+
+
+def test_a_diverging_member_is_failed_while_its_pack_finishes(ray_session, tmp_path):
+    config = tmp_path / "nan.toml"
+    config.write_text(PACKED.format(activation="relu", rates="[0.1, 1e20]").replace(
+        "epochs = [2, 4]", "epochs = [3]\n[resources]\npack_size = 2"))
+    out = tmp_path / "runs"
+    assert main(["--config", str(config), "--out", str(out), "--no-progress"]) == 1
+    trials = pq.read_table(_sweep_folder(out) / "trials.parquet").to_pylist()
+    by_rate = {row["learning_rate"]: row for row in trials}
+    assert by_rate[1e20]["status"] == "failed"
+    assert by_rate[1e20]["error"].startswith("loss became nan in epoch")
+    assert by_rate[0.1]["status"] == "ok" and by_rate[0.1]["pack_id"] == by_rate[1e20]["pack_id"]
+
+
+def test_resources_no_local_node_has_are_one_line_and_exit_2(ray_session, tmp_path, capsys):
+    from jobs._cli import run
+
+    config = _config(tmp_path, name="gpu")
+    config.write_text(config.read_text().replace("num_gpus = 0", "num_gpus = 1"))
+    assert run(main, ["--config", str(config), "--out", str(tmp_path / "runs"),
+                      "--no-progress"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: [resources] no node of this local Ray can run a pack")
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 150 KB tmpfs: a disk that fills up mid-sweep (needs root, as CI has)."""
+    import subprocess
+
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=150k", "tmpfs", str(folder)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_resume_finishes_the_sweep(ray_session, tiny_disk, capsys):
+    import subprocess
+
+    from jobs._cli import run
+
+    config = _config(tiny_disk.parent, name="full", pack_size=1)
+    assert run(main, ["--config", str(config), "--out", str(tiny_disk), "--no-progress"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "No space left on device" in line and "python -m jobs.sweep --resume full-" in line
+    sweep_id = line.split("--resume ", 1)[1].split()[0]
+    subprocess.run(["mount", "-o", "remount,size=20m", str(tiny_disk)], check=True)
+    assert main(["--resume", sweep_id, "--out", str(tiny_disk), "--no-progress"]) == 0
+    tables = _assert_reports_consistent(tiny_disk / sweep_id, trials=4, epochs=3)
+    assert {row["status"] for row in tables["trials"]} == {"ok"}

@@ -67,6 +67,8 @@ def test_missing_grid_keys_take_the_tutorial_defaults():
         ("num_gpus = 0.25", 'num_gpus = "one"', "num_gpus must be a number"),
         ("num_cpus = 1", "num_cpus = 0", "num_cpus must be > 0"),
         ("max_retries = 1", "max_retries = -1", "max_retries must be an integer"),
+        ("max_retries = 1", "max_retries = 1\npack_size = 0", "pack_size must be"),
+        ("max_retries = 1", 'max_retries = 1\npack_size = "wide"', "pack_size must be"),
         ("validation_split = 0.1", "validation_split = 0.0", "validation_split must be > 0"),
         ('dataset = "digits"', 'dataset = "cifar"', "unknown dataset"),
         ("hidden_units = [[10], [32, 16]]", "hidden_units = [10]", "list of lists"),
