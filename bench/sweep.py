@@ -118,10 +118,11 @@ def _plain_loop(config_path: Path, trials: int) -> None:
             keras.layers.Dense(10, activation=settings.model.activation),
             keras.layers.Dense(10, activation="softmax"),
         ])
-        model.compile(optimizer=make_optimizer(settings.optimizer, settings.learning_rate),
+        model.compile(optimizer=make_optimizer(settings),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        model.fit(splits.x_train, splits.y_train, batch_size=settings.batch_size,
-                  epochs=settings.epochs, validation_data=(splits.x_val, splits.y_val),
+        scale = splits.pixel_max  # the tutorial scales in NumPy: x / 255
+        model.fit(splits.x_train / scale, splits.y_train, batch_size=settings.batch_size,
+                  epochs=settings.epochs, validation_data=(splits.x_val / scale, splits.y_val),
                   verbose=0)
         model.evaluate(splits.x_test, splits.y_test, verbose=0)
 
@@ -173,10 +174,11 @@ def _throughputs(dataset: str, epochs: int) -> dict[str, float]:
     model = keras.Sequential([keras.Input((splits.input_dim,)),
                               keras.layers.Dense(10, activation="sigmoid"),
                               keras.layers.Dense(10, activation="softmax")])
-    model.compile(optimizer=make_optimizer("sgd", 0.5), loss="sparse_categorical_crossentropy",
+    model.compile(optimizer=make_optimizer(config), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     start = time.perf_counter()
-    model.fit(splits.x_train, splits.y_train, batch_size=100, epochs=epochs, verbose=0)
+    model.fit(splits.x_train / splits.pixel_max, splits.y_train, batch_size=100, epochs=epochs,
+              verbose=0)
     fit = time.perf_counter() - start
     mlp = MLPClassifier(hidden_layer_sizes=(10,), activation="logistic", solver="sgd",
                         learning_rate_init=0.5, batch_size=100, max_iter=epochs,
@@ -184,7 +186,7 @@ def _throughputs(dataset: str, epochs: int) -> dict[str, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         start = time.perf_counter()
-        mlp.fit(splits.x_train, splits.y_train)
+        mlp.fit(splits.x_train / splits.pixel_max, splits.y_train)
         sklearn_seconds = time.perf_counter() - start
     return {"mnist_core.train": samples / ours, "keras fit": samples / fit,
             "MLPClassifier": samples / sklearn_seconds}

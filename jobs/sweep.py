@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"interrupted: finished trials are in the reports; continue with\n"
               f"  python -m jobs.sweep --resume {sweep_id} --out {args.out}", file=sys.stderr)
         return 130
-    _print_summary(summary)
+    _print_summary(summary, config)
     return EXIT_OK if summary.failed == 0 else EXIT_PARTIAL
 
 
@@ -75,22 +75,29 @@ def _config_and_id(args) -> tuple[SweepConfig, str]:
         raise ConfigError(f"{stored}: {error}") from None
 
 
-def _print_summary(summary) -> None:
-    print(f"\n{summary.ok} ok, {summary.failed} failed of {summary.total} trials "
+def _print_summary(summary, config: SweepConfig) -> None:
+    pruned = f"{summary.pruned} pruned, " if summary.pruned else ""
+    print(f"\n{summary.ok} ok, {pruned}{summary.failed} failed of {summary.total} trials "
           f"({summary.ran_now} run now in {summary.packs} packs)")
     if summary.top:
         print(f"top {len(summary.top)} by validation accuracy:")
-        header = (f"{'trial_id':<15} {'hidden':<8} {'activation':<10} {'optimizer':<9} "
-                  f"{'lr':>7} {'batch':>5} {'epochs':>6} {'seed':>4} {'val_acc':>8} "
-                  f"{'test_acc':>8}")
-        print(header)
+        columns = [*(config.grid_names or ["learning_rate", "epochs"]), "best_epoch",
+                   "val_accuracy", "test_accuracy"]
+        widths = [max(len(name), 10) for name in columns]
+        print(f"{'trial_id':<15} " + " ".join(f"{name:>{width}}"
+                                              for name, width in zip(columns, widths)))
         for row in summary.top:
-            hidden = "x".join(map(str, row["hidden_units"]))
-            print(f"{row['trial_id']:<15} {hidden:<8} {row['activation']:<10} "
-                  f"{row['optimizer']:<9} {row['learning_rate']:>7g} {row['batch_size']:>5} "
-                  f"{row['epochs']:>6} {row['seed']:>4} {row['val_accuracy']:>8.4f} "
-                  f"{row['test_accuracy']:>8.4f}")
+            print(f"{row['trial_id']:<15} " + " ".join(
+                f"{_cell(row[name]):>{width}}" for name, width in zip(columns, widths)))
     print(f"reports: {summary.folder}")
+
+
+def _cell(value) -> str:
+    if isinstance(value, list):
+        return "x".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:.4f}" if 0.001 <= abs(value) < 1 else f"{value:.4g}"
+    return str(value)
 
 
 if __name__ == "__main__":

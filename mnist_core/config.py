@@ -13,6 +13,7 @@ from mnist_core.errors import ConfigError
 DATASETS = ("mnist", "fashion_mnist", "digits")
 ACTIVATIONS = ("sigmoid", "relu", "tanh", "elu", "softplus", "linear")
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad", "nadam")
+SCHEDULES = ("constant", "cosine", "exponential")
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,9 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrialConfig:
-    """One training trial: the model, the optimiser and the fit settings."""
+    """One training trial: the model, the optimiser, the fit settings, and how the epoch whose
+    weights are kept is chosen (``restore_best``: the best validation accuracy; ``patience``:
+    stop after that many epochs without a better one, 0 = never)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: str = "sgd"
@@ -60,6 +63,13 @@ class TrialConfig:
     batch_size: int = 100
     epochs: int = 5
     seed: int = 0
+    momentum: float = 0.0
+    nesterov: bool = False
+    l2: float = 0.0
+    schedule: str = "constant"
+    decay_rate: float = 0.9
+    restore_best: bool = False
+    patience: int = 0
 
     def __post_init__(self) -> None:
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -69,6 +79,25 @@ class TrialConfig:
         _check_positive_int("batch_size", self.batch_size)
         _check_positive_int("epochs", self.epochs)
         _check_type("seed", self.seed, int)
+        self._check_regularisation()
+
+    def _check_regularisation(self) -> None:
+        _check_range("momentum", self.momentum, 0.0, 1.0, upper_open=True)
+        _check_flag("nesterov", self.nesterov)
+        if self.optimizer != "sgd" and (self.momentum or self.nesterov):
+            raise ConfigError(f"momentum and nesterov apply to sgd only, not {self.optimizer}")
+        _check_range("l2", self.l2, 0.0, None)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_range("decay_rate", self.decay_rate, 0.0, 1.0, lower_open=True)
+        _check_flag("restore_best", self.restore_best)
+        _check_type("patience", self.patience, int)
+        if self.patience < 0:
+            raise ConfigError(f"patience must be >= 0 (0: no early stopping), got {self.patience}")
+
+    @property
+    def needs_validation(self) -> bool:
+        """Whether choosing this trial's epoch needs a validation split."""
+        return self.restore_best or self.patience > 0
 
     def as_record(self) -> dict:
         """A flat dict of every hyperparameter, as report rows carry it."""
@@ -86,6 +115,22 @@ def _check_type(name: str, value: object, kinds: type | tuple[type, ...]) -> Non
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+
+
+def _check_flag(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def _check_range(name: str, value: object, lower: float, upper: float | None,
+                 lower_open: bool = False, upper_open: bool = False) -> None:
+    _check_type(name, value, (int, float))
+    below = value <= lower if lower_open else value < lower
+    above = upper is not None and (value >= upper if upper_open else value > upper)
+    if below or above:
+        bounds = f"{'(' if lower_open else '['}{lower:g}, " + (
+            f"{upper:g}{')' if upper_open else ']'}" if upper is not None else "inf)")
+        raise ConfigError(f"{name} must be in {bounds}, got {value}")
 
 
 def _check_positive_int(name: str, value: object) -> None:

@@ -11,14 +11,17 @@ loss stopped being finite) is frozen: its updates are masked out with ``tf.where
 one member never reaches the others.
 
 The maths is Keras's: weights from Keras's initialisers for the trial's seed, the same
-softmax cross-entropy (from logits, as Keras takes it from a softmax output in a graph), and
-the update rules of Keras's SGD (with momentum and Nesterov), Adam, RMSprop and Adagrad, written
-out op for op, so a member of a pack ends where the same trial trained alone ends (tested to
-1e-5). Nadam is not packed (``PACKABLE_OPTIMIZERS``): such trials run alone.
+softmax cross-entropy (from logits, as Keras takes it from a softmax output in a graph), the
+update rules of Keras's SGD (with momentum and Nesterov), Adam, RMSprop and Adagrad and its
+cosine and exponential learning-rate schedules, written out op for op, plus the single-trial
+path's L2 penalty and epoch choice (``training.EpochChooser``), so a member of a pack ends where
+the same trial trained alone ends (tested to 1e-5). Nadam is not packed
+(``PACKABLE_OPTIMIZERS``): such trials run alone.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ import numpy as np
 from mnist_core.config import TrialConfig
 from mnist_core.data import Splits
 from mnist_core.model import build_model
+from mnist_core.training import EpochChooser
 
 PACKABLE_OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad")
 _EPSILON = 1e-7  # Keras's optimizer epsilon
@@ -36,10 +40,11 @@ _BETA_1, _BETA_2, _RHO, _ADAGRAD_START = 0.9, 0.999, 0.9, 0.1  # Keras's default
 
 @dataclass(frozen=True, eq=False)
 class MemberFit:
-    """One member's outcome: per-epoch history, final weights (Keras order: kernel, bias per
-    layer), and the reason it failed (None when it trained to the end)."""
+    """One member's outcome: per-epoch history, the kept epoch (1-based) and its weights
+    (Keras order: kernel, bias per layer), and why it failed (None when it did not)."""
 
     history: dict[str, list[float]]
+    best_epoch: int
     weights: list[np.ndarray]
     error: str | None
 
@@ -61,48 +66,76 @@ def initial_weights(config: TrialConfig, splits: Splits) -> list[np.ndarray]:
     return build_model(config.model, splits.input_dim, splits.pixel_max).get_weights()
 
 
-def train_pack(configs: Sequence[TrialConfig], splits: Splits) -> PackFit:
-    """Train every config of one pack together on ``splits``; see the module docstring."""
+def train_pack(configs: Sequence[TrialConfig], splits: Splits,
+               budgets: Sequence[int] | None = None) -> PackFit:
+    """Train every config of one pack together on ``splits``, each for its budget of epochs
+    (default: its config's; a schedule still spans the config's epochs)."""
     import tensorflow as tf
 
     start = time.perf_counter()
     pack = _PackState(configs, initial_weights(configs[0], splits), splits)
     run_epoch = _epoch_function(pack, splits)
     measure = _metrics_function(pack, splits)
+    members = [_Member(config, budget) for config, budget in
+               zip(configs, budgets or [config.epochs for config in configs])]
     shuffler = np.random.default_rng(configs[0].seed)
-    histories: list[dict[str, list[float]]] = [{} for _ in configs]
-    errors: list[str | None] = [None] * len(configs)
-    for epoch in range(1, max(config.epochs for config in configs) + 1):
+    for epoch in range(1, max(member.budget for member in members) + 1):
         order = tf.constant(shuffler.permutation(len(splits.y_train)).astype(np.int32))
-        rows = {"loss": None, "accuracy": None}
-        rows["loss"], rows["accuracy"] = (value.numpy() for value in run_epoch(order))
+        rows = dict(zip(("loss", "accuracy"), (value.numpy() for value in run_epoch(order))))
         if len(splits.y_val):
-            rows["val_loss"], rows["val_accuracy"] = (value.numpy() for value in measure())
-        _record_epoch(pack, epoch, rows, histories, errors)
-    members = [MemberFit(history, weights, error) for history, weights, error in
-               zip(histories, pack.member_weights(), errors)]
-    return PackFit(members, time.perf_counter() - start)
+            rows |= dict(zip(("val_loss", "val_accuracy"),
+                             (value.numpy() for value in measure())))
+        _record_epoch(pack, epoch, rows, members)
+    return PackFit([member.fit(weights) for member, weights in
+                    zip(members, pack.member_weights())], time.perf_counter() - start)
 
 
-def _record_epoch(pack: _PackState, epoch: int, rows: dict, histories, errors) -> None:
-    """Append this epoch's metrics of every member still training; freeze the members whose
-    epochs are done or whose loss is no longer finite."""
+class _Member:
+    """The bookkeeping of one member: history, epoch choice, best weights, failure."""
+
+    def __init__(self, config: TrialConfig, budget: int):
+        self.config, self.budget = config, budget
+        self.history: dict[str, list[float]] = {}
+        self.chooser = EpochChooser(config)
+        self.best_weights: list[np.ndarray] | None = None
+        self.error: str | None = None
+
+    def finished(self, epoch: int) -> bool:
+        return self.error is not None or self.chooser.stopped or epoch >= self.budget
+
+    def fit(self, last_weights: list[np.ndarray]) -> MemberFit:
+        if self.chooser.keeps_best():
+            return MemberFit(self.history, self.chooser.best_epoch, self.best_weights,
+                             self.error)
+        return MemberFit(self.history, len(self.history.get("loss", [])), last_weights,
+                         self.error)
+
+
+def _record_epoch(pack: _PackState, epoch: int, rows: dict, members: list[_Member]) -> None:
+    """Append this epoch's metrics of every member still training, keep best weights, and
+    freeze the members that are done, stopped early, or whose loss is no longer finite."""
     active = pack.active.numpy()
-    for index, config in enumerate(pack.configs):
+    improved = []
+    for index, member in enumerate(members):
         if not active[index]:
             continue
         for key, values in rows.items():
-            histories[index].setdefault(key, []).append(float(values[index]))
+            member.history.setdefault(key, []).append(float(values[index]))
         if not np.isfinite(rows["loss"][index]):
-            errors[index] = f"loss became {rows['loss'][index]} in epoch {epoch}"
-        if errors[index] is not None or epoch >= config.epochs:
-            active[index] = False
+            member.error = f"loss became {rows['loss'][index]} in epoch {epoch}"
+        elif member.chooser.observe(epoch, member.history.get("val_accuracy", [None])[-1]):
+            improved.append(index)
+        active[index] = not member.finished(epoch)
+    if any(members[index].config.needs_validation for index in improved):
+        weights = pack.member_weights()
+        for index in improved:
+            members[index].best_weights = weights[index]
     pack.active.assign(active)
 
 
 class _PackState:
     """The stacked variables of a pack: weights, optimizer slots, per-member hyperparameters
-    and the mask of members still training."""
+    (vectors over the K members) and the mask of members still training."""
 
     def __init__(self, configs: Sequence[TrialConfig], start: list[np.ndarray], splits: Splits):
         import tensorflow as tf
@@ -115,10 +148,15 @@ class _PackState:
         self.slots = _slots(self.optimizer, self.variables)
         self.steps = tf.Variable(0, dtype=tf.int64)
         self.active = tf.Variable(np.ones(self.size, bool))
-        self.hyper = {name: [self._per_member(variable, name) for variable in self.variables]
-                      for name in ("learning_rate", "momentum")}
-        self.nesterov = [self._per_member(v, "nesterov", bool) for v in self.variables]
         self.scale = np.float32(1.0 / splits.pixel_max)
+        steps_per_epoch = math.ceil(len(splits.y_train) / configs[0].batch_size)
+        self.member = {name: tf.constant(_values(configs, name)) for name in
+                       ("learning_rate", "momentum", "l2", "decay_rate")}
+        self.member["nesterov"] = tf.constant(_values(configs, "nesterov", bool))
+        self.member["schedule"] = tf.constant(_values(configs, "schedule", None))
+        self.member["cosine_steps"] = tf.constant(
+            _values(configs, "epochs") * np.float32(steps_per_epoch))
+        self.steps_per_epoch = np.float32(steps_per_epoch)
 
     def forward(self, x):
         """Logits (K, n, 10) for scaled inputs ``x`` (n, D)."""
@@ -134,6 +172,31 @@ class _PackState:
             hidden = activation(logits) if layer + 2 < len(rest) else logits
         return hidden
 
+    def penalty(self):
+        """Each member's L2 penalty (K,): ``l2`` times the sum of its squared kernels."""
+        import tensorflow as tf
+
+        first, *rest = self.variables[0::2]
+        squares = tf.reduce_sum(tf.reshape(tf.reduce_sum(tf.square(first), axis=0),
+                                           (self.size, -1)), axis=1)
+        for kernel in rest:
+            squares += tf.reduce_sum(tf.square(kernel), axis=(1, 2))
+        return self.member["l2"] * squares
+
+    def learning_rates(self):
+        """Each member's learning rate (K,) at this step, as Keras's schedules give it."""
+        import tensorflow as tf
+
+        step = tf.cast(self.steps - 1, tf.float32)  # Keras passes the iterations done so far
+        base = self.member["learning_rate"]
+        cosine_steps = self.member["cosine_steps"]
+        fraction = tf.minimum(step, cosine_steps) / cosine_steps
+        cosine = base * (0.5 * (1.0 + tf.cos(np.float32(math.pi) * fraction)))
+        exponential = base * tf.pow(self.member["decay_rate"], step / self.steps_per_epoch)
+        kind = self.member["schedule"]
+        return tf.where(tf.equal(kind, "cosine"), cosine,
+                        tf.where(tf.equal(kind, "exponential"), exponential, base))
+
     def member_weights(self) -> list[list[np.ndarray]]:
         """Each member's weights, unstacked into Keras's order (kernel, bias per layer)."""
         kernel, bias, *rest = [variable.numpy() for variable in self.variables]
@@ -144,23 +207,29 @@ class _PackState:
                    for position, value in enumerate(rest))]
                 for index in range(self.size)]
 
-    def _per_member(self, variable, name: str, dtype=np.float32):
-        values = np.array([getattr(config, name, 0) for config in self.configs], dtype)
-        return _broadcast(values, variable, self.size)
+    def spread(self, values, index: int):
+        """Per-member ``values`` (K,) shaped to broadcast against variable ``index``."""
+        import tensorflow as tf
+
+        variable = self.variables[index]
+        if len(variable.shape) == 3:
+            return tf.reshape(values, (self.size, 1, 1))
+        return tf.repeat(values, variable.shape[-1] // self.size)
 
     def apply(self, gradients) -> None:
         """One optimizer step for every member still training."""
+        import tensorflow as tf
+
         self.steps.assign_add(1)
+        rates = self.learning_rates()
         for index, (variable, gradient) in enumerate(zip(self.variables, gradients)):
-            update = _UPDATES[self.optimizer](self, index, gradient)
-            variable.assign_add(_masked(self, index, update))
+            update = _UPDATES[self.optimizer](self, index, gradient, self.spread(rates, index))
+            mask = tf.broadcast_to(self.spread(self.active, index), variable.shape)
+            variable.assign_add(tf.where(mask, update, tf.zeros_like(update)))
 
 
-def _masked(pack: _PackState, index: int, update):
-    import tensorflow as tf
-
-    mask = _broadcast_mask(pack.active, pack.variables[index], pack.size)
-    return tf.where(mask, update, tf.zeros_like(update))
+def _values(configs: Sequence[TrialConfig], name: str, dtype=np.float32) -> np.ndarray:
+    return np.array([getattr(config, name) for config in configs], dtype=dtype)
 
 
 def _stack(weights: list[np.ndarray], size: int) -> list[np.ndarray]:
@@ -173,28 +242,6 @@ def _stack(weights: list[np.ndarray], size: int) -> list[np.ndarray]:
     return stacked
 
 
-def _is_stacked(variable) -> bool:
-    return len(variable.shape) == 3
-
-
-def _broadcast(values: np.ndarray, variable, size: int):
-    """Per-member ``values`` (K,) shaped to broadcast against ``variable``."""
-    import tensorflow as tf
-
-    if _is_stacked(variable):
-        return tf.constant(values.reshape(size, 1, 1))
-    return tf.constant(np.repeat(values, variable.shape[-1] // size))
-
-
-def _broadcast_mask(active, variable, size: int):
-    import tensorflow as tf
-
-    if _is_stacked(variable):
-        return tf.broadcast_to(tf.reshape(active, (size, 1, 1)), variable.shape)
-    columns = tf.repeat(active, variable.shape[-1] // size)
-    return tf.broadcast_to(columns, variable.shape)
-
-
 def _slots(optimizer: str, variables) -> dict[str, list]:
     import tensorflow as tf
 
@@ -205,47 +252,45 @@ def _slots(optimizer: str, variables) -> dict[str, list]:
             for name in names}
 
 
-def _sgd(pack: _PackState, index: int, gradient):
+def _sgd(pack: _PackState, index: int, gradient, learning_rate):
     """Keras SGD: ``m = momentum·m − lr·g``; add ``m`` (or, Nesterov, ``momentum·m − lr·g``)."""
     import tensorflow as tf
 
-    learning_rate, momentum = pack.hyper["learning_rate"][index], pack.hyper["momentum"][index]
+    momentum = pack.spread(pack.member["momentum"], index)
     slot = pack.slots["momentum"][index]
     scaled = gradient * learning_rate
-    mask = _broadcast_mask(pack.active, slot, pack.size)
-    slot.assign(tf.where(mask, slot * momentum - scaled, slot))
-    return tf.where(pack.nesterov[index], slot * momentum - scaled, slot)
+    slot.assign(slot * momentum - scaled)
+    return tf.where(pack.spread(pack.member["nesterov"], index), slot * momentum - scaled, slot)
 
 
-def _adam(pack: _PackState, index: int, gradient):
+def _adam(pack: _PackState, index: int, gradient, learning_rate):
     """Keras Adam, op for op (beta_1 0.9, beta_2 0.999, epsilon 1e-7)."""
     import tensorflow as tf
 
     step = tf.cast(pack.steps, tf.float32)
-    alpha = pack.hyper["learning_rate"][index] * tf.sqrt(1 - tf.pow(_BETA_2, step)) / (
-        1 - tf.pow(_BETA_1, step))
+    alpha = learning_rate * tf.sqrt(1 - tf.pow(_BETA_2, step)) / (1 - tf.pow(_BETA_1, step))
     m, v = pack.slots["m"][index], pack.slots["v"][index]
     m.assign_add((gradient - m) * (1 - _BETA_1))
     v.assign_add((tf.square(gradient) - v) * (1 - _BETA_2))
     return -((m * alpha) / (tf.sqrt(v) + _EPSILON))
 
 
-def _rmsprop(pack: _PackState, index: int, gradient):
+def _rmsprop(pack: _PackState, index: int, gradient, learning_rate):
     """Keras RMSprop without momentum or centring (rho 0.9, epsilon 1e-7)."""
     import tensorflow as tf
 
     velocity = pack.slots["velocity"][index]
     velocity.assign(_RHO * velocity + (1 - _RHO) * tf.square(gradient))
-    return -((pack.hyper["learning_rate"][index] * gradient) / tf.sqrt(velocity + _EPSILON))
+    return -((learning_rate * gradient) / tf.sqrt(velocity + _EPSILON))
 
 
-def _adagrad(pack: _PackState, index: int, gradient):
+def _adagrad(pack: _PackState, index: int, gradient, learning_rate):
     """Keras Adagrad (initial accumulator 0.1, epsilon 1e-7)."""
     import tensorflow as tf
 
     accumulator = pack.slots["accumulator"][index]
     accumulator.assign_add(tf.square(gradient))
-    return -((pack.hyper["learning_rate"][index] * gradient) / tf.sqrt(accumulator + _EPSILON))
+    return -((learning_rate * gradient) / tf.sqrt(accumulator + _EPSILON))
 
 
 _UPDATES = {"sgd": _sgd, "adam": _adam, "rmsprop": _rmsprop, "adagrad": _adagrad}
@@ -269,7 +314,7 @@ def _epoch_function(pack: _PackState, splits: Splits):
             x_batch, y_batch = tf.gather(x_all, batch), tf.gather(y_all, batch)
             with tf.GradientTape() as tape:
                 logits = pack.forward(x_batch)
-                losses = _mean_cross_entropy(logits, y_batch)
+                losses = _mean_cross_entropy(logits, y_batch) + pack.penalty()
                 total_loss = tf.reduce_sum(losses)  # members' gradients stay independent
             pack.apply(tape.gradient(total_loss, pack.variables))
             count = tf.cast(tf.shape(batch)[0], tf.float32)

@@ -31,10 +31,12 @@ GPU_PACK_LIMIT = 4096
 
 @dataclass(frozen=True)
 class Pack:
-    """Trials trained together in one Ray task, with an id unique across runs of a sweep."""
+    """Trials trained together in one Ray task, with an id unique across runs of a sweep, and
+    (successive halving) how many epochs each member trains now."""
 
     pack_id: str
     trials: tuple[Trial, ...]
+    budgets: tuple[int, ...] | None = None
 
     @property
     def configs(self) -> list[TrialConfig]:
@@ -57,9 +59,11 @@ def pack_size_for(pending: int, slots: int, pack_size: int | str, on_gpu: bool) 
     return max(1, min(limit, math.ceil(pending / max(slots, 1))))
 
 
-def make_packs(trials: list[Trial], largest: int) -> list[Pack]:
+def make_packs(trials: list[Trial], largest: int,
+               budgets: dict[str, int] | None = None) -> list[Pack]:
     """Split ``trials`` into packs of at most ``largest`` members sharing a ``pack_key``,
-    sizes balanced within each key; unpackable optimizers get packs of one."""
+    sizes balanced within each key; unpackable optimizers get packs of one. ``budgets``:
+    epochs each trial trains now (by trial id), when not its config's."""
     groups: dict[str, list[Trial]] = {}
     for trial in trials:
         groups.setdefault(pack_key(trial.config), []).append(trial)
@@ -70,5 +74,6 @@ def make_packs(trials: list[Trial], largest: int) -> list[Pack]:
         count = math.ceil(len(members) / limit)
         for index in range(count):
             chunk = tuple(members[index::count])
-            packs.append(Pack(f"{run}-p{len(packs):05d}", chunk))
+            budget = tuple(budgets[t.trial_id] for t in chunk) if budgets else None
+            packs.append(Pack(f"{run}-p{len(packs):05d}", chunk, budget))
     return packs

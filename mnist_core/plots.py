@@ -41,20 +41,37 @@ def learning_curves(history: dict[str, list[float]], title: str) -> bytes:
     return _png(figure)
 
 
-def accuracy_by_hyperparameter(rows: list[dict], names: list[str]) -> bytes:
-    """One panel per hyperparameter: test accuracy of every ok trial against its value."""
+def accuracy_by_hyperparameter(rows: list[dict], names: list[str],
+                               log_scaled: frozenset[str] = frozenset()) -> bytes:
+    """One panel per hyperparameter: validation accuracy (and, fainter, test accuracy) of every
+    ok trial against its value; a numeric axis for continuous values (log for log-scaled or
+    wide-ranging ones), categories otherwise."""
     figure, axes_list = _figure(4 * len(names), 3.6, columns=len(names))
-    axes_list = np.atleast_1d(axes_list)
-    for axes, name in zip(axes_list, names):
-        values = [_label(row[name]) for row in rows]
-        categories = sorted(set(values), key=_sort_key)
-        positions = [categories.index(value) for value in values]
-        axes.scatter(positions, [row["test_accuracy"] for row in rows], alpha=0.7)
-        axes.set_xticks(range(len(categories)), categories, rotation=30)
-        axes.set(xlabel=name, ylabel="test accuracy")
+    for axes, name in zip(np.atleast_1d(axes_list), names):
+        values = [row[name] for row in rows]
+        positions = _positions(axes, name, values, log_scaled)
+        axes.scatter(positions, [row["val_accuracy"] for row in rows], alpha=0.7, s=14,
+                     label="validation")
+        axes.scatter(positions, [row["test_accuracy"] for row in rows], alpha=0.35, s=8,
+                     marker="x", label="test")
+        axes.set(xlabel=name, ylabel="accuracy")
         axes.grid(alpha=0.3)
-    figure.suptitle("test accuracy per hyperparameter (ok trials)")
+    np.atleast_1d(axes_list)[0].legend(loc="lower right", fontsize=8)
+    figure.suptitle("accuracy per hyperparameter (ok trials; validation chooses)")
     return _png(figure)
+
+
+def _positions(axes, name: str, values: list, log_scaled: frozenset[str]) -> list:
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    if numeric and len(set(values)) > 6:
+        positive = min(values) > 0
+        if positive and (name in log_scaled or max(values) / min(values) > 100):
+            axes.set_xscale("log")
+        return values
+    labels = [_label(value) for value in values]
+    categories = sorted(set(labels), key=_sort_key)
+    axes.set_xticks(range(len(categories)), categories, rotation=30)
+    return [categories.index(label) for label in labels]
 
 
 def _figure(width: float, height: float, columns: int = 1):

@@ -20,11 +20,19 @@ CONFIG_FIELDS = [
     pa.field("batch_size", pa.int32()),
     pa.field("epochs", pa.int32()),
     pa.field("seed", pa.int64()),
+    pa.field("momentum", pa.float64()),
+    pa.field("nesterov", pa.bool_()),
+    pa.field("l2", pa.float64()),
+    pa.field("schedule", pa.string()),
+    pa.field("decay_rate", pa.float64()),
+    pa.field("restore_best", pa.bool_()),
+    pa.field("patience", pa.int32()),
     pa.field("dataset", pa.string()),
     pa.field("validation_split", pa.float64()),
 ]
 METRIC_FIELDS = [
     pa.field("params", pa.int64()),
+    pa.field("best_epoch", pa.int32()),
     pa.field("val_accuracy", pa.float64()),
     pa.field("val_loss", pa.float64()),
     pa.field("test_accuracy", pa.float64()),
@@ -46,6 +54,7 @@ TRIALS_SCHEMA = pa.schema([
     pa.field("worker_setup_seconds", pa.float64()),
     pa.field("pack_id", pa.string()),
     pa.field("pack_size", pa.int32()),
+    pa.field("rung", pa.int32()),
     pa.field("finished_at", pa.timestamp("s", tz="UTC")),
 ])
 EPOCHS_SCHEMA = pa.schema([
@@ -78,6 +87,7 @@ def metrics_row(trial_id: str, result: TrialResult, dataset: str,
     return {
         "trial_id": trial_id, **result.config.as_record(), "dataset": dataset,
         "validation_split": validation_split, "params": result.params,
+        "best_epoch": result.best_epoch,
         "val_accuracy": result.val_accuracy, "val_loss": result.val_loss,
         "test_accuracy": result.evaluation.accuracy, "test_loss": result.evaluation.loss,
         "train_seconds": result.train_seconds,

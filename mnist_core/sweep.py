@@ -15,6 +15,7 @@ the trials missing from them. When every trial is recorded and one has a best mo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from mnist_core.data import load_dataset
 from mnist_core.errors import ConfigError
 from mnist_core.model_ref import write_latest
 from mnist_core.packs import Pack, make_packs, pack_size_for
-from mnist_core.sweep_config import SweepConfig
+from mnist_core.sweep_config import SweepConfig, Trial
 from mnist_core.sweep_report import MemberRecord, SweepReport
 from mnist_core.trial import TrialFailure
 
@@ -37,6 +38,7 @@ class SweepSummary:
     folder: str
     total: int
     ok: int
+    pruned: int
     failed: int
     ran_now: int
     packs: int
@@ -55,37 +57,113 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
     storage.write_bytes(storage.join(folder, "sweep.toml"), config.source_text.encode())
     report = SweepReport(folder, sweep_id, config.data.dataset, config.data.validation_split)
     todo = [trial for trial in config.trials if trial.trial_id not in report.finished_ids]
-    packs = []
+    packs = 0
     if todo:
-        slots = _slots(config, cluster_can_grow)
-        largest = pack_size_for(len(todo), slots, config.resources.pack_size,
-                                config.resources.num_gpus > 0)
-        packs = make_packs(todo, largest)
-        progress = _Progress(len(config.trials), len(report.trials), show_progress)
-        _run_packs(config, packs, report, progress, task)
+        run = _Run(config, report, _slots(config, cluster_can_grow), task,
+                   _Progress(len(config.trials), len(report.trials), show_progress))
+        try:
+            packs = _halving(run, todo) if config.halving else run.train(todo)
+        finally:
+            run.progress.close()
+    complete = report.finished_ids >= {trial.trial_id for trial in config.trials}
     report.compact()
-    report.write_hyperparameter_plot(config.grid_names)
-    if report.best is not None and report.finished_ids >= {t.trial_id for t in config.trials}:
+    if complete:
+        report.remove_stages()
+    report.write_hyperparameter_plot(config.grid_names, config.log_scaled)
+    if report.best is not None and complete:
         write_latest(out, sweep_id)
-    return _summarise(report, folder, len(todo), len(packs), top_n)
+    return _summarise(report, folder, len(todo), packs, top_n)
 
 
-def _run_packs(config: SweepConfig, packs: list[Pack], report: SweepReport, progress,
-               task) -> None:
-    import ray
+class _Run:
+    """What training packs needs: the config, where results go, slots, the task, progress."""
 
-    submit = _submitter(config, ray.put(load_dataset(config.data)), task)
-    pending = {submit(pack): (pack, 1) for pack in packs}
-    try:
+    def __init__(self, config: SweepConfig, report: SweepReport, slots: int, task, progress):
+        self.config, self.report, self.slots, self.progress = config, report, slots, progress
+        self.task, self.splits_ref = task, None
+
+    def train(self, trials: list[Trial], budgets: dict[str, int] | None = None,
+              route=None) -> int:
+        """Train ``trials`` in packs; each finished pack goes to ``route(pack)`` (a report;
+        default the sweep's). Returns the number of packs."""
+        import ray
+
+        if not trials:
+            return 0
+        resources = self.config.resources
+        largest = pack_size_for(len(trials), self.slots, resources.pack_size,
+                                resources.num_gpus > 0)
+        packs = make_packs(trials, largest, budgets)
+        if self.splits_ref is None:
+            self.splits_ref = ray.put(load_dataset(self.config.data))
+        submit = _submitter(self.config, self.splits_ref, self.task)
+        pending = {submit(pack): (pack, 1) for pack in packs}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in done:
                 pack, attempt = pending.pop(ref)
-                if _collect(ref, pack, attempt, config.resources.max_retries, report):
+                if _collect(ref, pack, attempt, resources.max_retries, route or (
+                        lambda _: self.report)):
                     pending[submit(pack)] = (pack, attempt + 1)
-            progress.update(report, sum(len(pack.trials) for pack, _ in pending.values()))
-    finally:
-        progress.close()
+            self.progress.update(self.report,
+                                 sum(len(pack.trials) for pack, _ in pending.values()))
+        return len(packs)
+
+
+def _halving(run: _Run, todo: list[Trial]) -> int:
+    """Successive halving over ``todo``: at each rung every live trial trains to the rung's
+    epochs; trials that reach their own epochs are recorded ``ok``, and of the rest only the
+    best ``1/eta`` by validation accuracy go on, the others recorded ``pruned``. A resumed
+    sweep retrains nothing a rung already staged and recomputes each rung's choice."""
+    halving, report = run.config.halving, run.report
+    rungs = halving.rungs(max(trial.config.epochs for trial in todo))
+    alive, packs = todo, 0
+    for rung, epochs in enumerate(rungs):
+        stage = report.stage(rung)
+        final = {trial.trial_id for trial in alive
+                 if trial.config.epochs <= epochs or rung == len(rungs) - 1}
+        waiting = [trial for trial in alive if trial.trial_id not in report.finished_ids
+                   and trial.trial_id not in stage.finished_ids]
+        budgets = {trial.trial_id: min(epochs, trial.config.epochs) for trial in waiting}
+        sink = _SplitSink(report, stage, final, rung)
+        packs += run.train(waiting, budgets, route=lambda _, sink=sink: sink)
+        alive = _decide_rung(report, stage, [t for t in alive if t.trial_id not in final],
+                             halving.eta)
+    return packs
+
+
+class _SplitSink:
+    """Where a rung's finished packs go: members that reached their own epochs (or failed) to
+    the sweep's report, members still in the race to the rung's staging report."""
+
+    def __init__(self, report: SweepReport, stage: SweepReport, final: set[str], rung: int):
+        self.report, self.stage, self.final, self.rung = report, stage, final, rung
+
+    def add_pack(self, pack_id: str, members: list[MemberRecord], placement: dict) -> None:
+        members = [dataclasses.replace(member, rung=self.rung) for member in members]
+        done = [member for member in members if member.trial_id in self.final
+                or member.result is None]
+        racing = [member for member in members if member not in done]
+        if done:
+            self.report.add_pack(pack_id, done, placement)
+        if racing:
+            self.stage.add_pack(pack_id, racing, placement)
+
+
+def _decide_rung(report: SweepReport, stage: SweepReport, racing: list[Trial],
+                 eta: int) -> list[Trial]:
+    """Keep the best ``len // eta`` (at least one) of ``racing`` by staged validation
+    accuracy (ties: earlier trial first); record the rest ``pruned``. Returns the keepers."""
+    if not racing:
+        return []
+    staged = {row["trial_id"]: row for row in stage.trials}
+    order = {trial.trial_id: index for index, trial in enumerate(racing)}
+    ranked = sorted((trial_id for trial_id in order if trial_id in staged),
+                    key=lambda trial_id: (-staged[trial_id]["val_accuracy"], order[trial_id]))
+    keep = set(ranked[:max(1, len(ranked) // eta)])
+    report.adopt(stage, {trial_id for trial_id in ranked[len(keep):]
+                         if trial_id not in report.finished_ids}, "pruned")
+    return [trial for trial in racing if trial.trial_id in keep]
 
 
 def _submitter(config: SweepConfig, splits_ref, task):
@@ -102,8 +180,9 @@ def _submitter(config: SweepConfig, splits_ref, task):
     return submit
 
 
-def _collect(ref, pack: Pack, attempt: int, max_retries: int, report: SweepReport) -> bool:
-    """Record the finished pack behind ``ref``; return True when it should be retried."""
+def _collect(ref, pack: Pack, attempt: int, max_retries: int, route) -> bool:
+    """Record the finished pack behind ``ref`` in ``route(pack)``; return True when it should
+    be retried."""
     import ray
     from ray.exceptions import RayError, RayTaskError
 
@@ -111,13 +190,13 @@ def _collect(ref, pack: Pack, attempt: int, max_retries: int, report: SweepRepor
         outcome = ray.get(ref)
     except RayTaskError as error:
         cause = error.cause if error.cause is not None else error
-        _record_failed(report, pack, f"{type(cause).__name__}: {cause}", attempt)
+        _record_failed(route(pack), pack, f"{type(cause).__name__}: {cause}", attempt)
         return False
     except RayError as error:
         if attempt <= max_retries:
             return True
         message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        _record_failed(report, pack, f"{type(error).__name__}: {message}", attempt)
+        _record_failed(route(pack), pack, f"{type(error).__name__}: {message}", attempt)
         return False
     placement = {"node": outcome.node, "gpu_ids": list(outcome.gpu_ids),
                  "worker_pid": outcome.worker_pid,
@@ -126,7 +205,7 @@ def _collect(ref, pack: Pack, attempt: int, max_retries: int, report: SweepRepor
                             None if isinstance(result, TrialFailure) else result,
                             result.error if isinstance(result, TrialFailure) else None, attempt)
                for trial, result in zip(pack.trials, outcome.results)]
-    report.add_pack(pack.pack_id, members, placement)
+    route(pack).add_pack(pack.pack_id, members, placement)
     return False
 
 
@@ -182,5 +261,7 @@ def _summarise(report: SweepReport, folder: str, ran_now: int, packs: int,
                top_n: int) -> SweepSummary:
     ok = [row for row in report.trials if row["status"] == "ok"]
     top = sorted(ok, key=lambda row: row["val_accuracy"], reverse=True)[:top_n]
-    return SweepSummary(report.sweep_id, folder, len(report.trials), len(ok),
-                        len(report.trials) - len(ok), ran_now, packs, tuple(top))
+    count = {status: sum(row["status"] == status for row in report.trials)
+             for status in ("pruned", "failed")}
+    return SweepSummary(report.sweep_id, folder, len(report.trials), len(ok), count["pruned"],
+                        count["failed"], ran_now, packs, tuple(top))

@@ -1,12 +1,15 @@
-"""Sweep configuration: a TOML file validated into frozen dataclasses, and its grid of trials.
+"""Sweep configuration: a TOML file validated into frozen dataclasses, and its trials.
 
-The cartesian product of every ``[grid]`` list, times every seed, is the set of trials. Each
-trial gets a stable id from its position and a hash of its config, so a resumed sweep knows
-exactly which trials it still owes. Reading the file is the only side effect here.
+The cartesian product of every ``[grid]`` list, times ``[sweep] samples`` draws of the
+``[grid]`` distributions (``search_space``), times every seed, is the set of trials. Each trial
+gets a stable id from its position and a hash of its config, so a resumed sweep knows exactly
+which trials it still owes. ``[scheduler] kind = "halving"`` turns on successive halving
+(``Halving``). Reading the file is the only side effect here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -15,15 +18,47 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from mnist_core.config import DataConfig, ModelConfig, TrialConfig
 from mnist_core.errors import ConfigError, DataNotFoundError
+from mnist_core.search_space import Distribution, draw_samples, parse_distribution
 
+MODEL_KEYS = tuple(field.name for field in dataclasses.fields(ModelConfig))
+TRIAL_KEYS = tuple(field.name for field in dataclasses.fields(TrialConfig)
+                   if field.name not in ("model", "seed"))
+HYPERPARAMETERS = (*MODEL_KEYS, *TRIAL_KEYS, "seed")
 SECTIONS = {
-    "sweep": {"name", "dataset", "data_path", "validation_split", "seeds"},
-    "grid": {"hidden_units", "activation", "optimizer", "learning_rate", "batch_size", "epochs"},
+    "sweep": {"name", "dataset", "data_path", "validation_split", "seeds", "samples",
+              "search_seed"},
+    "grid": {*MODEL_KEYS, *TRIAL_KEYS},
     "resources": {"num_cpus", "num_gpus", "max_retries", "pack_size"},
+    "scheduler": {"kind", "eta", "min_epochs"},
 }
+SCHEDULERS = ("none", "halving")
+# Fields added after the first release: left out of a trial's id hash while at their default,
+# so sweeps started before they existed resume with the same trial ids.
+_LATER_FIELDS = ("momentum", "nesterov", "l2", "schedule", "decay_rate", "restore_best",
+                 "patience")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Halving:
+    """Successive halving: trials are compared on validation accuracy after ``min_epochs``,
+    ``min_epochs·eta``, ``min_epochs·eta²``, … epochs (the rungs), and only the best
+    ``1/eta`` of each rung train on; the rest are recorded ``pruned``."""
+
+    eta: int = 3
+    min_epochs: int = 1
+
+    def rungs(self, max_epochs: int) -> list[int]:
+        """The epoch counts at which trials are compared, then the last (the full budget)."""
+        rungs, epochs = [], self.min_epochs
+        while epochs < max_epochs:
+            rungs.append(epochs)
+            epochs *= self.eta
+        return [*rungs, max_epochs]
 
 
 @dataclass(frozen=True)
@@ -55,14 +90,15 @@ class SweepConfig:
     trials: tuple[Trial, ...]
     resources: Resources
     source_text: str
+    halving: Halving | None = None
+    log_scaled: frozenset[str] = frozenset()
 
     @property
     def grid_names(self) -> list[str]:
         """Hyperparameters that take more than one value in this sweep (the plotted ones)."""
-        names = ["hidden_units", "activation", "optimizer", "learning_rate", "batch_size",
-                 "epochs", "seed"]
         records = [trial.config.as_record() for trial in self.trials]
-        return [name for name in names if len({json.dumps(r[name]) for r in records}) > 1]
+        return [name for name in HYPERPARAMETERS
+                if len({json.dumps(r[name]) for r in records}) > 1]
 
 
 def load_sweep_config(path: str | Path) -> SweepConfig:
@@ -94,8 +130,14 @@ def parse_sweep_config(text: str) -> SweepConfig:
         raise ConfigError("[sweep] validation_split must be > 0: the best trial is chosen on "
                           "validation accuracy, never on the test set")
     seeds = _list("sweep", "seeds", sweep.get("seeds", [0]))
-    trials = _expand(grid, seeds)
-    return SweepConfig(name, data, trials, _resources(document.get("resources", {})), text)
+    axes, distributions = _split_grid(grid)
+    samples = _samples(sweep, distributions)
+    trials = _expand(axes, samples, seeds)
+    if any(trial.config.needs_validation for trial in trials) and data.validation_split <= 0:
+        raise ConfigError("[grid] restore_best and patience need [sweep] validation_split > 0")
+    log_scaled = frozenset(key for key, spec in distributions.items() if spec.kind == "loguniform")
+    return SweepConfig(name, data, trials, _resources(document.get("resources", {})), text,
+                       _halving(document.get("scheduler", {})), log_scaled)
 
 
 def _check_keys(document: dict) -> None:
@@ -117,29 +159,72 @@ def _list(section: str, key: str, value) -> list:
     return value
 
 
-def _expand(grid: dict, seeds: list) -> tuple[Trial, ...]:
-    defaults = TrialConfig()
-    axes = {
-        "hidden_units": _list("grid", "hidden_units",
-                              grid.get("hidden_units", [list(defaults.model.hidden_units)])),
-        "activation": _list("grid", "activation",
-                            grid.get("activation", [defaults.model.activation])),
-        **{key: _list("grid", key, grid.get(key, [getattr(defaults, key)]))
-           for key in ("optimizer", "learning_rate", "batch_size", "epochs")},
-        "seed": seeds,
-    }
-    for units in axes["hidden_units"]:
+def _split_grid(grid: dict) -> tuple[dict[str, list], dict[str, Distribution]]:
+    """The grid's plain lists (axes, defaults filled in) and its distributions."""
+    defaults = TrialConfig().as_record()
+    axes, distributions = {}, {}
+    for key in (*MODEL_KEYS, *TRIAL_KEYS):
+        value = grid.get(key, [defaults[key]])
+        if isinstance(value, dict):
+            distributions[key] = parse_distribution(key, value)
+        else:
+            axes[key] = _list("grid", key, value)
+    for units in axes.get("hidden_units", []):
         if not isinstance(units, list):
             raise ConfigError(f"[grid] hidden_units must be a list of lists, e.g. [[10], [32]], "
                               f"got {units!r}")
+    return axes, distributions
+
+
+def _samples(sweep: dict, distributions: dict[str, Distribution]) -> list[dict]:
+    """The drawn values of every sample ([{}] when the grid has no distributions)."""
+    count, seed = sweep.get("samples"), sweep.get("search_seed", 0)
+    if count is None:
+        if distributions:
+            raise ConfigError(f"[sweep] samples is required: [grid] {', '.join(distributions)} "
+                              "are distributions to draw from")
+        return [{}]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConfigError(f"[sweep] samples must be a positive integer, got {count!r}")
+    if not distributions:
+        raise ConfigError("[sweep] samples needs at least one distribution in [grid], "
+                          "e.g. learning_rate = {loguniform = [0.01, 3.0]}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"[sweep] search_seed must be an integer, got {seed!r}")
+    return draw_samples(distributions, count, np.random.default_rng(seed))
+
+
+def _expand(axes: dict[str, list], samples: list[dict], seeds: list) -> tuple[Trial, ...]:
     trials = []
-    for index, values in enumerate(itertools.product(*axes.values())):
-        point = dict(zip(axes, values))
-        model = _section("grid", ModelConfig, hidden_units=tuple(point.pop("hidden_units")),
-                         activation=point.pop("activation"))
-        config = _section("grid", TrialConfig, model=model, **point)
-        trials.append(Trial(_trial_id(index, config), config))
+    points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    for sample, point, seed in itertools.product(samples, points, seeds):
+        values = point | sample
+        model = _section("grid", ModelConfig, hidden_units=_units(values.pop("hidden_units")),
+                         activation=values.pop("activation"))
+        config = _section("grid", TrialConfig, model=model, seed=seed, **values)
+        trials.append(Trial(_trial_id(len(trials), config), config))
     return tuple(trials)
+
+
+def _units(value) -> tuple:
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"[grid] hidden_units must be lists of widths, got {value!r}")
+    return tuple(value)
+
+
+def _halving(section: dict) -> Halving | None:
+    kind = section.get("kind", "none")
+    if kind not in SCHEDULERS:
+        raise ConfigError(f"[scheduler] unknown kind {kind!r}; choose one of "
+                          + ", ".join(SCHEDULERS))
+    if kind == "none":
+        return None
+    halving = Halving(**{key: value for key, value in section.items() if key != "kind"})
+    for key, lowest in (("eta", 2), ("min_epochs", 1)):
+        value = getattr(halving, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+            raise ConfigError(f"[scheduler] {key} must be an integer >= {lowest}, got {value!r}")
+    return halving
 
 
 def _resources(section: dict) -> Resources:
@@ -169,5 +254,8 @@ def _section(section: str, factory, **fields):
 
 
 def _trial_id(index: int, config: TrialConfig) -> str:
-    digest = hashlib.sha1(json.dumps(config.as_record(), sort_keys=True).encode()).hexdigest()
+    record, defaults = config.as_record(), TrialConfig().as_record()
+    hashed = {key: value for key, value in record.items()
+              if key not in _LATER_FIELDS or value != defaults[key]}
+    digest = hashlib.sha1(json.dumps(hashed, sort_keys=True).encode()).hexdigest()
     return f"t{index:04d}-{digest[:8]}"

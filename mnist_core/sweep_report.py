@@ -46,13 +46,15 @@ SCHEMAS = {**DETAIL_SCHEMAS, "trials": TRIALS_SCHEMA}
 
 @dataclass(frozen=True)
 class MemberRecord:
-    """What one trial of a finished pack contributes: its outcome and where it ran."""
+    """What one trial of a finished pack contributes: its outcome, its attempts, and (with
+    successive halving) the rung it was trained to."""
 
     trial_id: str
     config_record: dict
     result: TrialResult | None
     error: str | None
     attempts: int
+    rung: int | None = None
 
 
 def read_sweep(folder: str) -> dict[str, pa.Table]:
@@ -74,14 +76,48 @@ def read_sweep(folder: str) -> dict[str, pa.Table]:
 
 
 class SweepReport:
-    """Records finished packs of one sweep as part files, keeps the best model, compacts."""
+    """Records finished packs of one sweep as part files, keeps the best model, compacts.
 
-    def __init__(self, folder: str, sweep_id: str, dataset: str, validation_split: float):
+    With successive halving, a rung's results first land in a staging report of the same
+    shape (``stage``, under ``rungs/r<k>/``, keeping no best model): when the rung is decided,
+    the trials it prunes are copied from there into the sweep's reports (``adopt``) with
+    status ``pruned``, and the staging reports go when the sweep is complete.
+    """
+
+    def __init__(self, folder: str, sweep_id: str, dataset: str, validation_split: float,
+                 keeps_best: bool = True):
         self.folder, self.sweep_id = folder, sweep_id
         self.dataset, self.validation_split = dataset, validation_split
+        self.keeps_best = keeps_best
         self.trials = read_sweep(folder)["trials"].to_pylist()
         ok = [row for row in self.trials if row["status"] == "ok"]
         self.best = max(ok, key=lambda row: row["val_accuracy"], default=None)
+
+    def stage(self, rung: int) -> SweepReport:
+        """The staging report of ``rung`` (successive halving)."""
+        return SweepReport(storage.join(self.folder, "rungs", f"r{rung}"), self.sweep_id,
+                           self.dataset, self.validation_split, keeps_best=False)
+
+    def adopt(self, stage: SweepReport, trial_ids: set[str], status: str) -> None:
+        """Copy the staged records of ``trial_ids`` into this report with ``status``."""
+        if not trial_ids:
+            return
+        tables = read_sweep(stage.folder)
+        keep = pa.array(sorted(trial_ids), pa.string())
+        trials = _rows_of(tables["trials"], keep)
+        trials = trials.set_column(trials.schema.get_field_index("status"), "status",
+                                   pa.array([status] * trials.num_rows, pa.string()))
+        pack_id = f"{status}-{storage.name(stage.folder)}-{min(trial_ids)}"
+        with self._writing():
+            for name in DETAIL_SCHEMAS:
+                storage.write_table(self._part(name, pack_id), _rows_of(tables[name], keep))
+            storage.write_table(self._part("trials", pack_id), trials)
+        self.trials += trials.to_pylist()
+
+    def remove_stages(self) -> None:
+        """Delete the staging reports of every rung (once every trial is recorded)."""
+        for entry in storage.list_files(storage.join(self.folder, "rungs")):
+            storage.remove(entry.location)
 
     @property
     def finished_ids(self) -> set[str]:
@@ -104,7 +140,8 @@ class SweepReport:
             for name, schema in DETAIL_SCHEMAS.items():
                 storage.write_rows(self._part(name, pack_id), details[name], schema)
             storage.write_rows(self._part("trials", pack_id), rows, TRIALS_SCHEMA)
-            self._keep_best(rows, members)
+            if self.keeps_best:
+                self._keep_best(rows, members)
         self.trials += rows
 
     def compact(self) -> None:
@@ -120,19 +157,21 @@ class SweepReport:
             for part in parts:
                 storage.remove(part)
 
-    def write_hyperparameter_plot(self, names: list[str]) -> None:
+    def write_hyperparameter_plot(self, names: list[str],
+                                  log_scaled: frozenset[str] = frozenset()) -> None:
         """Plot validation (and test) accuracy against each swept hyperparameter."""
         ok = [row for row in self.trials if row["status"] == "ok"]
         if ok and names:
             with self._writing():
                 storage.write_bytes(self._path("best/accuracy_by_hyperparameter", ".png"),
-                                    plots.accuracy_by_hyperparameter(ok, names))
+                                    plots.accuracy_by_hyperparameter(ok, names, log_scaled))
 
     def _row(self, member: MemberRecord, placement: dict) -> dict:
         finished_at = datetime.now(UTC).replace(microsecond=0)
         row = {"sweep_id": self.sweep_id, "trial_id": member.trial_id,
                "status": "ok" if member.result is not None else "failed",
                "error": member.error, "attempts": member.attempts, "finished_at": finished_at,
+               "rung": member.rung,
                **member.config_record, "dataset": self.dataset,
                "validation_split": self.validation_split, **placement}
         if member.result is not None:

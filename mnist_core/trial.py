@@ -24,24 +24,26 @@ from mnist_core.training import EpochCallback, train
 
 @dataclass(frozen=True, eq=False)
 class TrialResult:
-    """Everything a trial produced: config, size, history, test metrics and the model file."""
+    """Everything a trial produced: config, size, history, the epoch whose weights it kept
+    (1-based), test metrics of those weights and the model file."""
 
     config: TrialConfig
     params: int
     history: dict[str, list[float]]
+    best_epoch: int
     evaluation: Evaluation
     train_seconds: float
     model_bytes: bytes
 
     @property
     def val_accuracy(self) -> float | None:
-        """Validation accuracy after the last epoch, or None without a validation split."""
-        return self.history.get("val_accuracy", [None])[-1]
+        """Validation accuracy of the kept epoch, or None without a validation split."""
+        return self.history.get("val_accuracy", [None] * self.best_epoch)[self.best_epoch - 1]
 
     @property
     def val_loss(self) -> float | None:
-        """Validation loss after the last epoch, or None without a validation split."""
-        return self.history.get("val_loss", [None])[-1]
+        """Validation loss of the kept epoch, or None without a validation split."""
+        return self.history.get("val_loss", [None] * self.best_epoch)[self.best_epoch - 1]
 
 
 @dataclass(frozen=True)
@@ -52,24 +54,29 @@ class TrialFailure:
     error: str
 
 
-def run_trial(config: TrialConfig, splits: Splits,
-              on_epoch: EpochCallback | None = None) -> TrialResult | TrialFailure:
-    """Train per ``config`` on ``splits``, evaluate on the test set, return the result."""
-    fit = train(config, splits, on_epoch)
+def run_trial(config: TrialConfig, splits: Splits, on_epoch: EpochCallback | None = None,
+              epochs: int | None = None) -> TrialResult | TrialFailure:
+    """Train per ``config`` on ``splits`` (for ``epochs``, default the config's), evaluate the
+    kept epoch's weights on the test set, return the result."""
+    fit = train(config, splits, on_epoch, epochs)
     error = non_finite_loss(fit.history)
     if error is not None:
         return TrialFailure(config, error)
-    return _result(config, fit.model, fit.history, fit.seconds, splits)
+    return _result(config, fit.model, fit.history, fit.best_epoch, fit.seconds, splits)
 
 
-def run_pack(configs: Sequence[TrialConfig], splits: Splits) -> list[TrialResult | TrialFailure]:
-    """Train ``configs`` (one pack: they share ``packs.pack_key``) together; a result or a
-    failure per config, in order. A pack of one, or of an unpackable optimizer, trains alone."""
+def run_pack(configs: Sequence[TrialConfig], splits: Splits,
+             budgets: Sequence[int] | None = None) -> list[TrialResult | TrialFailure]:
+    """Train ``configs`` (one pack: they share ``packs.pack_key``) together, each for its
+    budget of epochs (default its config's); a result or a failure per config, in order. A
+    pack of one, or of an unpackable optimizer, trains alone."""
     from mnist_core.packed_training import PACKABLE_OPTIMIZERS, train_pack
 
+    budgets = list(budgets or [config.epochs for config in configs])
     if len(configs) == 1 or configs[0].optimizer not in PACKABLE_OPTIMIZERS:
-        return [run_trial(config, splits) for config in configs]
-    fit = train_pack(configs, splits)
+        return [run_trial(config, splits, epochs=budget)
+                for config, budget in zip(configs, budgets)]
+    fit = train_pack(configs, splits, budgets)
     model = build_model(configs[0].model, splits.input_dim, splits.pixel_max)
     results = []
     for config, member in zip(configs, fit.members):
@@ -77,8 +84,8 @@ def run_pack(configs: Sequence[TrialConfig], splits: Splits) -> list[TrialResult
             results.append(TrialFailure(config, member.error))
             continue
         model.set_weights(member.weights)
-        results.append(_result(config, model, member.history, fit.seconds / len(configs),
-                               splits))
+        results.append(_result(config, model, member.history, member.best_epoch,
+                               fit.seconds / len(configs), splits))
     return results
 
 
@@ -90,12 +97,13 @@ def non_finite_loss(history: dict[str, list[float]]) -> str | None:
     return None
 
 
-def _result(config: TrialConfig, model, history: dict, seconds: float,
+def _result(config: TrialConfig, model, history: dict, best_epoch: int, seconds: float,
             splits: Splits) -> TrialResult:
     return TrialResult(
         config=config,
         params=int(model.count_params()),
         history=history,
+        best_epoch=best_epoch,
         evaluation=evaluate(model, splits.x_test, splits.y_test),
         train_seconds=seconds,
         model_bytes=model_to_bytes(model),

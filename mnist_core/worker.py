@@ -40,7 +40,7 @@ def train_pack_on_worker(pack: Pack, splits: Splits, num_cpus: float) -> PackOut
     gpu_ids = tuple(str(gpu) for gpu in ray.get_gpu_ids())
     setup = devices.configure(num_cpus=max(1, int(num_cpus)), use_gpu=bool(gpu_ids))
     return PackOutcome(
-        results=run_pack(pack.configs, splits),
+        results=run_pack(pack.configs, splits, pack.budgets),
         node=ray.get_runtime_context().get_node_id(),
         gpu_ids=gpu_ids,
         worker_pid=os.getpid(),

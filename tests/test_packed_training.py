@@ -54,7 +54,7 @@ def test_a_pack_of_one_agrees_with_keras_fit(digits, optimizer):
     fit = train_pack([config], digits)
     keras.utils.set_random_seed(config.seed)
     model = build_model(config.model, digits.input_dim, digits.pixel_max)
-    model.compile(optimizer=make_optimizer(optimizer, config.learning_rate),
+    model.compile(optimizer=make_optimizer(config),
                   loss="sparse_categorical_crossentropy")
     order = np.random.default_rng(config.seed).permutation(len(digits.y_train))
     model.fit(digits.x_train[order], digits.y_train[order], batch_size=100, epochs=1,
@@ -96,3 +96,48 @@ def test_a_diverging_member_fails_alone(digits):
     assert all(isinstance(result, TrialResult) for result in results[:-1])
     (alone,) = run_pack([configs[1]], digits)
     assert results[1].evaluation.accuracy == pytest.approx(alone.evaluation.accuracy, abs=0.002)
+
+
+SEARCH_SETTINGS = [
+    {"momentum": 0.9},
+    {"momentum": 0.5, "nesterov": True},
+    {"l2": 1e-3},
+    {"schedule": "cosine"},
+    {"schedule": "exponential", "decay_rate": 0.5},
+    {"restore_best": True},
+    {"patience": 1},
+]
+
+
+@pytest.mark.parametrize("settings", SEARCH_SETTINGS, ids=lambda s: "-".join(map(str, s)))
+def test_each_search_hyperparameter_packs_to_the_same_result(digits, settings):
+    base = _configs("sgd", epochs=4)[::12]
+    configs = [dataclasses.replace(config, **settings) for config in base]
+    configs[1] = base[1]  # a plain member beside the others: settings are per member
+    fit = train_pack(configs, digits)
+    for index in (0, 1, 3):
+        alone = train(configs[index], digits)
+        member = fit.members[index]
+        assert member.best_epoch == alone.best_epoch
+        assert len(member.history["loss"]) == len(alone.history["loss"])
+        _assert_weights_close(member.weights, alone.model.get_weights())
+        assert member.history["val_accuracy"] == pytest.approx(alone.history["val_accuracy"],
+                                                               rel=1e-5)
+
+
+def test_patience_stops_a_member_and_reports_its_best_epoch(digits):
+    config = TrialConfig(learning_rate=3.0, epochs=30, patience=2, seed=3)
+    (member,) = train_pack([config, dataclasses.replace(config, patience=0)], digits).members[:1]
+    accuracies = member.history["val_accuracy"]
+    assert len(accuracies) < 30
+    assert member.best_epoch == int(np.argmax(accuracies)) + 1
+    assert len(accuracies) - member.best_epoch == 2
+
+
+def test_a_budget_shorter_than_the_epochs_keeps_the_full_schedule(digits):
+    config = TrialConfig(learning_rate=1.0, epochs=6, schedule="cosine", seed=3)
+    (packed,) = train_pack([config, dataclasses.replace(config, learning_rate=0.5)], digits,
+                           budgets=[2, 2]).members[:1]
+    alone = train(config, digits, epochs=2)
+    assert len(packed.history["loss"]) == 2
+    _assert_weights_close(packed.weights, alone.model.get_weights())

@@ -43,5 +43,5 @@ def test_epoch_callback_sees_every_epoch(digits):
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop", "adagrad", "nadam"])
 def test_optimizers_by_name(name):
-    optimizer = make_optimizer(name, 0.25)
+    optimizer = make_optimizer(TrialConfig(optimizer=name, learning_rate=0.25))
     assert float(optimizer.learning_rate) == pytest.approx(0.25)

@@ -1,0 +1,72 @@
+"""Sampled search spaces: the distributions a sweep's ``[grid]`` may hold beside plain lists.
+
+``learning_rate = {loguniform = [0.01, 3.0]}``, ``{uniform = [a, b]}``, ``{choice = [...]}`` and
+``{randint = [a, b]}`` (integers from a up to but not including b, as Ray Tune's ``randint``).
+``[sweep] samples = N`` draws N configurations for every grid point (grid × samples, as Ray
+Tune's ``param_space`` with ``num_samples``), from one generator seeded by ``[sweep]
+search_seed``: the same file always gives the same trials, so ``--resume`` knows what it owes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mnist_core.errors import ConfigError
+
+DISTRIBUTIONS = ("loguniform", "uniform", "choice", "randint")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One sampled hyperparameter: its kind and its bounds (or choices)."""
+
+    kind: str
+    values: tuple
+
+    def draw(self, rng: np.random.Generator):
+        """One value, drawn with ``rng``."""
+        low, high = (self.values + (None, None))[:2]
+        if self.kind == "loguniform":
+            return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        if self.kind == "uniform":
+            return float(rng.uniform(low, high))
+        if self.kind == "randint":
+            return int(rng.integers(low, high))
+        choice = self.values[int(rng.integers(len(self.values)))]
+        return list(choice) if isinstance(choice, tuple) else choice
+
+
+def parse_distribution(key: str, spec: dict) -> Distribution:
+    """Validate ``{kind = [...]}`` for ``[grid] key``; ``ConfigError`` names what is wrong."""
+    if len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
+        raise ConfigError(f"[grid] {key}: unknown distribution {spec!r}; use one of "
+                          + ", ".join(f"{{{kind} = [...]}}" for kind in DISTRIBUTIONS))
+    kind, values = next(iter(spec.items()))
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"[grid] {key}: {kind} needs a non-empty list, got {values!r}")
+    if kind == "choice":
+        return Distribution(kind, tuple(tuple(v) if isinstance(v, list) else v for v in values))
+    return Distribution(kind, _bounds(key, kind, values))
+
+
+def _bounds(key: str, kind: str, values: list) -> tuple:
+    numeric = int if kind == "randint" else (int, float)
+    if len(values) != 2 or any(isinstance(v, bool) or not isinstance(v, numeric)
+                               for v in values):
+        wanted = "two integers" if kind == "randint" else "two numbers"
+        raise ConfigError(f"[grid] {key}: {kind} takes [low, high], {wanted}, got {values!r}")
+    low, high = values
+    if low >= high:
+        raise ConfigError(f"[grid] {key}: {kind} range [{low}, {high}] is empty or inverted")
+    if kind == "loguniform" and low <= 0:
+        raise ConfigError(f"[grid] {key}: loguniform range [{low}, {high}] must be above 0")
+    return (low, high)
+
+
+def draw_samples(distributions: dict[str, Distribution], count: int,
+                 rng: np.random.Generator) -> list[dict]:
+    """``count`` dicts of drawn values (keys in sorted order, so the draws are stable)."""
+    return [{key: distributions[key].draw(rng) for key in sorted(distributions)}
+            for _ in range(count)]
