@@ -19,10 +19,10 @@ help: ## List the targets
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,tracking,bench]'
 	touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install the project with its dev tools
+install: $(STAMP) ## Create .venv and install the project with its dev, tracking and bench tools
 
 sweep: $(STAMP) ## Run the sweep in CONFIG (default configs/quick.toml: offline, digits)
 	$(PY) -m jobs.sweep --config $(CONFIG) --out $(OUT)
@@ -43,6 +43,7 @@ lint: $(STAMP) ## Lint with ruff
 	$(VENV)/bin/ruff check .
 
 bench: $(STAMP) ## Run the benchmarks under bench/ (prints ratios; see docs/benchmarks.md)
+	$(PY) bench/pack.py
 	$(PY) bench/sweep.py
 	$(PY) bench/score.py
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from mnist_core.errors import ConfigError, UserError
 
-EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_CORRUPT = 0, 1, 2, 3
 
 
 class Parser(argparse.ArgumentParser):

@@ -38,6 +38,8 @@ def parse_args(argv: Sequence[str] | None):
                         help="GPUs per actor (fractions share a GPU)")
     parser.add_argument("--address", default=None,
                         help="Ray address (default: $RAY_ADDRESS, else a local Ray)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="a line per committed shard instead of a progress bar (for logs)")
     parser.add_argument("--wait", action="store_true",
                         help="wait for another run that holds --out instead of exiting 2")
     return parser.parse_args(argv)
@@ -49,35 +51,65 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = build(ScoreConfig, model=args.model, input=args.input, out=args.out,
                    batch_size=args.batch_size, actors=args.actors, num_gpus=args.num_gpus,
                    wait=args.wait)
-    return score(config, args.address)
+    return score(config, args.address, show_progress=not args.no_progress)
 
 
-def score(config: ScoreConfig, address: str | None = None) -> int:
+def score(config: ScoreConfig, address: str | None = None, show_progress: bool = True) -> int:
     """Check and lock ``--out``, score what is pending, print the summary; return the exit
     code. ``jobs.score_demo`` calls this with its own config."""
     storage.check_writable(config.out)
     with output_lock.hold(config.out, config.wait, on_wait=_print_waiting(config.out)):
-        return _score(config, address)
+        return _score(config, address, show_progress)
 
 
-def _score(config: ScoreConfig, address: str | None) -> int:
-    from mnist_core import scoring, session
+def _score(config: ScoreConfig, address: str | None, show_progress: bool) -> int:
+    from mnist_core import console, scoring, session
+    from mnist_core.html_report import write_scoring_report
 
-    work = scoring.plan(config)
+    with console.native_output_to(storage.join(config.out, "logs", "score.log")):
+        work = scoring.plan(config)
     print(f"model {work.model_id}: {work.model}", flush=True)
     print(f"{len(work.pending)} of {len(work.shards)} shards to score", flush=True)
     if work.pending:
         print(f"scoring on {session.connect(address)}", flush=True)
     start = time.perf_counter()
-    summary = scoring.execute(work, on_shard=_print_shard)
+    with _ShardProgress(work.pending, show_progress) as progress:
+        summary = scoring.execute(work, on_shard=progress.committed)
     seconds = time.perf_counter() - start
     print(f"{summary.scored_shards} of {summary.shards} shards scored "
           f"({summary.shards - summary.scored_shards} already scored by this model): "
           f"{summary.images} images in {seconds:.1f} s, {summary.failed_rows} rejected")
     print(f"predictions: before {_models(summary.models_before)}; "
           f"now {_models(summary.models_after)}")
-    print(f"output: {config.out}")
+    print(f"output: {config.out} (report: {write_scoring_report(config.out)})")
     return EXIT_OK if summary.failed_rows == 0 else EXIT_PARTIAL
+
+
+class _ShardProgress:
+    """A tqdm bar of shards committed (images and rejects alongside), or with the bar off,
+    one line per committed shard for logs."""
+
+    def __init__(self, pending: list, enabled: bool):
+        from tqdm import tqdm
+
+        self.enabled, self.images, self.rejected = enabled, 0, 0
+        self.bar = tqdm(total=len(pending), unit="shard", desc="scoring", disable=not enabled,
+                        dynamic_ncols=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+    def committed(self, shard, images: int, rejected: int) -> None:
+        self.images, self.rejected = self.images + images, self.rejected + rejected
+        if not self.enabled:
+            print(f"committed {shard.path}: {images} images scored, {rejected} rejected",
+                  flush=True)
+            return
+        self.bar.set_postfix(images=f"{self.images:,}", rejected=self.rejected, refresh=False)
+        self.bar.update(1)
 
 
 def _models(counts: dict[str, int]) -> str:
@@ -92,10 +124,6 @@ def _print_waiting(out: str):
         print(f"waiting for the run that holds {out} ({holder})", flush=True)
 
     return on_wait
-
-
-def _print_shard(shard, images: int, rejected: int) -> None:
-    print(f"committed {shard.path}: {images} images scored, {rejected} rejected", flush=True)
 
 
 if __name__ == "__main__":

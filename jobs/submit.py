@@ -1,7 +1,7 @@
 """Submit a sweep or scoring job to a Ray cluster through Ray's Jobs API, and follow it.
 
     python -m jobs.submit sweep --config configs/quick.toml --out runs
-    python -m jobs.submit score --model runs/<id>/best/model.keras --input 'data/*.parquet' \\
+    python -m jobs.submit score --model runs/latest --input 'data/*.parquet' \\
         --out scores/x --address http://127.0.0.1:8265 --no-wait
 
 Everything after the job name that is not --address, --no-wait or --submission-id is passed
@@ -11,7 +11,9 @@ land in that copy. On a multi-node cluster use a shared mount or an s3:// / gs:/
 
 The address defaults to $RAY_API_SERVER_ADDRESS, else http://127.0.0.1:8265. With token
 authentication, set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH (make submit does this for
-the local cluster). Exit code: 0 when the job succeeded, 1 when it failed or was stopped.
+the local cluster). Exit code: the job's own (0 ok, 1 some trials or images failed, 2 a bad
+config, flag or file, 3 a corrupt file), so a RayJob or cron wrapper can tell a bad config from
+failed trials; 1 when the job was stopped or its driver died without one.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-from jobs._cli import Parser, run
+from jobs._cli import EXIT_CORRUPT, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Parser, run
 from mnist_core import storage
 from mnist_core.errors import ConfigError
 
@@ -67,7 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = client.get_job_info(submission_id)
     detail = "" if info.status.value == "SUCCEEDED" else f": {info.message}"
     print(f"job {submission_id} {info.status.value}{detail}")
-    return 0 if info.status.value == "SUCCEEDED" else 1
+    return job_exit_code(info.status.value, info.driver_exit_code)
+
+
+def job_exit_code(status: str, driver_exit_code: int | None) -> int:
+    """The job's own exit code (0 ok, 1 some trials or images failed, 2 bad input, 3 corrupt
+    file) when its driver reported one; otherwise 0 for SUCCEEDED and 1 for anything else
+    (stopped, or a driver that died without one)."""
+    if driver_exit_code in (EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_CORRUPT):
+        return driver_exit_code
+    return EXIT_OK if status == "SUCCEEDED" else EXIT_PARTIAL
 
 
 def runtime_env() -> dict:

@@ -10,6 +10,7 @@ ok, 1 when some failed (the reports are still complete), 2 for a bad config or f
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -31,6 +32,12 @@ def parse_args(argv: Sequence[str] | None):
     parser.add_argument("--resume", metavar="SWEEP_ID",
                         help="finish an interrupted sweep: run only its missing trials")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--mlflow", metavar="URI",
+                        help="log to this MLflow tracking URI, e.g. sqlite:///mlruns.db "
+                             "(overrides [tracking] mlflow)")
+    parser.add_argument("--tensorboard", metavar="DIR",
+                        help="write TensorBoard event files under DIR "
+                             "(overrides [tracking] tensorboard)")
     args = parser.parse_args(argv)
     if not args.config and not args.resume:
         parser.error("--config is required (or --resume SWEEP_ID)")
@@ -41,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the job; returns the process exit code."""
     args = parse_args(argv)
     config, sweep_id = _config_and_id(args)
+    config = _with_tracking(config, args)
     storage.check_writable(args.out)
     from mnist_core import session
     from mnist_core.sweep import run_sweep
@@ -56,6 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     _print_summary(summary, config)
     return EXIT_OK if summary.failed == 0 else EXIT_PARTIAL
+
+
+def _with_tracking(config: SweepConfig, args) -> SweepConfig:
+    flags = {key: value for key, value in (("mlflow", args.mlflow),
+                                           ("tensorboard", args.tensorboard)) if value}
+    if not flags:
+        return config
+    return dataclasses.replace(config, tracking=dataclasses.replace(config.tracking, **flags))
 
 
 def _config_and_id(args) -> tuple[SweepConfig, str]:
@@ -89,7 +105,7 @@ def _print_summary(summary, config: SweepConfig) -> None:
         for row in summary.top:
             print(f"{row['trial_id']:<15} " + " ".join(
                 f"{_cell(row[name]):>{width}}" for name, width in zip(columns, widths)))
-    print(f"reports: {summary.folder}")
+    print(f"reports: {summary.folder} (open {storage.join(summary.folder, 'report.html')})")
 
 
 def _cell(value) -> str:

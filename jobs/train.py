@@ -2,6 +2,8 @@
 
     python -m jobs.train --dataset digits --epochs 30 --out runs/train
     python -m jobs.train --dataset mnist --data-path mnist.npz --learning-rate 0.5 --epochs 30
+    python -m jobs.train --dataset fashion_mnist --learning-rate 0.3 --momentum 0.9 --l2 1e-4 \
+        --schedule cosine --epochs 40 --validation-split 0.1 --restore-best
 
 Prints the model summary, one line per epoch, and last ``test_accuracy=… test_loss=…``.
 Writes model.keras, metrics/epochs/confusion/per_class Parquet files and two PNG plots to --out.
@@ -18,10 +20,12 @@ from mnist_core.config import (
     ACTIVATIONS,
     DATASETS,
     OPTIMIZERS,
+    SCHEDULES,
     DataConfig,
     ModelConfig,
     TrialConfig,
 )
+from mnist_core.errors import ConfigError
 
 
 def parse_args(argv: Sequence[str] | None):
@@ -36,6 +40,17 @@ def parse_args(argv: Sequence[str] | None):
     parser.add_argument("--learning-rate", type=float, default=0.5)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
+    parser.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
+    parser.add_argument("--l2", type=float, default=0.0, help="L2 penalty on the kernels")
+    parser.add_argument("--schedule", choices=SCHEDULES, default="constant",
+                        help="learning-rate schedule over the epochs")
+    parser.add_argument("--decay-rate", type=float, default=0.9,
+                        help="per-epoch factor of the exponential schedule")
+    parser.add_argument("--restore-best", action="store_true",
+                        help="keep the weights of the epoch with the best validation accuracy")
+    parser.add_argument("--patience", type=int, default=0,
+                        help="stop after this many epochs without a better validation accuracy")
     parser.add_argument("--validation-split", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/train", help="report folder or URI")
@@ -52,15 +67,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  activation=args.activation),
         optimizer=args.optimizer, learning_rate=args.learning_rate,
         batch_size=args.batch_size, epochs=args.epochs, seed=args.seed,
+        momentum=args.momentum, nesterov=args.nesterov, l2=args.l2, schedule=args.schedule,
+        decay_rate=args.decay_rate, restore_best=args.restore_best, patience=args.patience,
     )
-    from mnist_core import devices
+    if trial_config.needs_validation and data_config.validation_split <= 0:
+        raise ConfigError("--restore-best and --patience choose an epoch on validation "
+                          "accuracy: they need --validation-split > 0")
+    from mnist_core import console, devices
     from mnist_core.data import load_dataset
     from mnist_core.model import build_model
     from mnist_core.trial import TrialFailure, run_trial
 
     storage.check_writable(args.out)
     splits = load_dataset(data_config)
-    devices.configure()
+    with console.native_output_to(storage.join(args.out, "logs", "train.log")):
+        devices.configure()
     print(f"data: {splits.name} from {splits.source}: {len(splits.y_train)} train, "
           f"{len(splits.y_val)} validation, {len(splits.y_test)} test")
     build_model(trial_config.model, splits.input_dim, splits.pixel_max).summary()
@@ -70,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_PARTIAL
     reports.write_trial_reports(args.out, "train", result, data_config)
     print(f"reports: {args.out}")
+    if result.best_epoch != len(result.history["loss"]):
+        print(f"kept the weights of epoch {result.best_epoch} (best validation accuracy "
+              f"{result.val_accuracy:.4f})")
     print(f"test_accuracy={result.evaluation.accuracy:.4f} test_loss={result.evaluation.loss:.4f}")
     return 0
 

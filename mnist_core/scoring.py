@@ -8,7 +8,9 @@ of them, ``num_gpus`` each), one shard per actor at a time, gathers results with
 and commits each shard to ``manifest.parquet`` the moment it lands. A crash costs only the
 shards in flight: they are missing from the manifest (or still bound to the old model), the
 rerun scores them again, and their output is replaced whole. An actor whose process dies is
-restarted by Ray and its shard retried (the write is atomic, so a retry is harmless).
+replaced by the driver and its shard scored again (the write is atomic, so a retry is
+harmless); Ray's own actor restarts stay off, as a restartable actor with arguments in the
+object store makes Ray log an error line on the user's console.
 
 Why plain actors, not Ray Data: a shard is the unit of reading, writing and committing, so the
 pipeline is a queue of shards over a pool of actors, which Ray Data ran with about 3 s more
@@ -43,7 +45,7 @@ from mnist_core.shard_scorer import ShardScorer
 from mnist_core.shards import Shard, discover
 
 ShardCallback = Callable[[Shard, int, int], None]
-_RETRIES = 2  # restarts of a scoring actor whose process died, and retries of its shard
+_RETRIES = 2  # replacements of a scoring actor whose process died, per shard
 
 
 @dataclass(frozen=True)
@@ -108,35 +110,50 @@ def execute(work: ScorePlan, on_shard: ShardCallback | None = None) -> ScoreSumm
 
 
 def _score_on_actors(work: ScorePlan) -> Iterator[tuple[Shard, dict]]:
-    """Yield (shard, summary) as actors finish shards; each actor has one shard at a time."""
+    """Yield (shard, summary) as actors finish shards; each actor has one shard at a time.
+    An actor whose process died is replaced and its shard given to the new one, up to
+    ``_RETRIES`` times per shard."""
     import ray
+    from ray.exceptions import RayActorError
 
     if not work.pending:
         return
+    start_actor = _actor_starter(work)
     queue = list(reversed(work.pending))
     in_flight = {}
-    for actor in _start_actors(work, min(work.config.actors, len(queue))):
-        shard = queue.pop()
-        in_flight[actor.score.remote(shard)] = (actor, shard)
+    for _ in range(min(work.config.actors, len(queue))):
+        actor, shard = start_actor(), queue.pop()
+        in_flight[actor.score.remote(shard)] = (actor, shard, 1)
     while in_flight:
         (ref,), _ = ray.wait(list(in_flight), num_returns=1)
-        actor, shard = in_flight.pop(ref)
+        actor, shard, attempt = in_flight.pop(ref)
+        try:
+            summary = _result(ref, shard, work.config.out)
+        except RayActorError:
+            if attempt > _RETRIES:
+                raise
+            actor = start_actor()
+            in_flight[actor.score.remote(shard)] = (actor, shard, attempt + 1)
+            continue
         if queue:
             following = queue.pop()
-            in_flight[actor.score.remote(following)] = (actor, following)
-        yield shard, _result(ref, shard, work.config.out)
+            in_flight[actor.score.remote(following)] = (actor, following, 1)
+        yield shard, summary
 
 
-def _start_actors(work: ScorePlan, count: int) -> list:
+def _actor_starter(work: ScorePlan):
     import ray
 
     config = work.config
     resources = {"num_gpus": config.num_gpus} if config.num_gpus else {"num_cpus": 1}
-    actor_class = ray.remote(ShardScorer).options(
-        max_restarts=_RETRIES, max_task_retries=_RETRIES, **resources)
+    actor_class = ray.remote(ShardScorer).options(**resources)
     forward = ray.put(work.forward)
-    return [actor_class.remote(forward, work.model_id, work.side, config.batch_size, config.out,
-                               use_gpu=config.num_gpus > 0) for _ in range(count)]
+
+    def start():
+        return actor_class.remote(forward, work.model_id, work.side, config.batch_size,
+                                  config.out, use_gpu=config.num_gpus > 0)
+
+    return start
 
 
 def _result(ref, shard: Shard, out: str) -> dict:

@@ -4,10 +4,15 @@ No job-wide ``runtime_env`` is set here: a worker needing one cannot come from R
 pre-started workers, which costs about 2 s per worker process on a small machine. Workers pin
 Keras to TensorFlow themselves (``mnist_core.devices.configure``) before importing it, and jobs
 submitted to a cluster get their environment from ``cluster/runtime_env.yaml``.
+
+The console stays ours: workers' output is not forwarded to the driver (``log_to_driver``
+off; sweep workers write it to ``<sweep>/logs/``, see ``console``), and Ray's own driver-side
+notices below ERROR (its start-up INFO line, the token-authentication WARNING) are not shown.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 
@@ -18,9 +23,9 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
     if ray.is_initialized():
         return "existing Ray session"
     address = address or os.environ.get("RAY_ADDRESS") or None
+    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, **quiet)
         return f"Ray cluster at {address}"
-    ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", include_dashboard=False,
-             log_to_driver=True)
+    ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", include_dashboard=False, **quiet)
     return "local Ray (127.0.0.1)"

@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import warnings
 from dataclasses import dataclass
 
 from mnist_core import storage
 from mnist_core.data import load_dataset
 from mnist_core.errors import ConfigError
+from mnist_core.html_report import write_sweep_report
 from mnist_core.model_ref import write_latest
 from mnist_core.packs import Pack, make_packs, pack_size_for
-from mnist_core.sweep_config import SweepConfig, Trial
-from mnist_core.sweep_report import MemberRecord, SweepReport
+from mnist_core.sweep_config import HYPERPARAMETERS, SweepConfig, Trial
+from mnist_core.sweep_report import MemberRecord, SweepReport, read_sweep
+from mnist_core.tracking import log_sweep
 from mnist_core.trial import TrialFailure
 
 
@@ -62,7 +65,7 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
         run = _Run(config, report, _slots(config, cluster_can_grow), task,
                    _Progress(len(config.trials), len(report.trials), show_progress))
         try:
-            packs = _halving(run, todo) if config.halving else run.train(todo)
+            packs = _halving(run, list(config.trials)) if config.halving else run.train(todo)
         finally:
             run.progress.close()
     complete = report.finished_ids >= {trial.trial_id for trial in config.trials}
@@ -70,6 +73,9 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
     if complete:
         report.remove_stages()
     report.write_hyperparameter_plot(config.grid_names, config.log_scaled)
+    write_sweep_report(folder)
+    if config.tracking.enabled:
+        log_sweep(config.tracking, folder, sweep_id, HYPERPARAMETERS, read_sweep(folder))
     if report.best is not None and complete:
         write_latest(out, sweep_id)
     return _summarise(report, folder, len(todo), packs, top_n)
@@ -81,6 +87,8 @@ class _Run:
     def __init__(self, config: SweepConfig, report: SweepReport, slots: int, task, progress):
         self.config, self.report, self.slots, self.progress = config, report, slots, progress
         self.task, self.splits_ref = task, None
+        folder = report.folder
+        self.log_dir = None if storage.is_uri(folder) else storage.join(folder, "logs")
 
     def train(self, trials: list[Trial], budgets: dict[str, int] | None = None,
               route=None) -> int:
@@ -96,28 +104,71 @@ class _Run:
         packs = make_packs(trials, largest, budgets)
         if self.splits_ref is None:
             self.splits_ref = ray.put(load_dataset(self.config.data))
-        submit = _submitter(self.config, self.splits_ref, self.task)
+        submit = _submitter(self.config, self.splits_ref, self.task, self.log_dir)
         pending = {submit(pack): (pack, 1) for pack in packs}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in done:
                 pack, attempt = pending.pop(ref)
-                if _collect(ref, pack, attempt, resources.max_retries, route or (
-                        lambda _: self.report)):
+                if self.collect(ref, pack, attempt, route or (lambda _: self.report)):
                     pending[submit(pack)] = (pack, attempt + 1)
             self.progress.update(self.report,
                                  sum(len(pack.trials) for pack, _ in pending.values()))
         return len(packs)
 
+    def collect(self, ref, pack: Pack, attempt: int, route) -> bool:
+        """Record the finished pack behind ``ref`` in ``route(pack)``; return True when it
+        should be retried (its worker died and retries are left)."""
+        import ray
+        from ray.exceptions import RayError, RayTaskError
 
-def _halving(run: _Run, todo: list[Trial]) -> int:
-    """Successive halving over ``todo``: at each rung every live trial trains to the rung's
-    epochs; trials that reach their own epochs are recorded ``ok``, and of the rest only the
-    best ``1/eta`` by validation accuracy go on, the others recorded ``pruned``. A resumed
-    sweep retrains nothing a rung already staged and recomputes each rung's choice."""
+        try:
+            outcome = ray.get(ref)
+        except RayTaskError as error:
+            cause = error.cause if error.cause is not None else error
+            where = self._save_traceback(pack, str(error))
+            _record_failed(route(pack), pack, f"{type(cause).__name__}: {cause}{where}",
+                           attempt)
+            return False
+        except RayError as error:
+            if attempt <= self.config.resources.max_retries:
+                return True
+            message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            where = "; worker output in logs/" if self.log_dir else ""
+            _record_failed(route(pack), pack, f"{type(error).__name__}: {message}{where}",
+                           attempt)
+            return False
+        placement = {"node": outcome.node, "gpu_ids": list(outcome.gpu_ids),
+                     "worker_pid": outcome.worker_pid,
+                     "worker_setup_seconds": outcome.worker_setup_seconds}
+        members = [MemberRecord(trial.trial_id, trial.config.as_record(),
+                                None if isinstance(result, TrialFailure) else result,
+                                result.error if isinstance(result, TrialFailure) else None,
+                                attempt)
+                   for trial, result in zip(pack.trials, outcome.results)]
+        route(pack).add_pack(pack.pack_id, members, placement)
+        return False
+
+    def _save_traceback(self, pack: Pack, text: str) -> str:
+        """Write a failed pack's remote traceback to ``logs/``; return the note for its rows."""
+        if self.log_dir is None:
+            return ""
+        name = f"pack-{pack.pack_id}.log"
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", text)  # Ray colours its tracebacks
+        storage.write_bytes(storage.join(self.log_dir, name), plain.encode())
+        return f" (traceback in logs/{name})"
+
+
+
+def _halving(run: _Run, trials: list[Trial]) -> int:
+    """Successive halving over all ``trials``: at each rung every live trial trains to the
+    rung's epochs; trials that reach their own epochs are recorded ``ok``, and of the rest
+    only the best ``1/eta`` by validation accuracy go on, the others recorded ``pruned``. A
+    resumed sweep retrains nothing already recorded or staged, and recomputes each rung's
+    choice from the staged results, so it prunes exactly what the first run would have."""
     halving, report = run.config.halving, run.report
-    rungs = halving.rungs(max(trial.config.epochs for trial in todo))
-    alive, packs = todo, 0
+    rungs = halving.rungs(max(trial.config.epochs for trial in trials))
+    alive, packs = trials, 0
     for rung, epochs in enumerate(rungs):
         stage = report.stage(rung)
         final = {trial.trial_id for trial in alive
@@ -166,7 +217,7 @@ def _decide_rung(report: SweepReport, stage: SweepReport, racing: list[Trial],
     return [trial for trial in racing if trial.trial_id in keep]
 
 
-def _submitter(config: SweepConfig, splits_ref, task):
+def _submitter(config: SweepConfig, splits_ref, task, log_dir: str | None):
     from mnist_core.worker import run_pack_task
 
     resources = config.resources
@@ -175,38 +226,9 @@ def _submitter(config: SweepConfig, splits_ref, task):
                                              retry_exceptions=False)
 
     def submit(pack: Pack):
-        return remote.remote(pack, splits_ref, resources.num_cpus)
+        return remote.remote(pack, splits_ref, resources.num_cpus, log_dir)
 
     return submit
-
-
-def _collect(ref, pack: Pack, attempt: int, max_retries: int, route) -> bool:
-    """Record the finished pack behind ``ref`` in ``route(pack)``; return True when it should
-    be retried."""
-    import ray
-    from ray.exceptions import RayError, RayTaskError
-
-    try:
-        outcome = ray.get(ref)
-    except RayTaskError as error:
-        cause = error.cause if error.cause is not None else error
-        _record_failed(route(pack), pack, f"{type(cause).__name__}: {cause}", attempt)
-        return False
-    except RayError as error:
-        if attempt <= max_retries:
-            return True
-        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        _record_failed(route(pack), pack, f"{type(error).__name__}: {message}", attempt)
-        return False
-    placement = {"node": outcome.node, "gpu_ids": list(outcome.gpu_ids),
-                 "worker_pid": outcome.worker_pid,
-                 "worker_setup_seconds": outcome.worker_setup_seconds}
-    members = [MemberRecord(trial.trial_id, trial.config.as_record(),
-                            None if isinstance(result, TrialFailure) else result,
-                            result.error if isinstance(result, TrialFailure) else None, attempt)
-               for trial, result in zip(pack.trials, outcome.results)]
-    route(pack).add_pack(pack.pack_id, members, placement)
-    return False
 
 
 def _record_failed(report: SweepReport, pack: Pack, error: str, attempt: int) -> None:

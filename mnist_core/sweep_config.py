@@ -23,6 +23,7 @@ import numpy as np
 from mnist_core.config import DataConfig, ModelConfig, TrialConfig
 from mnist_core.errors import ConfigError, DataNotFoundError
 from mnist_core.search_space import Distribution, draw_samples, parse_distribution
+from mnist_core.tracking import Tracking
 
 MODEL_KEYS = tuple(field.name for field in dataclasses.fields(ModelConfig))
 TRIAL_KEYS = tuple(field.name for field in dataclasses.fields(TrialConfig)
@@ -34,6 +35,7 @@ SECTIONS = {
     "grid": {*MODEL_KEYS, *TRIAL_KEYS},
     "resources": {"num_cpus", "num_gpus", "max_retries", "pack_size"},
     "scheduler": {"kind", "eta", "min_epochs"},
+    "tracking": {"mlflow", "experiment", "tensorboard"},
 }
 SCHEDULERS = ("none", "halving")
 # Fields added after the first release: left out of a trial's id hash while at their default,
@@ -92,6 +94,7 @@ class SweepConfig:
     source_text: str
     halving: Halving | None = None
     log_scaled: frozenset[str] = frozenset()
+    tracking: Tracking = Tracking()
 
     @property
     def grid_names(self) -> list[str]:
@@ -137,7 +140,8 @@ def parse_sweep_config(text: str) -> SweepConfig:
         raise ConfigError("[grid] restore_best and patience need [sweep] validation_split > 0")
     log_scaled = frozenset(key for key, spec in distributions.items() if spec.kind == "loguniform")
     return SweepConfig(name, data, trials, _resources(document.get("resources", {})), text,
-                       _halving(document.get("scheduler", {})), log_scaled)
+                       _halving(document.get("scheduler", {})), log_scaled,
+                       _tracking(document.get("tracking", {})))
 
 
 def _check_keys(document: dict) -> None:
@@ -210,6 +214,13 @@ def _units(value) -> tuple:
     if not isinstance(value, list | tuple):
         raise ConfigError(f"[grid] hidden_units must be lists of widths, got {value!r}")
     return tuple(value)
+
+
+def _tracking(section: dict) -> Tracking:
+    for key, value in section.items():
+        if not isinstance(value, str) or (key == "experiment" and not value):
+            raise ConfigError(f"[tracking] {key} must be a non-empty string, got {value!r}")
+    return Tracking(**section)
 
 
 def _halving(section: dict) -> Halving | None:

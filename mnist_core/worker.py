@@ -4,8 +4,10 @@
 at module level with ``max_calls=0`` so a worker process is reused across packs even when they
 ask for GPUs (Ray otherwise retires a GPU task's process after one call): TensorFlow's import
 and start-up are paid once per process, which ``worker_setup_seconds`` shows (non-zero only on
-a process's first pack). Tests that need a worker to crash or raise wrap the plain function in
-a remote function of their own and hand it to ``sweep.run_sweep``.
+a process's first pack). Given a local ``log_dir`` (the sweep's ``logs/``), a worker sends its
+whole output there on its first pack, TensorFlow's C++ start-up lines included, so the user's
+console shows none of it. Tests that need a worker to crash or raise wrap the plain function
+in a remote function of their own and hand it to ``sweep.run_sweep``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import ray
 from mnist_core.data import Splits
 from mnist_core.packs import Pack
 from mnist_core.trial import TrialFailure, TrialResult
+
+_state: dict[str, bool] = {}
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,11 +36,15 @@ class PackOutcome:
     worker_setup_seconds: float
 
 
-def train_pack_on_worker(pack: Pack, splits: Splits, num_cpus: float) -> PackOutcome:
-    """Set up TensorFlow for this worker (once), train the pack, return its outcome."""
-    from mnist_core import devices
+def train_pack_on_worker(pack: Pack, splits: Splits, num_cpus: float,
+                         log_dir: str | None = None) -> PackOutcome:
+    """Set up this worker (once: its output to ``<log_dir>/worker-<pid>.log``, TensorFlow),
+    train the pack, return its outcome."""
+    from mnist_core import console, devices
     from mnist_core.trial import run_pack
 
+    if log_dir and not _state.get("logging"):
+        _state["logging"] = console.to_log_file(f"{log_dir}/worker-{os.getpid()}.log")
     gpu_ids = tuple(str(gpu) for gpu in ray.get_gpu_ids())
     setup = devices.configure(num_cpus=max(1, int(num_cpus)), use_gpu=bool(gpu_ids))
     return PackOutcome(
@@ -49,6 +57,7 @@ def train_pack_on_worker(pack: Pack, splits: Splits, num_cpus: float) -> PackOut
 
 
 @ray.remote(max_calls=0)
-def run_pack_task(pack: Pack, splits: Splits, num_cpus: float) -> PackOutcome:
+def run_pack_task(pack: Pack, splits: Splits, num_cpus: float,
+                  log_dir: str | None = None) -> PackOutcome:
     """``train_pack_on_worker`` as a Ray task."""
-    return train_pack_on_worker(pack, splits, num_cpus)
+    return train_pack_on_worker(pack, splits, num_cpus, log_dir)

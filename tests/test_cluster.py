@@ -152,3 +152,19 @@ def _wait_gone(pid: int, timeout: float = 30) -> None:
             return
         time.sleep(0.1)
     raise TimeoutError(f"the worker node's raylet {pid} survived SIGKILL")
+
+
+@pytest.mark.parametrize(("job", "expected"), [("sweep", 2), ("score", 3)])
+def test_submit_passes_the_jobs_exit_code_through(cluster, tmp_path, job, expected):
+    if job == "sweep":
+        config = tmp_path / "bad.toml"
+        config.write_text(SWEEP.format(name="bad", batch=64, epochs=0))
+        args = ["--config", str(config), "--out", str(tmp_path / "runs")]
+    else:
+        (tmp_path / "in").mkdir()
+        np.save(tmp_path / "in" / "images.npy", np.zeros((4, 8, 8), np.uint8))
+        (tmp_path / "corrupt.keras").write_bytes(b"not a keras archive")
+        args = ["--model", str(tmp_path / "corrupt.keras"), "--input", str(tmp_path / "in"),
+                "--out", str(tmp_path / "out")]
+    result = _submit(cluster, job, *args)
+    assert result.returncode == expected, result.stdout[-3000:] + result.stderr[-3000:]

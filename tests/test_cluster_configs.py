@@ -97,3 +97,13 @@ def test_the_cron_line_scores_with_the_latest_sweep_as_written(ray_session, tmp_
     assert best["status"] == "ok"
     counts = np.bincount(predictions["predicted_label"], minlength=10)
     assert (counts > 0).sum() >= 8, "a trained digits model predicts most classes"
+
+
+@pytest.mark.parametrize(("status", "driver", "expected"), [
+    ("SUCCEEDED", 0, 0), ("FAILED", 1, 1), ("FAILED", 2, 2), ("FAILED", 3, 3),
+    ("STOPPED", None, 1), ("FAILED", -9, 1), ("SUCCEEDED", None, 0),
+])
+def test_submit_exit_code_is_the_jobs_own(status, driver, expected):
+    from jobs.submit import job_exit_code
+
+    assert job_exit_code(status, driver) == expected

@@ -117,7 +117,7 @@ def _faulty_task(folder: Path):
     from mnist_core.worker import train_pack_on_worker
 
     @ray.remote(max_calls=0)
-    def faulty(pack, splits, num_cpus):
+    def faulty(pack, splits, num_cpus, log_dir):
         for trial in pack.trials:
             crash = folder / f"{trial.trial_id}.crash"
             if crash.exists():
@@ -125,7 +125,7 @@ def _faulty_task(folder: Path):
                 os._exit(1)
             if (folder / f"{trial.trial_id}.raise").exists():
                 raise RuntimeError(f"injected fault in trial {trial.trial_id}")
-        return train_pack_on_worker(pack, splits, num_cpus)
+        return train_pack_on_worker(pack, splits, num_cpus, log_dir)
 
     return faulty
 
@@ -142,6 +142,10 @@ def test_a_pack_that_raises_is_recorded_and_the_sweep_goes_on(ray_session, tmp_p
     assert failed["trial_id"] == victim
     assert "RuntimeError: injected fault" in failed["error"]
     assert failed["attempts"] == 1 and failed["test_accuracy"] is None
+    log = failed["error"].split("(traceback in ", 1)[1].rstrip(")")
+    traceback = (tmp_path / "runs" / "raises-1" / log).read_text()
+    assert 'File "' in traceback and "raise RuntimeError" in traceback
+    assert "\x1b[" not in traceback
 
 
 @pytest.mark.parametrize(("retries", "status", "attempts"), [(1, "ok", 2), (0, "failed", 1)])
@@ -263,3 +267,64 @@ def test_a_full_disk_is_one_line_and_resume_finishes_the_sweep(ray_session, tiny
     assert main(["--resume", sweep_id, "--out", str(tiny_disk), "--no-progress"]) == 0
     tables = _assert_reports_consistent(tiny_disk / sweep_id, trials=4, epochs=3)
     assert {row["status"] for row in tables["trials"]} == {"ok"}
+
+
+HALVING = """
+[sweep]
+name = "halving"
+dataset = "digits"
+validation_split = 0.1
+[grid]
+learning_rate = [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 4.0]
+epochs = [9]
+[scheduler]
+kind = "halving"
+eta = 3
+min_epochs = 1
+[resources]
+pack_size = {pack_size}
+"""
+
+
+def _assert_halving_reports(folder: Path) -> None:
+    tables = _tables(folder)
+    trials = tables["trials"]
+    assert len({row["trial_id"] for row in trials}) == len(trials) == 9
+    by_status = {(row["status"], row["rung"]) for row in trials}
+    counts = {key: sum((row["status"], row["rung"]) == key for row in trials)
+              for key in by_status}
+    assert counts == {("pruned", 0): 6, ("pruned", 1): 2, ("ok", 2): 1}
+    epochs = {}
+    for cell in tables["epochs"]:
+        epochs.setdefault(cell["trial_id"], []).append(cell)
+    for row in trials:
+        assert len(epochs[row["trial_id"]]) == {0: 1, 1: 3, 2: 9}[row["rung"]]
+        assert row["val_accuracy"] == epochs[row["trial_id"]][-1]["val_accuracy"]
+    first_epoch = {trial_id: cells[0]["val_accuracy"] for trial_id, cells in epochs.items()}
+    went_on = [row["trial_id"] for row in trials if row["rung"] >= 1]
+    stopped = [row["trial_id"] for row in trials if row["rung"] == 0]
+    assert min(first_epoch[t] for t in went_on) >= max(first_epoch[t] for t in stopped)
+    assert not (folder / "rungs").exists() or not any((folder / "rungs").rglob("*.parquet"))
+
+
+def test_successive_halving_prunes_exactly_per_rung(ray_session, tmp_path, capsys):
+    config = tmp_path / "halving.toml"
+    config.write_text(HALVING.format(pack_size='"auto"'))
+    out = tmp_path / "runs"
+    assert main(["--config", str(config), "--out", str(out), "--no-progress"]) == 0
+    _assert_halving_reports(_sweep_folder(out))
+    assert "1 ok, 8 pruned, 0 failed of 9 trials" in capsys.readouterr().out
+
+
+def test_halving_resumes_after_a_kill_mid_rung(ray_session, tmp_path):
+    config = tmp_path / "halving.toml"
+    config.write_text(HALVING.format(pack_size=1))
+    out = tmp_path / "runs"
+    command = [sys.executable, "-m", "jobs.sweep", "--config", str(config), "--out", str(out),
+               "--no-progress"]
+    part = crash_when(command, "*/rungs/r1/parts/trials/*.parquet", out, rows=1)
+    folder = part.parents[4]
+    staged = read_sweep(str(folder / "rungs" / "r1"))["trials"].num_rows
+    assert 1 <= staged < 3, "the driver should be killed in the middle of rung 1"
+    assert main(["--resume", folder.name, "--out", str(out), "--no-progress"]) == 0
+    _assert_halving_reports(folder)

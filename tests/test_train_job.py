@@ -10,7 +10,7 @@ import pytest
 from jobs.train import main
 
 EXPECTED_FILES = {"model.keras", "metrics.parquet", "epochs.parquet", "confusion.parquet",
-                  "per_class.parquet", "confusion.png", "learning_curves.png"}
+                  "per_class.parquet", "confusion.png", "learning_curves.png", "logs"}
 
 
 @pytest.mark.slow
@@ -56,8 +56,28 @@ def test_corrupt_data_file_exits_3_with_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("flags", [["--epochs", "0"], ["--optimizer", "lbfgs"],
-                                   ["--hidden-units", "ten"], ["--validation-split", "1.5"]])
+                                   ["--hidden-units", "ten"], ["--validation-split", "1.5"],
+                                   ["--momentum", "1.5"], ["--schedule", "step"],
+                                   ["--optimizer", "adam", "--momentum", "0.9"],
+                                   ["--restore-best"], ["--patience", "3"]])
 def test_bad_flags_exit_2_with_one_line(flags):
     result = _run(*flags)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_search_flags_train_and_report_the_kept_epoch(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["--dataset", "digits", "--epochs", "12", "--learning-rate", "0.5",
+                 "--momentum", "0.9", "--nesterov", "--l2", "1e-4", "--schedule", "cosine",
+                 "--validation-split", "0.1", "--patience", "2", "--out", str(out)])
+    assert code == 0
+    metrics = pq.read_table(out / "metrics.parquet").to_pylist()[0]
+    assert (metrics["momentum"], metrics["nesterov"], metrics["l2"], metrics["schedule"],
+            metrics["patience"]) == (0.9, True, 1e-4, "cosine", 2)
+    epochs = pq.read_table(out / "epochs.parquet").to_pylist()
+    best = max(range(len(epochs)), key=lambda i: (epochs[i]["val_accuracy"], -i))
+    assert metrics["best_epoch"] == best + 1
+    assert metrics["val_accuracy"] == epochs[best]["val_accuracy"]
+    assert metrics["test_accuracy"] > 0.85

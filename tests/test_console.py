@@ -1,0 +1,69 @@
+"""What a user's console shows: our output only — no TensorFlow C++ lines, no Ray notices."""
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mnist_core.config import ModelConfig
+from mnist_core.model import build_model
+from mnist_core.shards import write_shards
+
+pytestmark = pytest.mark.slow
+
+NOISE = [
+    re.compile(r"^[IWEF]\d{4} "),                 # absl/glog lines from TensorFlow or Ray's C++
+    re.compile(r"absl::InitializeLog"),
+    re.compile(r"cuInit|cuda_platform|cudart_stub|oneDNN"),
+    re.compile(r"Ray deduplicates logs|repeated \d+x across cluster"),
+    re.compile(r"core_worker\.cc|has constructor arguments in the object store"),
+    re.compile(r"Progress bars disabled|Token authentication is enabled"),
+    re.compile(r"Started a local Ray instance|\(run_pack_task pid=|\(raylet\)"),
+]
+SWEEP = """
+[sweep]
+name = "console"
+dataset = "digits"
+[grid]
+activation = ["sigmoid", "relu"]
+learning_rate = [0.1, 0.5]
+epochs = [2]
+"""
+
+
+def _noise(text: str) -> list[str]:
+    return [line for line in text.splitlines() if any(p.search(line) for p in NOISE)]
+
+
+def _run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "RAY_ADDRESS": ""}, cwd=cwd)
+
+
+def test_a_sweep_prints_only_its_own_lines(tmp_path):
+    config = tmp_path / "console.toml"
+    config.write_text(SWEEP)
+    result = _run("jobs.sweep", "--config", str(config), "--out", str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    assert _noise(output) == []
+    assert "sweep console-" in result.stdout and "top 4 by validation accuracy" in result.stdout
+    (folder,) = [path for path in (tmp_path / "runs").iterdir() if path.is_dir()]
+    worker_logs = "".join(path.read_text() for path in (folder / "logs").glob("worker-*.log"))
+    assert "absl::InitializeLog" in worker_logs or "oneDNN" in worker_logs, \
+        "TensorFlow's start-up lines belong in the sweep's logs"
+
+
+def test_scoring_prints_only_its_own_lines(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (3000, 784), dtype=np.uint8)
+    write_shards(str(tmp_path / "in"), "console", images, np.zeros(3000, np.int32), 3000, 1000)
+    build_model(ModelConfig(), 784).save(tmp_path / "model.keras")
+    result = _run("jobs.score", "--model", str(tmp_path / "model.keras"), "--input",
+                  str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--actors", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _noise(result.stdout + result.stderr) == []
+    assert "3 of 3 shards scored" in result.stdout
+    assert "scoring: 100%" in result.stderr  # the progress bar

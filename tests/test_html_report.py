@@ -1,0 +1,111 @@
+"""report.html in a real headless browser: it loads with no console errors, shows every trial,
+draws its charts, and its table sorts when a header is clicked."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jobs.report import main as report_main
+from mnist_core.html_report import write_scoring_report
+from mnist_core.sweep import run_sweep
+from mnist_core.sweep_config import parse_sweep_config
+
+BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    BROWSER is None, reason="no headless Chromium here (apt-get install chromium; CI installs it)")]
+
+SWEEP = """
+[sweep]
+name = "page"
+dataset = "digits"
+samples = 6
+[grid]
+learning_rate = {loguniform = [0.05, 2.0]}
+momentum = {uniform = [0.0, 0.9]}
+epochs = [3]
+"""
+# Clicks the val_accuracy header twice (descending), then records the first row's trial.
+CLICK = """<script>
+const table = document.getElementById("trials");
+const header = Array.from(table.tHead.rows[0].cells).find((c) => c.textContent === "val_accuracy");
+header.click(); header.click();
+document.body.dataset.firstTrial = table.tBodies[0].rows[0].cells[0].textContent;
+</script></body>"""
+
+
+def _browse(page: Path, tmp_path: Path) -> tuple[str, str]:
+    """The DOM after the page's scripts ran, and the browser's console log."""
+    result = subprocess.run(
+        [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--disable-quic", f"--user-data-dir={tmp_path / 'profile'}",
+         "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout, result.stderr
+
+
+def _console_errors(log: str) -> list[str]:
+    return [line for line in log.splitlines()
+            if "CONSOLE" in line and ("Uncaught" in line or "Error" in line)]
+
+
+@pytest.fixture(scope="module")
+def sweep_folder(ray_session, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    run_sweep(parse_sweep_config(SWEEP), str(out), "page-1", show_progress=False)
+    return out / "page-1"
+
+
+def test_the_sweep_page_shows_every_trial_and_draws_its_charts(sweep_folder, tmp_path):
+    dom, log = _browse(sweep_folder / "report.html", tmp_path)
+    assert _console_errors(log) == []
+    body = dom.split('<table class="sortable" id="trials">', 1)[1].split("</table>", 1)[0]
+    assert len(re.findall(r"<tr class=\"ok\">", body)) == 6
+    assert dom.count('<svg class="chart"') >= 4  # curves, two scatters, parallel coordinates
+    assert dom.count("<polyline") >= 6 + 2       # one line per trial + two learning curves
+    assert dom.count("<circle") >= 12            # six trials in each hyperparameter panel
+    assert re.search(r"Best by validation accuracy: <b>t\d{4}-", dom)
+
+
+def test_clicking_a_header_sorts_the_trials(sweep_folder, tmp_path):
+    import pyarrow.parquet as pq
+
+    page = tmp_path / "page.html"
+    page.write_text((sweep_folder / "report.html").read_text().replace("</body>", CLICK))
+    dom, log = _browse(page, tmp_path)
+    assert _console_errors(log) == []
+    trials = pq.read_table(sweep_folder / "trials.parquet").to_pylist()
+    best = max(trials, key=lambda row: row["val_accuracy"])["val_accuracy"]
+    first = re.search(r'data-first-trial="([^"]+)"', dom).group(1)
+    assert next(r for r in trials if r["trial_id"] == first)["val_accuracy"] == best
+
+
+def test_jobs_report_rebuilds_the_page_from_the_files(sweep_folder):
+    (sweep_folder / "report.html").unlink()
+    assert report_main([str(sweep_folder)]) == 0
+    assert "page-1" in (sweep_folder / "report.html").read_text()
+
+
+def test_the_scoring_page_shows_shards_labels_and_failures(ray_session, tmp_path):
+    from jobs.score import main as score_main
+    from mnist_core.config import ModelConfig
+    from mnist_core.model import build_model
+    from mnist_core.shards import write_shards
+
+    images = np.random.default_rng(0).integers(0, 256, (900, 784), dtype=np.uint8)
+    write_shards(str(tmp_path / "in"), "page", images, np.zeros(900, np.int32), 900, 300)
+    (tmp_path / "in" / "broken.parquet").write_bytes(b"not parquet")
+    build_model(ModelConfig(), 784).save(tmp_path / "model.keras")
+    out = tmp_path / "out"
+    assert score_main(["--model", str(tmp_path / "model.keras"), "--input",
+                       str(tmp_path / "in"), "--out", str(out), "--no-progress"]) == 1
+    dom, log = _browse(Path(write_scoring_report(str(out))), tmp_path)
+    assert _console_errors(log) == []
+    assert dom.count("part-0000") == 3 and "broken.parquet" in dom
+    assert "900 images scored" in dom and "unreadable shard" in dom
+    assert dom.count("<rect") == 10
