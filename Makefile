@@ -50,8 +50,8 @@ bench: $(STAMP) ## Run the benchmarks under bench/ (prints ratios; see docs/benc
 cluster-up: $(STAMP) ## Start a two-node local Ray cluster on 127.0.0.1 (token auth)
 	$(PY) -m cluster.local up --dir $(CLUSTER_DIR) --port $(RAY_PORT) --dashboard-port $(DASHBOARD_PORT)
 
-cluster-down: ## Stop the local cluster started by cluster-up (only its processes)
-	python3 -m cluster.local down --dir $(CLUSTER_DIR)
+cluster-down: $(STAMP) ## Stop the local cluster started by cluster-up (only its processes)
+	$(PY) -m cluster.local down --dir $(CLUSTER_DIR)
 
 submit: $(STAMP) ## Submit the sweep in CONFIG to the local cluster through Ray's Jobs API
 	RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$(abspath $(CLUSTER_DIR))/auth_token \

@@ -10,8 +10,11 @@ they never collide with another Ray on the machine (whose agent takes the defaul
 The dashboard and Jobs API listen on 127.0.0.1 only, and token authentication is on
 (``RAY_AUTH_MODE=token``) with a fresh token in ``<dir>/auth_token`` (mode 600); Ray's internal
 gRPC services cannot be bound to loopback, and every request to them must carry the token.
-``down`` stops only the processes whose command line names this cluster's temp dirs, never
-other Ray instances on the machine (``ray stop`` would stop them all).
+``down`` stops this cluster's processes and only them, never other Ray instances on the
+machine (``ray stop`` would stop them all): every process whose command line, working
+directory or open files lie under this cluster's temp dirs (Ray retitles its agents, so a
+command line alone misses them, but their logs are open there), and every descendant of those,
+found with psutil (no ``/proc`` needed); TERM first, then KILL for what is left.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import hashlib
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -70,37 +72,62 @@ def up(folder: Path, port: int, dashboard_port: int) -> dict:
 
 
 def down(folder: Path, timeout: float = 10) -> int:
-    """Stop this cluster's processes (TERM, then KILL); return how many were signalled."""
-    root = str(temp_root(folder))
-    pids = node_pids(root)
-    _signal(pids, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while node_pids(root) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    _signal(node_pids(root), signal.SIGKILL)
-    return len(pids)
+    """Stop this cluster's processes (TERM, then KILL); return how many there were."""
+    import psutil
+
+    processes = cluster_processes(str(temp_root(folder)))
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(alive, timeout=timeout)
+    return len(processes)
 
 
-def node_pids(pattern: str) -> list[int]:
-    """Pids of processes whose command line contains ``pattern`` (a node's temp dir)."""
-    pids = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if pattern in text and int(cmdline.parent.name) != os.getpid():
-            pids.append(int(cmdline.parent.name))
-    return pids
+def cluster_processes(root: str) -> list:
+    """The processes of the cluster under temp dir ``root`` (psutil ``Process`` objects):
+    those that name it or hold files under it, and all their descendants."""
+    import psutil
+
+    found = {}
+    for process in psutil.process_iter(["pid"]):
+        if process.pid != os.getpid() and _belongs(process, root):
+            found[process.pid] = process
+    for process in list(found.values()):
+        with contextlib.suppress(psutil.Error):
+            found.update({child.pid: child for child in process.children(recursive=True)})
+    return list(found.values())
+
+
+def node_pids(root: str) -> list[int]:
+    """Pids of the processes of the node whose temp dir is ``root``."""
+    return [process.pid for process in cluster_processes(root)]
 
 
 def raylet_pid(folder: Path, node: str) -> int:
     """The raylet of the ``head`` or ``worker`` node: the process that *is* that node."""
-    pattern = str(temp_root(folder) / node)
-    for pid in node_pids(pattern):
-        if "raylet/raylet" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
-            return pid
-    raise ProcessLookupError(f"no raylet running for the {node} node under {pattern}")
+    import psutil
+
+    root = str(temp_root(folder) / node)
+    for process in cluster_processes(root):
+        with contextlib.suppress(psutil.Error):
+            if any("raylet/raylet" in part for part in process.cmdline()):
+                return process.pid
+    raise ProcessLookupError(f"no raylet running for the {node} node under {root}")
+
+
+def _belongs(process, root: str) -> bool:
+    import psutil
+
+    try:
+        if any(root in part for part in process.cmdline()) or process.cwd().startswith(root):
+            return True
+        return any(item.path.startswith(root) for item in process.open_files())
+    except psutil.Error:
+        return False
 
 
 def _ray(arguments: list[str], env: dict[str, str]) -> None:
@@ -121,12 +148,6 @@ def _wait_for_nodes(address: str, env: dict[str, str], count: int, timeout: floa
             return
         time.sleep(1)
     raise SystemExit(f"error: the cluster at {address} did not reach {count} nodes")
-
-
-def _signal(pids: list[int], sig: int) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
 
 
 def main(argv: list[str] | None = None) -> int:

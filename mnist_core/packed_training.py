@@ -145,7 +145,6 @@ class _PackState:
         self.activation = configs[0].model.activation
         self.widths = [int(kernel.shape[1]) for kernel in start[0::2]]
         self.variables = [tf.Variable(value) for value in _stack(start, self.size)]
-        self.slots = _slots(self.optimizer, self.variables)
         self.steps = tf.Variable(0, dtype=tf.int64)
         self.active = tf.Variable(np.ones(self.size, bool))
         self.scale = np.float32(1.0 / splits.pixel_max)
@@ -157,6 +156,12 @@ class _PackState:
         self.member["cosine_steps"] = tf.constant(
             _values(configs, "epochs") * np.float32(steps_per_epoch))
         self.steps_per_epoch = np.float32(steps_per_epoch)
+        # What the pack's members use, fixed when the graph is traced: the ops a pack does not
+        # need are left out of it (a momentum slot, Nesterov, the penalty, the schedules).
+        self.uses = {name: any(getattr(config, name) for config in configs)
+                     for name in ("momentum", "nesterov", "l2")}
+        self.uses["schedule"] = any(config.schedule != "constant" for config in configs)
+        self.slots = _slots(self.optimizer, self.variables, self.uses["momentum"])
 
     def forward(self, x):
         """Logits (K, n, 10) for scaled inputs ``x`` (n, D)."""
@@ -187,8 +192,10 @@ class _PackState:
         """Each member's learning rate (K,) at this step, as Keras's schedules give it."""
         import tensorflow as tf
 
-        step = tf.cast(self.steps - 1, tf.float32)  # Keras passes the iterations done so far
         base = self.member["learning_rate"]
+        if not self.uses["schedule"]:
+            return base
+        step = tf.cast(self.steps - 1, tf.float32)  # Keras passes the iterations done so far
         cosine_steps = self.member["cosine_steps"]
         fraction = tf.minimum(step, cosine_steps) / cosine_steps
         cosine = base * (0.5 * (1.0 + tf.cos(np.float32(math.pi) * fraction)))
@@ -217,15 +224,16 @@ class _PackState:
         return tf.repeat(values, variable.shape[-1] // self.size)
 
     def apply(self, gradients) -> None:
-        """One optimizer step for every member still training."""
+        """One optimizer step for every member still training. A frozen member gets a
+        learning rate (and momentum) of 0, so its weights stay as they are; a member whose
+        weights are NaN can only spoil its own columns."""
         import tensorflow as tf
 
         self.steps.assign_add(1)
-        rates = self.learning_rates()
+        rates = tf.where(self.active, self.learning_rates(), 0.0)
         for index, (variable, gradient) in enumerate(zip(self.variables, gradients)):
-            update = _UPDATES[self.optimizer](self, index, gradient, self.spread(rates, index))
-            mask = tf.broadcast_to(self.spread(self.active, index), variable.shape)
-            variable.assign_add(tf.where(mask, update, tf.zeros_like(update)))
+            variable.assign_add(_UPDATES[self.optimizer](self, index, gradient,
+                                                         self.spread(rates, index)))
 
 
 def _values(configs: Sequence[TrialConfig], name: str, dtype=np.float32) -> np.ndarray:
@@ -242,24 +250,29 @@ def _stack(weights: list[np.ndarray], size: int) -> list[np.ndarray]:
     return stacked
 
 
-def _slots(optimizer: str, variables) -> dict[str, list]:
+def _slots(optimizer: str, variables, uses_momentum: bool) -> dict[str, list]:
     import tensorflow as tf
 
-    names = {"sgd": ("momentum",), "adam": ("m", "v"), "rmsprop": ("velocity",),
-             "adagrad": ("accumulator",)}[optimizer]
+    names = {"sgd": ("momentum",) if uses_momentum else (), "adam": ("m", "v"),
+             "rmsprop": ("velocity",), "adagrad": ("accumulator",)}[optimizer]
     start = _ADAGRAD_START if optimizer == "adagrad" else 0.0
     return {name: [tf.Variable(tf.fill(variable.shape, start)) for variable in variables]
             for name in names}
 
 
 def _sgd(pack: _PackState, index: int, gradient, learning_rate):
-    """Keras SGD: ``m = momentum·m − lr·g``; add ``m`` (or, Nesterov, ``momentum·m − lr·g``)."""
+    """Keras SGD: ``w −= lr·g``; with momentum ``m = momentum·m − lr·g`` and ``w += m`` (or,
+    Nesterov, ``w += momentum·m − lr·g``)."""
     import tensorflow as tf
 
-    momentum = pack.spread(pack.member["momentum"], index)
-    slot = pack.slots["momentum"][index]
     scaled = gradient * learning_rate
+    if not pack.uses["momentum"]:
+        return -scaled
+    momentum = pack.spread(tf.where(pack.active, pack.member["momentum"], 0.0), index)
+    slot = pack.slots["momentum"][index]
     slot.assign(slot * momentum - scaled)
+    if not pack.uses["nesterov"]:
+        return slot
     return tf.where(pack.spread(pack.member["nesterov"], index), slot * momentum - scaled, slot)
 
 
@@ -314,7 +327,9 @@ def _epoch_function(pack: _PackState, splits: Splits):
             x_batch, y_batch = tf.gather(x_all, batch), tf.gather(y_all, batch)
             with tf.GradientTape() as tape:
                 logits = pack.forward(x_batch)
-                losses = _mean_cross_entropy(logits, y_batch) + pack.penalty()
+                losses = _mean_cross_entropy(logits, y_batch)
+                if pack.uses["l2"]:
+                    losses += pack.penalty()
                 total_loss = tf.reduce_sum(losses)  # members' gradients stay independent
             pack.apply(tape.gradient(total_loss, pack.variables))
             count = tf.cast(tf.shape(batch)[0], tf.float32)

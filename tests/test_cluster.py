@@ -168,3 +168,34 @@ def test_submit_passes_the_jobs_exit_code_through(cluster, tmp_path, job, expect
                 "--out", str(tmp_path / "out")]
     result = _submit(cluster, job, *args)
     assert result.returncode == expected, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_down_leaves_no_process_and_no_listening_port(tmp_path):
+    import psutil
+
+    folder = tmp_path / "short-lived"
+    port, dashboard = _free_port(), _free_port()
+    subprocess.run([sys.executable, "-m", "cluster.local", "up", "--dir", str(folder),
+                    "--port", str(port), "--dashboard-port", str(dashboard)],
+                   check=True, timeout=180)
+    root = str(local.temp_root(folder))
+    processes = local.cluster_processes(root)
+    listening = {connection.laddr.port for process in processes
+                 for connection in _connections(process) if connection.status == "LISTEN"}
+    assert {port, dashboard} <= listening
+    pids = {process.pid for process in processes}
+    local.down(folder)
+    survivors = [pid for pid in pids if psutil.pid_exists(pid)
+                 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert survivors == [] and local.cluster_processes(root) == []
+    still = {c.laddr.port for c in psutil.net_connections("inet") if c.status == "LISTEN"}
+    assert listening & still == set()
+
+
+def _connections(process):
+    import psutil
+
+    try:
+        return process.net_connections("inet")
+    except psutil.Error:
+        return []
