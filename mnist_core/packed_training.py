@@ -31,7 +31,7 @@ import numpy as np
 from mnist_core.config import TrialConfig
 from mnist_core.data import Splits
 from mnist_core.model import build_model
-from mnist_core.training import EpochChooser
+from mnist_core.training import EpochChooser, minibatch_epoch
 
 PACKABLE_OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad")
 _EPSILON = 1e-7  # Keras's optimizer epsilon
@@ -313,34 +313,19 @@ def _epoch_function(pack: _PackState, splits: Splits):
     """One epoch for the whole pack as one graph call; returns per-member (loss, accuracy)."""
     import tensorflow as tf
 
-    x_all = tf.constant(splits.x_train * pack.scale)
-    y_all = tf.constant(splits.y_train)
-    batch_size = pack.configs[0].batch_size
+    def train_batch(x_batch, y_batch):
+        with tf.GradientTape() as tape:
+            logits = pack.forward(x_batch)
+            losses = _mean_cross_entropy(logits, y_batch)
+            if pack.uses["l2"]:
+                losses += pack.penalty()
+            total_loss = tf.reduce_sum(losses)  # members' gradients stay independent
+        pack.apply(tape.gradient(total_loss, pack.variables))
+        return losses, _correct(logits, y_batch)
 
-    @tf.function(autograph=False)
-    def run_epoch(order):
-        total = tf.cast(tf.shape(order)[0], tf.float32)
-        steps = (tf.shape(order)[0] + batch_size - 1) // batch_size
-
-        def step(index, loss_sum, correct):
-            batch = order[index * batch_size:(index + 1) * batch_size]
-            x_batch, y_batch = tf.gather(x_all, batch), tf.gather(y_all, batch)
-            with tf.GradientTape() as tape:
-                logits = pack.forward(x_batch)
-                losses = _mean_cross_entropy(logits, y_batch)
-                if pack.uses["l2"]:
-                    losses += pack.penalty()
-                total_loss = tf.reduce_sum(losses)  # members' gradients stay independent
-            pack.apply(tape.gradient(total_loss, pack.variables))
-            count = tf.cast(tf.shape(batch)[0], tf.float32)
-            return index + 1, loss_sum + losses * count, correct + _correct(logits, y_batch)
-
-        zeros = tf.zeros(pack.size)
-        _, loss_sum, correct = tf.while_loop(lambda index, *_: index < steps, step,
-                                             (tf.constant(0), zeros, zeros))
-        return loss_sum / total, correct / total
-
-    return run_epoch
+    epoch = minibatch_epoch(splits.x_train * pack.scale, splits.y_train,
+                            pack.configs[0].batch_size, train_batch, np.zeros(pack.size))
+    return tf.function(epoch, autograph=False)
 
 
 def _metrics_function(pack: _PackState, splits: Splits):

@@ -152,34 +152,46 @@ def _epoch_function(model, optimizer, x: np.ndarray, y: np.ndarray, batch_size: 
     import keras
     import tensorflow as tf
 
-    x_all, y_all = tf.constant(x), tf.constant(y)
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     variables = model.trainable_variables
     kernels = [layer.kernel for layer in model.layers if hasattr(layer, "kernel")]
 
-    @tf.function(autograph=False)
-    def run_epoch(order):
+    def train_batch(x_batch, y_batch):
+        with tf.GradientTape() as tape:
+            probabilities = model(x_batch, training=True)
+            loss = loss_fn(y_batch, probabilities)
+            if l2:
+                loss += l2 * tf.add_n([tf.reduce_sum(tf.square(k)) for k in kernels])
+        optimizer.apply(tape.gradient(loss, variables), variables)
+        return loss, _count_correct(probabilities, y_batch)
+
+    return tf.function(minibatch_epoch(x, y, batch_size, train_batch, 0.0), autograph=False)
+
+
+def minibatch_epoch(x: np.ndarray, y: np.ndarray, batch_size: int, train_batch, zero):
+    """The epoch loop both trainers trace: ``train_batch(x, y) -> (loss, correct)`` on every
+    mini-batch of a given order, inside one ``tf.while_loop``; ``zero`` is the shape of the
+    sums (a scalar, or one per pack member). Returns ``run(order) -> (mean loss, accuracy)``."""
+    import tensorflow as tf
+
+    x_all, y_all = tf.constant(x), tf.constant(y)
+    zeros = tf.constant(zero, tf.float32)
+
+    def run(order):
         total = tf.cast(tf.shape(order)[0], tf.float32)
         steps = (tf.shape(order)[0] + batch_size - 1) // batch_size
 
         def step(index, loss_sum, correct):
             batch = order[index * batch_size:(index + 1) * batch_size]
-            x_batch, y_batch = tf.gather(x_all, batch), tf.gather(y_all, batch)
-            with tf.GradientTape() as tape:
-                probabilities = model(x_batch, training=True)
-                loss = loss_fn(y_batch, probabilities)
-                if l2:
-                    loss += l2 * tf.add_n([tf.reduce_sum(tf.square(k)) for k in kernels])
-            optimizer.apply(tape.gradient(loss, variables), variables)
-            loss_sum += loss * tf.cast(tf.shape(batch)[0], tf.float32)
-            return index + 1, loss_sum, correct + _count_correct(probabilities, y_batch)
+            loss, right = train_batch(tf.gather(x_all, batch), tf.gather(y_all, batch))
+            count = tf.cast(tf.shape(batch)[0], tf.float32)
+            return index + 1, loss_sum + loss * count, correct + right
 
-        _, loss_sum, correct = tf.while_loop(
-            lambda index, *_: index < steps, step,
-            (tf.constant(0), tf.constant(0.0), tf.constant(0.0)))
+        _, loss_sum, correct = tf.while_loop(lambda index, *_: index < steps, step,
+                                             (tf.constant(0), zeros, zeros))
         return loss_sum / total, correct / total
 
-    return run_epoch
+    return run
 
 
 def _metrics_function(model):
