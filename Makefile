@@ -16,10 +16,11 @@ CLUSTER_DIR ?= .cluster
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
+# PYTHONWARNINGS: setuptools warns about every editable install in general terms.
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,tracking,bench]'
+	PYTHONWARNINGS=ignore $(PY) -m pip install -q -e '.[dev,tracking,bench]'
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the project with its dev, tracking and bench tools
