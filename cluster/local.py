@@ -5,8 +5,9 @@
 
 ``up`` starts a head node (``ray start --head``) and a worker node (a second ``ray start
 --address=…``), each with one CPU, its own temp dir and, on the worker, a ``worker_node``
-resource. Their dashboard agents listen on the dashboard port + 2 (head) and + 1 (worker), so
-they never collide with another Ray on the machine (whose agent takes the default 52365).
+resource. Their dashboard agents listen on the dashboard port + 2 (head) and + 1 (worker), and
+the head's Ray Client server on + 3, so they never collide with another Ray on the machine
+(whose agent takes the default 52365 and whose client server 10001).
 The dashboard and Jobs API listen on 127.0.0.1 only, and token authentication is on
 (``RAY_AUTH_MODE=token``) with a fresh token in ``<dir>/auth_token`` (mode 600); Ray's internal
 gRPC services cannot be bound to loopback, and every request to them must carry the token.
@@ -60,7 +61,7 @@ def up(folder: Path, port: int, dashboard_port: int) -> dict:
     _ray(["start", "--head", f"--node-ip-address={HOST}", f"--port={port}",
           f"--dashboard-host={HOST}", f"--dashboard-port={dashboard_port}", "--num-cpus=1",
           f"--temp-dir={root / 'head'}", f"--dashboard-agent-listen-port={dashboard_port + 2}",
-          "--disable-usage-stats"], env)
+          f"--ray-client-server-port={dashboard_port + 3}", "--disable-usage-stats"], env)
     _ray(["start", f"--address={HOST}:{port}", f"--node-ip-address={HOST}", "--num-cpus=1",
           '--resources={"worker_node": 1}', f"--temp-dir={root / 'worker'}",
           f"--dashboard-agent-listen-port={dashboard_port + 1}", "--disable-usage-stats"], env)
