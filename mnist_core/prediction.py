@@ -112,8 +112,9 @@ class Predictor:
         """Predict every row of ``batch``."""
         probabilities = self.probabilities(np.asarray(batch["pixels"]))
         labels = probabilities.argmax(axis=1).astype(np.int32)
+        ids = batch["id"]
         return pa.table({
-            "id": pa.array(batch["id"], pa.string()),
+            "id": ids if isinstance(ids, pa.Array) else pa.array(ids, pa.string()),
             "predicted_label": labels,
             "probability": np.take_along_axis(probabilities, labels[:, None], axis=1)[:, 0],
             "probabilities": pa.FixedSizeListArray.from_arrays(probabilities.reshape(-1), 10),
