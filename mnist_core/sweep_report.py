@@ -85,8 +85,9 @@ class SweepReport:
     """
 
     def __init__(self, folder: str, sweep_id: str, dataset: str, validation_split: float,
-                 keeps_best: bool = True):
+                 keeps_best: bool = True, sweep_folder: str | None = None):
         self.folder, self.sweep_id = folder, sweep_id
+        self.sweep_folder = sweep_folder or folder  # a staging report's is its sweep's
         self.dataset, self.validation_split = dataset, validation_split
         self.keeps_best = keeps_best
         self.trials = read_sweep(folder)["trials"].to_pylist()
@@ -96,7 +97,8 @@ class SweepReport:
     def stage(self, rung: int) -> SweepReport:
         """The staging report of ``rung`` (successive halving)."""
         return SweepReport(storage.join(self.folder, "rungs", f"r{rung}"), self.sweep_id,
-                           self.dataset, self.validation_split, keeps_best=False)
+                           self.dataset, self.validation_split, keeps_best=False,
+                           sweep_folder=self.folder)
 
     def adopt(self, stage: SweepReport, trial_ids: set[str], status: str) -> None:
         """Copy the staged records of ``trial_ids`` into this report with ``status``."""
@@ -201,7 +203,7 @@ class SweepReport:
         except OSError as error:
             where = getattr(error, "filename", None) or self.folder
             reason = error.strerror or str(error).splitlines()[0]
-            out = storage.parent(self.folder)
+            out = storage.parent(self.sweep_folder)
             raise OutputError(
                 f"{where}: {reason}; every trial recorded before this is kept — free space, "
                 f"then resume: python -m jobs.sweep --resume {self.sweep_id} --out {out}"
