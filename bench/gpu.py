@@ -98,10 +98,10 @@ def _sweep_and_scoring(args, splits, folder: Path, on_gpu: bool) -> dict:
     from mnist_core import scoring
     from mnist_core.config import ModelConfig
     from mnist_core.model import build_model
-    from mnist_core.score_config import ScoreConfig
-    from mnist_core.shards import write_shards
-    from mnist_core.sweep import run_sweep
-    from mnist_core.sweep_config import parse_sweep_config
+    from mnist_core.scoring.config import ScoreConfig
+    from mnist_core.scoring.shards import write_shards
+    from mnist_core.sweep.config import parse_sweep_config
+    from mnist_core.sweep.driver import run_sweep
 
     ray.init(include_dashboard=False, log_to_driver=False)
     dataset = "fashion_mnist" if splits.name == "fashion_mnist" else "digits"
@@ -117,7 +117,7 @@ def _sweep_and_scoring(args, splits, folder: Path, on_gpu: bool) -> dict:
                         out=str(folder / "out"), actors=4 if on_gpu else 2,
                         num_gpus=0.25 if on_gpu else 0.0)
     start = time.perf_counter()
-    scored = scoring.execute(scoring.plan(score))
+    scored = scoring.execute(scoring.make_plan(score))
     scoring_seconds = time.perf_counter() - start
     ray.shutdown()
     return {"sweep_trials": summary.total, "sweep_packs": summary.packs,

@@ -154,8 +154,8 @@ def _per_member_order(splits, size: int, epochs: int, batch: int = 100) -> float
 def _sweeps(args) -> dict:
     import ray
 
-    from mnist_core.sweep import run_sweep
-    from mnist_core.sweep_config import parse_sweep_config
+    from mnist_core.sweep.config import parse_sweep_config
+    from mnist_core.sweep.driver import run_sweep
 
     rates = np.geomspace(0.01, 3.0, args.sweep_trials).round(6).tolist()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -3,7 +3,7 @@
     .venv/bin/python bench/reports.py [--trials 100,1000,10000] [--pack 100]
 
 Records N finished trials (real report rows: 5 epochs, a 10×10 confusion matrix and 10
-per-class rows each) through ``SweepReport`` in packs of --pack (the best model's files left
+per-class rows each) through ``PackRecorder`` in packs of --pack (the best model's files left
 out: they are written once per new best, not per trial), then compacts, and prints the
 milliseconds per trial of each. In the same run it measures the plain alternative the sweep
 used before packs — rewrite every table after every trial — at the sizes where that finishes
@@ -60,21 +60,22 @@ def _results(count: int) -> list:
 
 
 def _parts(count: int, pack: int) -> tuple[float, float]:
-    from mnist_core.sweep_report import MemberRecord, SweepReport
+    from mnist_core.sweep.store import MemberRecord, PackRecorder, PartStore
 
     results = _results(count)
     with tempfile.TemporaryDirectory() as folder:
-        # keeps_best off: the best model and its plots are written once per new best, not per
+        # No BestKeeper: the best model and its plots are written once per new best, not per
         # trial, and would only add a one-off second to the smallest sweep.
-        report = SweepReport(folder, "bench", "fashion_mnist", 0.1, keeps_best=False)
+        store = PartStore(folder)
+        recorder = PackRecorder(store, "bench", "fashion_mnist", 0.1)
         start = time.perf_counter()
         for first in range(0, count, pack):
             members = [MemberRecord(f"t{index:05d}", result.config.as_record(), result, None, 1)
                        for index, result in enumerate(results[first:first + pack], first)]
-            report.add_pack(f"p{first:05d}", members, {})
+            recorder.add_pack(f"p{first:05d}", members, {})
         parts = time.perf_counter() - start
         start = time.perf_counter()
-        report.compact()
+        store.compact()
         compact = time.perf_counter() - start
     return 1000 * parts / count, 1000 * compact / count
 

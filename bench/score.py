@@ -83,8 +83,8 @@ def _model(folder: Path, pixels: np.ndarray, labels: np.ndarray) -> str:
 def _time_job(folder: Path, model_path: str, dataset: str, pixels, labels, count: int,
               args) -> dict:
     from mnist_core import scoring
-    from mnist_core.score_config import ScoreConfig
-    from mnist_core.shards import write_shards
+    from mnist_core.scoring.config import ScoreConfig
+    from mnist_core.scoring.shards import write_shards
 
     start = time.perf_counter()
     write_shards(str(folder / f"in-{count}"), dataset, pixels, labels, count, args.shard_size)
@@ -94,7 +94,7 @@ def _time_job(folder: Path, model_path: str, dataset: str, pixels, labels, count
                          actors=args.actors)
     start = time.perf_counter()
     landed = []
-    summary = scoring.execute(scoring.plan(config),
+    summary = scoring.execute(scoring.make_plan(config),
                               on_shard=lambda *_: landed.append(time.perf_counter() - start))
     seconds = time.perf_counter() - start
     assert summary.images == count and summary.failed_rows == 0
@@ -128,7 +128,7 @@ def _in_process_rates(model_path: str, images: np.ndarray) -> dict[str, float]:
     ids = pa.array([f"image-{index}" for index in range(8192)])  # Arrow, as shards give them
     start = time.perf_counter()
     for chunk in _chunks(images):
-        predictor({"id": ids[:len(chunk)], "pixels": chunk})
+        predictor(ids[:len(chunk)], chunk)
     rates["predictor batch function"] = len(images) / (time.perf_counter() - start)
     return rates
 

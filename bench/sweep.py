@@ -76,7 +76,7 @@ def _parse():
 
 
 def _trial_count(config: Path, wanted: int) -> int:
-    from mnist_core.sweep_config import load_sweep_config
+    from mnist_core.sweep.config import load_sweep_config
 
     available = len(load_sweep_config(config).trials)
     if wanted != available:
@@ -105,7 +105,7 @@ def _plain_loop(config_path: Path, trials: int) -> None:
     import keras
 
     from mnist_core.data import load_dataset
-    from mnist_core.sweep_config import load_sweep_config
+    from mnist_core.sweep.config import load_sweep_config
     from mnist_core.training import make_optimizer
 
     config = load_sweep_config(config_path)

@@ -1,7 +1,10 @@
 """What every job shares: a one-line-error argument parser and the exit-code contract.
 
 Exit codes: 0 success; 1 the job ran but some trials or shards failed (reports are complete);
-2 a usage error, bad config or missing file; 3 a corrupt data or model file.
+2 a usage error, bad config or missing file; 3 a corrupt data or model file; 130 interrupted.
+
+The library names fields, paths and references by their key (``out``, ``learning_rate``); this
+is the one place that turns a key into the flag a user typed (``--out``, ``--learning-rate``).
 """
 
 from __future__ import annotations
@@ -10,16 +13,30 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from mnist_core.errors import ConfigError, UserError
+from mnist_core.errors import UserError
 
-EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_CORRUPT = 0, 1, 2, 3
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_CORRUPT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line on stderr and exit code 2."""
+    """An ``ArgumentParser`` whose errors are one line on stderr and exit code 2, and whose
+    help shows every flag's default."""
+
+    def __init__(self, **kwargs):
+        super().__init__(formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
 
     def error(self, message: str):  # noqa: D102 - argparse's hook
         self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see --help)\n")
+
+
+def flag(key: str) -> str:
+    """The command-line flag of a config key: ``learning_rate`` -> ``--learning-rate``."""
+    return "--" + key.replace("_", "-")
+
+
+def message(error: UserError) -> str:
+    """The error's one line, its key (if any) spelled as the flag."""
+    return f"{flag(error.key)} {error.detail}" if error.key else str(error)
 
 
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
@@ -27,11 +44,11 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
     try:
         return main(argv)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {message(error)}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -44,15 +61,3 @@ def int_list(text: str) -> tuple[int, ...]:
     if not values:
         raise argparse.ArgumentTypeError("expected at least one integer")
     return values
-
-
-def build(factory: Callable, **fields):
-    """Build a config dataclass, re-raising its ``ConfigError`` with the flag spelling."""
-    try:
-        return factory(**fields)
-    except ConfigError as error:
-        for name in fields:
-            message = str(error).replace(name, "--" + name.replace("_", "-"), 1)
-            if message != str(error):
-                raise ConfigError(message) from None
-        raise

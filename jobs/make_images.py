@@ -20,7 +20,7 @@ from mnist_core import storage
 from mnist_core.config import DATASETS
 from mnist_core.data import dataset_images
 from mnist_core.errors import ConfigError
-from mnist_core.shards import write_shards
+from mnist_core.scoring.shards import write_shards
 
 
 def parse_args(argv: Sequence[str] | None):

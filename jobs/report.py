@@ -27,7 +27,8 @@ def parse_args(argv: Sequence[str] | None):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the report; returns the process exit code."""
-    from mnist_core.html_report import write_scoring_report, write_sweep_report
+    from mnist_core.scoring.page import write_scoring_report
+    from mnist_core.sweep.page import write_sweep_report
 
     folder = parse_args(argv).folder.rstrip("/")
     if storage.exists(storage.join(folder, "sweep.toml")):

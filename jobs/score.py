@@ -19,9 +19,11 @@ import sys
 import time
 from collections.abc import Sequence
 
-from jobs._cli import EXIT_OK, EXIT_PARTIAL, Parser, build, run
-from mnist_core import output_lock, storage
-from mnist_core.score_config import ScoreConfig
+from jobs._cli import EXIT_OK, EXIT_PARTIAL, Parser, run
+from mnist_core import storage
+from mnist_core.errors import OutputBusy
+from mnist_core.scoring import lock
+from mnist_core.scoring.config import ScoreConfig
 
 
 def parse_args(argv: Sequence[str] | None):
@@ -36,6 +38,8 @@ def parse_args(argv: Sequence[str] | None):
     parser.add_argument("--actors", type=int, default=1, help="predictor actors in the pool")
     parser.add_argument("--num-gpus", type=float, default=0.0,
                         help="GPUs per actor (fractions share a GPU)")
+    parser.add_argument("--max-retries", type=int, default=2,
+                        help="new actors for a shard whose actor process died")
     parser.add_argument("--address", default=None,
                         help="Ray address (default: $RAY_ADDRESS, else a local Ray)")
     parser.add_argument("--no-progress", action="store_true",
@@ -48,9 +52,9 @@ def parse_args(argv: Sequence[str] | None):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the job; returns the process exit code."""
     args = parse_args(argv)
-    config = build(ScoreConfig, model=args.model, input=args.input, out=args.out,
-                   batch_size=args.batch_size, actors=args.actors, num_gpus=args.num_gpus,
-                   wait=args.wait)
+    config = ScoreConfig(model=args.model, input=args.input, out=args.out,
+                         batch_size=args.batch_size, actors=args.actors,
+                         num_gpus=args.num_gpus, max_retries=args.max_retries, wait=args.wait)
     return score(config, args.address, show_progress=not args.no_progress)
 
 
@@ -58,23 +62,29 @@ def score(config: ScoreConfig, address: str | None = None, show_progress: bool =
     """Check and lock ``--out``, score what is pending, print the summary; return the exit
     code. ``jobs.score_demo`` calls this with its own config."""
     storage.check_writable(config.out)
-    with output_lock.hold(config.out, config.wait, on_wait=_print_waiting(config.out)):
-        return _score(config, address, show_progress)
+    try:
+        held = lock.hold(config.out, config.wait, on_wait=_print_waiting(config.out))
+        with held:
+            return _score(config, address, show_progress)
+    except OutputBusy as error:
+        raise OutputBusy(f"{error.detail}; try again later, or pass --wait",
+                         key=error.key) from None
 
 
 def _score(config: ScoreConfig, address: str | None, show_progress: bool) -> int:
-    from mnist_core import console, scoring, session
-    from mnist_core.html_report import write_scoring_report
+    from mnist_core import console, session
+    from mnist_core.scoring.driver import execute, make_plan
+    from mnist_core.scoring.page import write_scoring_report
 
     with console.native_output_to(storage.join(config.out, "logs", "score.log")):
-        work = scoring.plan(config)
-    print(f"model {work.model_id}: {work.model}", flush=True)
-    print(f"{len(work.pending)} of {len(work.shards)} shards to score", flush=True)
-    if work.pending:
+        plan = make_plan(config)
+    print(f"model {plan.model_id}: {plan.model}", flush=True)
+    print(f"{len(plan.pending)} of {len(plan.shards)} shards to score", flush=True)
+    if plan.pending:
         print(f"scoring on {session.connect(address)}", flush=True)
     start = time.perf_counter()
-    with _ShardProgress(work.pending, show_progress) as progress:
-        summary = scoring.execute(work, on_shard=progress.committed)
+    with _ShardProgress(plan.pending, show_progress) as progress:
+        summary = execute(plan, on_shard=progress.committed)
     seconds = time.perf_counter() - start
     print(f"{summary.scored_shards} of {summary.shards} shards scored "
           f"({summary.shards - summary.scored_shards} already scored by this model): "

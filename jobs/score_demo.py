@@ -3,8 +3,8 @@
     python -m jobs.score_demo [--runs runs] [--images data/demo_images] [--out scores/demo]
 
 The demo set is 20,000 of scikit-learn's digits tiled into four Parquet shards (written on
-first use). The model is the best model of the newest completed digits sweep in ``--runs``
-(``<runs>/latest`` when that sweep is on digits); with none, a model is trained once into
+first use). The model is the best model of the newest completed sweep in ``--runs``
+(``<runs>/latest``) when that sweep is on digits; otherwise a model is trained once into
 ``<runs>/score-model/``. Run it twice: the second run finds every shard already scored by that
 model and scores nothing.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from jobs._cli import Parser, run
 from jobs.score import score
-from mnist_core.score_config import ScoreConfig
+from mnist_core.scoring.config import ScoreConfig
 
 DEMO_COUNT, DEMO_SHARD_SIZE = 20_000, 5_000
 
@@ -37,31 +37,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     images = Path(args.images)
     if not any(images.glob("*.parquet")):
         from mnist_core.data import dataset_images
-        from mnist_core.shards import write_shards
+        from mnist_core.scoring.shards import write_shards
 
         pixels, labels = dataset_images("digits")
         write_shards(str(images), "digits", pixels, labels, DEMO_COUNT, DEMO_SHARD_SIZE)
         print(f"demo images: wrote {DEMO_COUNT} digits in {images}")
     runs = Path(args.runs)
-    model = latest_digits_sweep(runs) or train_model(runs / "score-model")
+    model = latest_digits_model(str(runs)) or train_model(runs / "score-model")
     return score(ScoreConfig(model=str(model), input=str(images / "*.parquet"), out=args.out))
 
 
-def latest_digits_sweep(runs: Path) -> Path | None:
-    """The newest completed sweep on digits under ``runs`` (one with a best model), if any."""
-    from mnist_core.errors import ConfigError
-    from mnist_core.sweep_config import parse_sweep_config
+def latest_digits_model(runs: str) -> str | None:
+    """The best model of the sweep ``<runs>/latest`` names, when that sweep is on digits."""
+    from mnist_core import storage
+    from mnist_core.model_ref import LATEST, resolve_model
+    from mnist_core.sweep.config import parse_sweep_config
 
-    candidates = []
-    for model in runs.glob("*/best/model.keras"):
-        sweep = model.parent.parent
-        try:
-            config = parse_sweep_config((sweep / "sweep.toml").read_text())
-        except (OSError, ConfigError):
-            continue
-        if config.data.dataset == "digits":
-            candidates.append((model.stat().st_mtime, sweep))
-    return max(candidates)[1] if candidates else None
+    pointer = storage.join(runs, LATEST)
+    if not storage.exists(pointer):
+        return None
+    model = resolve_model(pointer)  # <runs>/<sweep_id>/best/model.keras
+    sweep = storage.parent(storage.parent(model))
+    config = parse_sweep_config(storage.read_bytes(storage.join(sweep, "sweep.toml")).decode())
+    return model if config.data.dataset == "digits" else None
 
 
 def train_model(folder: Path) -> Path:

@@ -16,10 +16,10 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 
-from jobs._cli import EXIT_OK, EXIT_PARTIAL, Parser, run
+from jobs._cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, Parser, run
 from mnist_core import storage
-from mnist_core.errors import ConfigError, DataNotFoundError
-from mnist_core.sweep_config import SweepConfig, load_sweep_config, parse_sweep_config
+from mnist_core.errors import ConfigError, DataNotFoundError, RecordingError
+from mnist_core.sweep.config import SweepConfig, load_sweep_config, parse_sweep_config
 
 
 def parse_args(argv: Sequence[str] | None):
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = _with_tracking(config, args)
     storage.check_writable(args.out)
     from mnist_core import session
-    from mnist_core.sweep import run_sweep
+    from mnist_core.sweep.driver import run_sweep
 
     where = session.connect(args.address)
     print(f"sweep {sweep_id}: {len(config.trials)} trials on {where}", flush=True)
@@ -60,10 +60,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                             cluster_can_grow=bool(args.address or os.environ.get("RAY_ADDRESS")))
     except KeyboardInterrupt:
         print(f"interrupted: finished trials are in the reports; continue with\n"
-              f"  python -m jobs.sweep --resume {sweep_id} --out {args.out}", file=sys.stderr)
-        return 130
+              f"  {resume_command(sweep_id, args.out)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except RecordingError as error:
+        raise RecordingError(f"{error}; free space, then resume: "
+                             f"{resume_command(sweep_id, args.out)}") from None
     _print_summary(summary, config)
     return EXIT_OK if summary.failed == 0 else EXIT_PARTIAL
+
+
+def resume_command(sweep_id: str, out: str) -> str:
+    """The command that finishes sweep ``sweep_id``, with the interpreter that ran this one."""
+    return f"{sys.executable} -m jobs.sweep --resume {sweep_id} --out {out}"
 
 
 def _with_tracking(config: SweepConfig, args) -> SweepConfig:
@@ -80,7 +88,7 @@ def _config_and_id(args) -> tuple[SweepConfig, str]:
         return config, f"{config.name}-{datetime.now():%Y%m%d-%H%M%S}"
     stored = storage.join(args.out, args.resume, "sweep.toml")
     if not storage.exists(stored):
-        raise DataNotFoundError(f"--resume {args.resume}: no sweep at {stored}")
+        raise DataNotFoundError(f"{args.resume}: no sweep at {stored}", key="resume")
     text = storage.read_bytes(stored).decode()
     if args.config and load_sweep_config(args.config).source_text != text:
         raise ConfigError(f"--config {args.config} differs from the config of sweep "

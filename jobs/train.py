@@ -14,62 +14,54 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from jobs._cli import EXIT_PARTIAL, Parser, build, int_list, run
+from jobs._cli import EXIT_PARTIAL, Parser, flag, int_list, run
 from mnist_core import reports, storage
 from mnist_core.config import (
-    ACTIVATIONS,
     DATASETS,
-    OPTIMIZERS,
-    SCHEDULES,
     DataConfig,
     ModelConfig,
     TrialConfig,
+    hyperparameter_fields,
 )
 from mnist_core.errors import ConfigError
 
 
 def parse_args(argv: Sequence[str] | None):
-    """Parse the job's flags."""
+    """Parse the job's flags: the data's, then one per hyperparameter (``TrialConfig``)."""
     parser = Parser(prog="jobs.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", choices=DATASETS, default="digits")
-    parser.add_argument("--data-path", default="", help="Keras .npz or folder of IDX files")
-    parser.add_argument("--hidden-units", type=int_list, default=(10,),
-                        help="comma-separated widths, e.g. 128,64 (default 10)")
-    parser.add_argument("--activation", choices=ACTIVATIONS, default="sigmoid")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
-    parser.add_argument("--learning-rate", type=float, default=0.5)
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
-    parser.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
-    parser.add_argument("--l2", type=float, default=0.0, help="L2 penalty on the kernels")
-    parser.add_argument("--schedule", choices=SCHEDULES, default="constant",
-                        help="learning-rate schedule over the epochs")
-    parser.add_argument("--decay-rate", type=float, default=0.9,
-                        help="per-epoch factor of the exponential schedule")
-    parser.add_argument("--restore-best", action="store_true",
-                        help="keep the weights of the epoch with the best validation accuracy")
-    parser.add_argument("--patience", type=int, default=0,
-                        help="stop after this many epochs without a better validation accuracy")
-    parser.add_argument("--validation-split", type=float, default=0.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dataset", choices=DATASETS, default="digits",
+                        help="the data set to train on")
+    parser.add_argument("--data-path", default="",
+                        help="a Keras .npz or a folder of IDX files (mnist, fashion_mnist)")
+    parser.add_argument("--validation-split", type=float, default=0.0,
+                        help="fraction of the training set held out (seeded, stratified)")
+    for item in hyperparameter_fields():
+        _add_hyperparameter(parser, item)
     parser.add_argument("--out", default="runs/train", help="report folder or URI")
     return parser.parse_args(argv)
+
+
+def _add_hyperparameter(parser: Parser, item) -> None:
+    """One flag for a hyperparameter field: its type, default, choices and help."""
+    default, help_text = item.default, item.metadata["help"]
+    if isinstance(default, bool):
+        parser.add_argument(flag(item.name), action="store_true", help=help_text)
+    elif isinstance(default, tuple):
+        parser.add_argument(flag(item.name), type=int_list, default=default,
+                            help=f"{help_text} (comma-separated)")
+    else:
+        parser.add_argument(flag(item.name), type=type(default), default=default,
+                            choices=item.metadata["choices"], help=help_text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the job; returns the process exit code."""
     args = parse_args(argv)
-    data_config = build(DataConfig, dataset=args.dataset, data_path=args.data_path,
-                        validation_split=args.validation_split, seed=args.seed)
-    trial_config = build(
-        TrialConfig, model=build(ModelConfig, hidden_units=args.hidden_units,
-                                 activation=args.activation),
-        optimizer=args.optimizer, learning_rate=args.learning_rate,
-        batch_size=args.batch_size, epochs=args.epochs, seed=args.seed,
-        momentum=args.momentum, nesterov=args.nesterov, l2=args.l2, schedule=args.schedule,
-        decay_rate=args.decay_rate, restore_best=args.restore_best, patience=args.patience,
-    )
+    data_config = DataConfig(dataset=args.dataset, data_path=args.data_path,
+                             validation_split=args.validation_split, seed=args.seed)
+    values = {item.name: getattr(args, item.name) for item in hyperparameter_fields()}
+    model = ModelConfig(**{key: values.pop(key) for key in ("hidden_units", "activation")})
+    trial_config = TrialConfig(model=model, **values)
     if trial_config.needs_validation and data_config.validation_split <= 0:
         raise ConfigError("--restore-best and --patience choose an epoch on validation "
                           "accuracy: they need --validation-split > 0")

@@ -1,19 +1,37 @@
 """Typed, validated configuration for data and trials, built once at the edge.
 
 Jobs build these from flags or TOML; everything downstream receives them, never dicts.
-Validation raises ``ConfigError`` with a message that names the field and the bad value.
+Validation raises ``ConfigError`` naming the field (``key``) and the bad value; the jobs turn
+the field into the flag or TOML key the user typed. The ``check_*`` helpers are the one way
+every config dataclass of the project validates itself.
+
+``TrialConfig``'s fields are the one list of hyperparameters: the report columns, the
+``jobs.train`` flags (with their defaults and help) and the sweep grid's keys derive from them
+(``hyperparameter_fields``). A new hyperparameter goes here, plus its maths in ``training``
+and ``packed_training``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 
 from mnist_core.errors import ConfigError
 
+NUM_CLASSES = 10
 DATASETS = ("mnist", "fashion_mnist", "digits")
 ACTIVATIONS = ("sigmoid", "relu", "tanh", "elu", "softplus", "linear")
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad", "nadam")
 SCHEDULES = ("constant", "cosine", "exponential")
+
+
+def hyperparameter(default, help: str, choices: tuple[str, ...] | None = None,
+                   added_later: bool = False, column: str | None = None):
+    """A ``TrialConfig`` field with what the edges derive from it: its help text, its choices,
+    whether it came after the first release (trial ids leave it out while at its default, so
+    old sweeps resume with the same ids), and its report column type where not the usual."""
+    metadata = {"help": help, "choices": choices, "added_later": added_later, "column": column}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -26,29 +44,35 @@ class DataConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_choice("dataset", self.dataset, DATASETS)
-        _check_type("data_path", self.data_path, str)
-        _check_type("seed", self.seed, int)
-        _check_type("validation_split", self.validation_split, (int, float))
-        if not 0.0 <= self.validation_split < 1.0:
-            raise ConfigError(f"validation_split must be in [0, 1), got {self.validation_split}")
+        check_choice("dataset", self.dataset, DATASETS)
+        check_type("data_path", self.data_path, str)
+        check_type("seed", self.seed, int)
+        check_range("validation_split", self.validation_split, 0.0, 1.0, upper_open=True)
+        if self.dataset == "digits" and self.data_path:
+            raise ConfigError("names a file, but digits is scikit-learn's bundled set and "
+                              f"reads none (got {self.data_path!r}); leave it empty",
+                              key="data_path")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """The dense network: hidden layer widths and their activation; softmax over 10 outputs."""
 
-    hidden_units: tuple[int, ...] = (10,)
-    activation: str = "sigmoid"
+    hidden_units: tuple[int, ...] = hyperparameter(
+        (10,), "hidden layer widths, e.g. 128,64")
+    activation: str = hyperparameter(
+        "sigmoid", "activation of the hidden layers", choices=ACTIVATIONS)
 
     def __post_init__(self) -> None:
         units = self.hidden_units
         if not isinstance(units, tuple) or not units:
-            raise ConfigError(f"hidden_units must be a non-empty list of integers, got {units!r}")
+            raise ConfigError(f"must be a non-empty list of integers, got {units!r}",
+                              key="hidden_units")
         for width in units:
             if isinstance(width, bool) or not isinstance(width, int) or width <= 0:
-                raise ConfigError(f"hidden_units must hold positive integers, got {units!r}")
-        _check_choice("activation", self.activation, ACTIVATIONS)
+                raise ConfigError(f"must hold positive integers, got {units!r}",
+                                  key="hidden_units")
+        check_choice("activation", self.activation, ACTIVATIONS)
 
 
 @dataclass(frozen=True)
@@ -58,41 +82,47 @@ class TrialConfig:
     stop after that many epochs without a better one, 0 = never)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
-    optimizer: str = "sgd"
-    learning_rate: float = 0.5
-    batch_size: int = 100
-    epochs: int = 5
-    seed: int = 0
-    momentum: float = 0.0
-    nesterov: bool = False
-    l2: float = 0.0
-    schedule: str = "constant"
-    decay_rate: float = 0.9
-    restore_best: bool = False
-    patience: int = 0
+    optimizer: str = hyperparameter("sgd", "optimizer", choices=OPTIMIZERS)
+    learning_rate: float = hyperparameter(0.5, "optimizer learning rate")
+    batch_size: int = hyperparameter(100, "mini-batch size")
+    epochs: int = hyperparameter(5, "training epochs")
+    seed: int = hyperparameter(0, "seeds the weights, the shuffling and the validation split",
+                               column="int64")
+    momentum: float = hyperparameter(0.0, "SGD momentum", added_later=True)
+    nesterov: bool = hyperparameter(False, "Nesterov momentum (SGD)", added_later=True)
+    l2: float = hyperparameter(0.0, "L2 penalty on the kernels", added_later=True)
+    schedule: str = hyperparameter("constant", "learning-rate schedule over the epochs",
+                                   choices=SCHEDULES, added_later=True)
+    decay_rate: float = hyperparameter(0.9, "per-epoch factor of the exponential schedule",
+                                       added_later=True)
+    restore_best: bool = hyperparameter(
+        False, "keep the weights of the epoch with the best validation accuracy",
+        added_later=True)
+    patience: int = hyperparameter(
+        0, "stop after this many epochs without a better validation accuracy (0: never)",
+        added_later=True)
 
     def __post_init__(self) -> None:
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_type("learning_rate", self.learning_rate, (int, float))
-        if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
-        _check_positive_int("batch_size", self.batch_size)
-        _check_positive_int("epochs", self.epochs)
-        _check_type("seed", self.seed, int)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_range("learning_rate", self.learning_rate, 0.0, None, lower_open=True)
+        check_positive_int("batch_size", self.batch_size)
+        check_positive_int("epochs", self.epochs)
+        check_type("seed", self.seed, int)
         self._check_regularisation()
 
     def _check_regularisation(self) -> None:
-        _check_range("momentum", self.momentum, 0.0, 1.0, upper_open=True)
-        _check_flag("nesterov", self.nesterov)
+        check_range("momentum", self.momentum, 0.0, 1.0, upper_open=True)
+        check_flag("nesterov", self.nesterov)
         if self.optimizer != "sgd" and (self.momentum or self.nesterov):
             raise ConfigError(f"momentum and nesterov apply to sgd only, not {self.optimizer}")
-        _check_range("l2", self.l2, 0.0, None)
-        _check_choice("schedule", self.schedule, SCHEDULES)
-        _check_range("decay_rate", self.decay_rate, 0.0, 1.0, lower_open=True)
-        _check_flag("restore_best", self.restore_best)
-        _check_type("patience", self.patience, int)
+        check_range("l2", self.l2, 0.0, None)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_range("decay_rate", self.decay_rate, 0.0, 1.0, lower_open=True)
+        check_flag("restore_best", self.restore_best)
+        check_type("patience", self.patience, int)
         if self.patience < 0:
-            raise ConfigError(f"patience must be >= 0 (0: no early stopping), got {self.patience}")
+            raise ConfigError(f"must be >= 0 (0: no early stopping), got {self.patience}",
+                              key="patience")
 
     @property
     def needs_validation(self) -> bool:
@@ -100,40 +130,67 @@ class TrialConfig:
         return self.restore_best or self.patience > 0
 
     def as_record(self) -> dict:
-        """A flat dict of every hyperparameter, as report rows carry it."""
+        """A flat dict of every hyperparameter (``HYPERPARAMETERS`` order), as report rows
+        carry it."""
         record = asdict(self)
         model = record.pop("model")
         return {"hidden_units": list(model["hidden_units"]), "activation": model["activation"],
                 **record}
 
 
-def _check_type(name: str, value: object, kinds: type | tuple[type, ...]) -> None:
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        raise ConfigError(f"{name} has the wrong type: {value!r}")
+def hyperparameter_fields() -> tuple[dataclasses.Field, ...]:
+    """Every hyperparameter's field: the model's, then the trial's own (``model`` aside)."""
+    return (*dataclasses.fields(ModelConfig),
+            *(item for item in dataclasses.fields(TrialConfig) if item.name != "model"))
 
 
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+HYPERPARAMETERS = tuple(item.name for item in hyperparameter_fields())
+
+
+def check_type(name: str, value: object, kinds: type | tuple[type, ...]) -> None:
+    """``value`` is one of ``kinds`` (a bool is never a number)."""
+    if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
+        raise ConfigError(f"has the wrong type: {value!r}", key=name)
+    if not isinstance(value, kinds):
+        raise ConfigError(f"has the wrong type: {value!r}", key=name)
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    """``value`` is one of ``choices``."""
     if value not in choices:
-        raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+        raise ConfigError(f"{value!r} is unknown; choose one of {', '.join(choices)}", key=name)
 
 
-def _check_flag(name: str, value: object) -> None:
+def check_flag(name: str, value: object) -> None:
+    """``value`` is true or false."""
     if not isinstance(value, bool):
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
+        raise ConfigError(f"must be true or false, got {value!r}", key=name)
 
 
-def _check_range(name: str, value: object, lower: float, upper: float | None,
-                 lower_open: bool = False, upper_open: bool = False) -> None:
-    _check_type(name, value, (int, float))
+def check_range(name: str, value: object, lower: float, upper: float | None,
+                lower_open: bool = False, upper_open: bool = False) -> None:
+    """``value`` is a number within the bounds (open or closed at each end)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"must be a number, got {value!r}", key=name)
     below = value <= lower if lower_open else value < lower
     above = upper is not None and (value >= upper if upper_open else value > upper)
-    if below or above:
-        bounds = f"{'(' if lower_open else '['}{lower:g}, " + (
-            f"{upper:g}{')' if upper_open else ']'}" if upper is not None else "inf)")
-        raise ConfigError(f"{name} must be in {bounds}, got {value}")
+    if not (below or above):
+        return
+    if upper is None:
+        raise ConfigError(f"must be {'>' if lower_open else '>='} {lower:g}, got {value}",
+                          key=name)
+    bounds = f"{'(' if lower_open else '['}{lower:g}, {upper:g}{')' if upper_open else ']'}"
+    raise ConfigError(f"must be in {bounds}, got {value}", key=name)
 
 
-def _check_positive_int(name: str, value: object) -> None:
-    _check_type(name, value, int)
+def check_int(name: str, value: object, lowest: int) -> None:
+    """``value`` is an integer (not a bool) of at least ``lowest``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+        raise ConfigError(f"must be an integer >= {lowest}, got {value!r}", key=name)
+
+
+def check_positive_int(name: str, value: object) -> None:
+    """``value`` is an integer of at least 1."""
+    check_type(name, value, int)
     if value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value}")
+        raise ConfigError(f"must be a positive integer, got {value}", key=name)

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from mnist_core import storage
+
 
 def to_log_file(path: str) -> bool:
     """Send this process's stdout and stderr (file descriptors included) to ``path`` for good;
@@ -58,7 +60,7 @@ def native_output_to(path: str | None) -> Iterator[None]:
 
 
 def _open(path: str | None) -> int | None:
-    if path is None or "://" in path:
+    if path is None or storage.is_uri(path):
         return None
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_core.config import DataConfig
+from mnist_core.config import NUM_CLASSES, DataConfig
 from mnist_core.errors import DataFormatError, DataNotFoundError
 from mnist_core.idx import read_idx
 
-NUM_CLASSES = 10
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte",
@@ -190,8 +189,8 @@ def _download(name: str, pixel_max: float, cached: Path) -> RawData:
     except Exception as error:  # noqa: BLE001 - any network failure means the same to the user
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise DataNotFoundError(
-            f"could not download {name} ({reason}); supply a local copy with --data-path "
-            f"(a Keras .npz or a folder of IDX files) or place it at {cached}"
+            f"could not download {name} ({reason}); supply a local copy (a Keras .npz or a "
+            f"folder of IDX files) or place it at {cached}", key="data_path"
         ) from None
     finally:
         socket.setdefaulttimeout(previous)

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mnist_core.config import NUM_CLASSES
 from mnist_core.prediction import DenseForward
 
-LABELS = tuple(range(10))
+LABELS = tuple(range(NUM_CLASSES))
 _EPSILON = 1e-7  # Keras's clipping of probabilities inside cross-entropy
 
 

@@ -8,9 +8,7 @@ the model, so a saved model says which pixel values it takes and scoring cannot 
 
 from __future__ import annotations
 
-from mnist_core.config import ModelConfig
-
-NUM_CLASSES = 10
+from mnist_core.config import NUM_CLASSES, ModelConfig
 
 
 def build_model(config: ModelConfig, input_dim: int, pixel_max: float = 255.0,
@@ -27,8 +25,3 @@ def build_model(config: ModelConfig, input_dim: int, pixel_max: float = 255.0,
     layers.append(keras.layers.Dense(num_classes, activation="softmax", name="output"))
     return keras.Sequential(layers, name="dense_mnist")
 
-
-def count_params(config: ModelConfig, input_dim: int, num_classes: int = NUM_CLASSES) -> int:
-    """Number of trainable parameters of ``build_model(config, input_dim)``, without Keras."""
-    widths = [input_dim, *config.hidden_units, num_classes]
-    return sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(widths, widths[1:]))

@@ -41,7 +41,7 @@ def resolve_model(reference: str) -> str:
             return candidate
     hint = (" (no sweep has completed there yet)" if storage.name(reference) == LATEST
             else "; expected a .keras file, a sweep folder or <out>/latest")
-    raise DataNotFoundError(f"--model {reference}: no such model{hint}")
+    raise DataNotFoundError(f"{reference}: no such model{hint}", key="model")
 
 
 def _follow_latest(pointer: str) -> str:
@@ -49,7 +49,8 @@ def _follow_latest(pointer: str) -> str:
         record = json.loads(storage.read_bytes(pointer))
         model = storage.join(storage.parent(pointer), *record["model"].split("/"))
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise DataFormatError(f"--model {pointer}: not a latest-sweep pointer") from None
+        raise DataFormatError(f"{pointer}: not a latest-sweep pointer", key="model") from None
     if not storage.exists(model):
-        raise DataNotFoundError(f"--model {pointer}: it names {model}, which does not exist")
+        raise DataNotFoundError(f"{pointer}: it names {model}, which does not exist",
+                                key="model")
     return model

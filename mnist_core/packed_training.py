@@ -28,12 +28,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mnist_core.config import TrialConfig
+from mnist_core.config import TrialConfig, hyperparameter_fields
 from mnist_core.data import Splits
 from mnist_core.model import build_model
 from mnist_core.training import EpochChooser, minibatch_epoch
 
 PACKABLE_OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad")
+# Every real-valued hyperparameter varies per member, as a float32 vector over the pack.
+MEMBER_RATES = tuple(item.name for item in hyperparameter_fields()
+                     if isinstance(item.default, float))
 _EPSILON = 1e-7  # Keras's optimizer epsilon
 _BETA_1, _BETA_2, _RHO, _ADAGRAD_START = 0.9, 0.999, 0.9, 0.1  # Keras's defaults
 
@@ -149,8 +152,7 @@ class _PackState:
         self.active = tf.Variable(np.ones(self.size, bool))
         self.scale = np.float32(1.0 / splits.pixel_max)
         steps_per_epoch = math.ceil(len(splits.y_train) / configs[0].batch_size)
-        self.member = {name: tf.constant(_values(configs, name)) for name in
-                       ("learning_rate", "momentum", "l2", "decay_rate")}
+        self.member = {name: tf.constant(_values(configs, name)) for name in MEMBER_RATES}
         self.member["nesterov"] = tf.constant(_values(configs, "nesterov", bool))
         self.member["schedule"] = tf.constant(_values(configs, "schedule", None))
         self.member["cosine_steps"] = tf.constant(

@@ -22,6 +22,7 @@ import pyarrow as pa
 from scipy.special import expit
 
 from mnist_core import storage
+from mnist_core.config import NUM_CLASSES
 from mnist_core.errors import DataFormatError, DataNotFoundError
 
 LEGACY_PIXEL_MAX = 255.0
@@ -33,14 +34,6 @@ _ACTIVATIONS = {
     "softplus": lambda z: np.logaddexp(z, 0).astype(np.float32),
     "linear": lambda z: z,
 }
-
-
-@dataclass(frozen=True, eq=False)
-class Prediction:
-    """Probability rows (n, 10) that sum to 1, and the argmax class of each row."""
-
-    probabilities: np.ndarray
-    labels: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,18 +82,14 @@ class DenseForward:
                 activations)
         return activations
 
-    def predict(self, pixels: np.ndarray) -> Prediction:
-        """Return probabilities and argmax labels for raw ``pixels``."""
-        probabilities = self.probabilities(pixels)
-        return Prediction(probabilities, probabilities.argmax(axis=1).astype(np.int32))
-
 
 class Predictor:
     """The batch function: raw pixels in, prediction columns out.
 
     ``__init__`` readies the model once (the pixel scale is folded into the first layer's
-    weights, so preprocessing costs one dtype conversion); ``__call__`` maps a batch
-    ``{"id", "pixels"}`` to a table of id, predicted_label, probability and probabilities.
+    weights, so preprocessing costs one dtype conversion); ``__call__`` maps typed arrays,
+    ids (an Arrow array) and pixels (n, input_dim), to a table of id, predicted_label,
+    probability and probabilities.
     On a GPU the same forward pass runs as a TensorFlow graph.
     """
 
@@ -108,16 +97,16 @@ class Predictor:
         self.forward = forward
         self._graph = _tensorflow_forward(forward) if use_gpu else None
 
-    def __call__(self, batch: dict) -> pa.Table:
-        """Predict every row of ``batch``."""
-        probabilities = self.probabilities(np.asarray(batch["pixels"]))
+    def __call__(self, ids: pa.Array, pixels: np.ndarray) -> pa.Table:
+        """Predict every row: one output row per id, in order."""
+        probabilities = self.probabilities(np.asarray(pixels))
         labels = probabilities.argmax(axis=1).astype(np.int32)
-        ids = batch["id"]
         return pa.table({
-            "id": ids if isinstance(ids, pa.Array) else pa.array(ids, pa.string()),
+            "id": ids,
             "predicted_label": labels,
             "probability": np.take_along_axis(probabilities, labels[:, None], axis=1)[:, 0],
-            "probabilities": pa.FixedSizeListArray.from_arrays(probabilities.reshape(-1), 10),
+            "probabilities": pa.FixedSizeListArray.from_arrays(probabilities.reshape(-1),
+                                                               NUM_CLASSES),
         })
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:

@@ -2,6 +2,9 @@
 
 Every table is long-form and keyed by ``trial_id`` so that sweeps, single trials and scoring
 jobs read the same way in pandas, Polars or DuckDB. Columns are documented in docs/reports.md.
+The config columns derive from ``TrialConfig``'s fields (``config.hyperparameter_fields``), so a
+new hyperparameter gets its column without an edit here. ``best_trial`` is the one rule for
+which trial a sweep chose.
 """
 
 from __future__ import annotations
@@ -9,24 +12,22 @@ from __future__ import annotations
 import pyarrow as pa
 
 from mnist_core import plots, storage
-from mnist_core.config import DataConfig
+from mnist_core.config import DataConfig, hyperparameter_fields
 from mnist_core.trial import TrialResult
 
+_COLUMN_TYPES = {bool: pa.bool_(), int: pa.int32(), float: pa.float64(), str: pa.string(),
+                 tuple: pa.list_(pa.int32())}
+
+
+def _column(item) -> pa.Field:
+    """The report column of a hyperparameter field: by its default's type, unless it says."""
+    named = item.metadata["column"]
+    kind = pa.type_for_alias(named) if named else _COLUMN_TYPES[type(item.default)]
+    return pa.field(item.name, kind)
+
+
 CONFIG_FIELDS = [
-    pa.field("hidden_units", pa.list_(pa.int32())),
-    pa.field("activation", pa.string()),
-    pa.field("optimizer", pa.string()),
-    pa.field("learning_rate", pa.float64()),
-    pa.field("batch_size", pa.int32()),
-    pa.field("epochs", pa.int32()),
-    pa.field("seed", pa.int64()),
-    pa.field("momentum", pa.float64()),
-    pa.field("nesterov", pa.bool_()),
-    pa.field("l2", pa.float64()),
-    pa.field("schedule", pa.string()),
-    pa.field("decay_rate", pa.float64()),
-    pa.field("restore_best", pa.bool_()),
-    pa.field("patience", pa.int32()),
+    *(_column(item) for item in hyperparameter_fields()),
     pa.field("dataset", pa.string()),
     pa.field("validation_split", pa.float64()),
 ]
@@ -81,17 +82,40 @@ PER_CLASS_SCHEMA = pa.schema([
 ])
 
 
-def metrics_row(trial_id: str, result: TrialResult, dataset: str,
-                validation_split: float) -> dict:
-    """The config and headline metrics of one finished trial, as one row."""
+def best_trial(rows: list[dict]) -> dict | None:
+    """The trial a sweep chooses, or None when no trial is ok: among ``ok`` rows the highest
+    validation accuracy; ties go to the lower validation loss, then to the smaller trial id
+    (ids start with the trial's position, so the earlier trial). The test set never decides."""
+    ok = [row for row in rows if row["status"] == "ok"]
+    return min(ok, key=_choice_key, default=None)
+
+
+def _choice_key(row: dict) -> tuple:
+    loss = row.get("val_loss")
+    return (-(row["val_accuracy"] if row["val_accuracy"] is not None else float("-inf")),
+            loss if loss is not None else float("inf"), row["trial_id"])
+
+
+def ranked_trials(rows: list[dict]) -> list[dict]:
+    """The ``ok`` rows, best first by ``best_trial``'s rule."""
+    return sorted((row for row in rows if row["status"] == "ok"), key=_choice_key)
+
+
+def metric_values(result: TrialResult) -> dict:
+    """The headline metrics of one finished trial (``METRIC_FIELDS``)."""
     return {
-        "trial_id": trial_id, **result.config.as_record(), "dataset": dataset,
-        "validation_split": validation_split, "params": result.params,
-        "best_epoch": result.best_epoch,
+        "params": result.params, "best_epoch": result.best_epoch,
         "val_accuracy": result.val_accuracy, "val_loss": result.val_loss,
         "test_accuracy": result.evaluation.accuracy, "test_loss": result.evaluation.loss,
         "train_seconds": result.train_seconds,
     }
+
+
+def metrics_row(trial_id: str, result: TrialResult, dataset: str,
+                validation_split: float) -> dict:
+    """The config and headline metrics of one finished trial, as one row."""
+    return {"trial_id": trial_id, **result.config.as_record(), "dataset": dataset,
+            "validation_split": validation_split, **metric_values(result)}
 
 
 def epoch_rows(trial_id: str, history: dict[str, list[float]]) -> list[dict]:

@@ -29,3 +29,8 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
         return f"Ray cluster at {address}"
     ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", include_dashboard=False, **quiet)
     return "local Ray (127.0.0.1)"
+
+
+def task_error_cause(error) -> BaseException:
+    """The exception a remote task or actor method raised, out of Ray's ``RayTaskError``."""
+    return error.cause if error.cause is not None else error

@@ -109,7 +109,10 @@ def read_table(location: str) -> pa.Table:
 
 
 def write_rows(location: str, rows: list[dict], schema: pa.Schema) -> None:
-    """Atomically write ``rows`` as a Parquet file with ``schema``."""
+    """Atomically write ``rows`` as a Parquet file with ``schema``; a row holding a key the
+    schema lacks is a bug of ours (pyarrow would drop that column silently)."""
+    extra = {key for row in rows for key in row} - set(schema.names)
+    assert not extra, f"{location}: columns {sorted(extra)} are not in the schema"
     write_table(location, pa.Table.from_pylist(rows, schema=schema))
 
 
@@ -136,7 +139,7 @@ def list_files(pattern: str) -> list[FileEntry]:
 
     filesystem, path = _filesystem(pattern)
     scheme = str(pattern).split("://", 1)[0]
-    root = _glob_root(path) if glob.has_magic(path) else path
+    root = "/".join(glob_root(path)) if glob.has_magic(path) else path
     info = filesystem.get_file_info(root)
     if info.type == fs.FileType.File:
         infos = [info]
@@ -149,7 +152,7 @@ def list_files(pattern: str) -> list[FileEntry]:
                   and (not glob.has_magic(path) or fnmatch.fnmatchcase(item.path, path)))
 
 
-def check_writable(location: str, flag: str = "--out") -> None:
+def check_writable(location: str, key: str = "out") -> None:
     """Create ``location`` as a folder and write (then delete) a probe file there, so that a
     job learns of a bad output folder before any work; ``OutputError`` names it otherwise."""
     probe = join(location, f".write-probe-{uuid.uuid4().hex}")
@@ -158,7 +161,7 @@ def check_writable(location: str, flag: str = "--out") -> None:
         remove(probe)
     except (OSError, pa.ArrowException) as error:
         reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
-        raise OutputError(f"{flag} {location}: cannot write there ({reason})") from None
+        raise OutputError(f"{location}: cannot write there ({reason})", key=key) from None
 
 
 def _write_local(target: Path, data: bytes) -> None:
@@ -208,13 +211,14 @@ def _list_local(pattern: str) -> list[FileEntry]:
     return sorted(entries)
 
 
-def _glob_root(path: str) -> str:
+def glob_root(pattern: str) -> list[str]:
+    """The parts of ``pattern`` (split at "/") before its first wildcard."""
     plain = []
-    for part in path.split("/"):
+    for part in pattern.split("/"):
         if glob.has_magic(part):
             break
         plain.append(part)
-    return "/".join(plain)
+    return plain
 
 
 def _filesystem(location: str):

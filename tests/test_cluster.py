@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import _cluster
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -93,7 +94,7 @@ def test_scoring_submitted_through_the_jobs_api(cluster, tmp_path):
     from mnist_core.config import ModelConfig
     from mnist_core.data import dataset_images
     from mnist_core.model import build_model
-    from mnist_core.shards import write_shards
+    from mnist_core.scoring.shards import write_shards
 
     pixels, labels = dataset_images("digits")
     write_shards(str(tmp_path / "in"), "digits", pixels, labels, 3000, 1000)
@@ -114,8 +115,8 @@ def test_sweep_survives_losing_the_worker_node(cluster, tmp_path):
          str(out), "--no-progress", "--address", cluster["address"]],
         env=cluster["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     _wait_for_first_trial(out)
-    raylet = local.raylet_pid(cluster["folder"], "worker")
-    for pid in local.node_pids(str(local.temp_root(cluster["folder"]) / "worker")):
+    raylet = _cluster.raylet_pid(cluster["folder"], "worker")
+    for pid in _cluster.node_pids(str(local.temp_root(cluster["folder"]) / "worker")):
         os.kill(pid, 9)
     _wait_gone(raylet)
     log, _ = follower.communicate(timeout=300)

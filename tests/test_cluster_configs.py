@@ -71,9 +71,9 @@ def test_the_cron_line_scores_with_the_latest_sweep_as_written(ray_session, tmp_
     import pyarrow.parquet as pq
 
     from mnist_core.data import dataset_images
-    from mnist_core.shards import write_shards
-    from mnist_core.sweep import run_sweep
-    from mnist_core.sweep_config import parse_sweep_config
+    from mnist_core.scoring.shards import write_shards
+    from mnist_core.sweep.config import parse_sweep_config
+    from mnist_core.sweep.driver import run_sweep
 
     project, incoming, scores = tmp_path / "project", tmp_path / "incoming", tmp_path / "scores"
     project.mkdir()

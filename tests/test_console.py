@@ -10,7 +10,7 @@ import pytest
 
 from mnist_core.config import ModelConfig
 from mnist_core.model import build_model
-from mnist_core.shards import write_shards
+from mnist_core.scoring.shards import write_shards
 
 pytestmark = pytest.mark.slow
 

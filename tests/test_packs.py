@@ -2,8 +2,14 @@
 
 import pytest
 
-from mnist_core.packs import CPU_PACK_LIMIT, GPU_PACK_LIMIT, make_packs, pack_key, pack_size_for
-from mnist_core.sweep_config import parse_sweep_config
+from mnist_core.sweep.config import parse_sweep_config
+from mnist_core.sweep.packs import (
+    CPU_PACK_LIMIT,
+    GPU_PACK_LIMIT,
+    make_packs,
+    pack_key,
+    pack_size_for,
+)
 
 CONFIG = """
 [sweep]

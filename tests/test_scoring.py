@@ -14,7 +14,7 @@ from jobs.score import main
 from mnist_core.config import ModelConfig
 from mnist_core.model import build_model
 from mnist_core.prediction import DenseForward, Predictor, load_model
-from mnist_core.shards import write_shards
+from mnist_core.scoring.shards import write_shards
 
 IMAGES = np.random.default_rng(11).integers(0, 256, (2400, 784), dtype=np.uint8)
 
@@ -44,7 +44,7 @@ def _expected(model_path, images):
 
 def test_predictor_on_a_hand_made_batch(model_path):
     predictor = Predictor(DenseForward.from_model(load_model(model_path)))
-    table = predictor({"id": ["a", "b", "c"], "pixels": IMAGES[:3]}).to_pylist()
+    table = predictor(pa.array(["a", "b", "c"]), IMAGES[:3]).to_pylist()
     expected = _expected(model_path, IMAGES[:3])
     assert [row["id"] for row in table] == ["a", "b", "c"]
     for row, want in zip(table, expected):

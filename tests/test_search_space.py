@@ -5,7 +5,7 @@ import math
 import pytest
 
 from mnist_core.errors import ConfigError
-from mnist_core.sweep_config import parse_sweep_config
+from mnist_core.sweep.config import parse_sweep_config
 
 SEARCH = """
 [sweep]

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from mnist_core.errors import DataNotFoundError
-from mnist_core.shards import content_hash, discover, read_shard
+from mnist_core.scoring.shards import content_hash, discover, read_shard
 
 RNG = np.random.default_rng(3)
 

@@ -58,5 +58,6 @@ def test_check_writable_creates_the_folder_and_leaves_nothing(tmp_path):
 def test_check_writable_names_the_folder_it_cannot_write(tmp_path, where):
     (tmp_path / "file").write_text("a file, not a folder")
     location = where.format(tmp=tmp_path)
-    with pytest.raises(OutputError, match=f"--out {location}: cannot write there"):
+    with pytest.raises(OutputError, match=f"{location}: cannot write there") as caught:
         storage.check_writable(location)
+    assert caught.value.key == "out"  # the jobs spell it --out

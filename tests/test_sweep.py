@@ -12,8 +12,8 @@ from _processes import crash_when
 from jobs.sweep import main
 from mnist_core import sweep
 from mnist_core.prediction import load_model
-from mnist_core.sweep_config import load_sweep_config
-from mnist_core.sweep_report import read_sweep
+from mnist_core.sweep.config import load_sweep_config
+from mnist_core.sweep.store import read_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -114,7 +114,7 @@ def _faulty_task(folder: Path):
     kills its worker process once (``<id>.crash``, removed first so the retry succeeds)."""
     import ray
 
-    from mnist_core.worker import train_pack_on_worker
+    from mnist_core.sweep.worker import train_pack_on_worker
 
     @ray.remote(max_calls=0)
     def faulty(pack, splits, num_cpus, log_dir):

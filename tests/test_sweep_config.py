@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from mnist_core.errors import ConfigError
-from mnist_core.sweep_config import load_sweep_config, parse_sweep_config
+from mnist_core.sweep.config import load_sweep_config, parse_sweep_config
 
 VALID = """
 [sweep]
@@ -61,8 +61,8 @@ def test_missing_grid_keys_take_the_tutorial_defaults():
         ("epochs = [5]", "epochs = [0]", "epochs must be a positive integer"),
         ("batch_size = [100]", "batch_size = [-100]", "batch_size must be a positive integer"),
         ("batch_size = [100]", 'batch_size = ["100"]', "batch_size has the wrong type"),
-        ('activation = ["sigmoid", "relu"]', 'activation = ["softsign"]', "unknown activation"),
-        ('optimizer = ["sgd"]', 'optimizer = ["lbfgs"]', "unknown optimizer"),
+        ('activation = ["sigmoid", "relu"]', 'activation = ["softsign"]', "activation 'softsign' is unknown"),
+        ('optimizer = ["sgd"]', 'optimizer = ["lbfgs"]', "optimizer 'lbfgs' is unknown"),
         ("num_gpus = 0.25", "num_gpus = -1", "num_gpus must be >= 0"),
         ("num_gpus = 0.25", 'num_gpus = "one"', "num_gpus must be a number"),
         ("num_cpus = 1", "num_cpus = 0", "num_cpus must be > 0"),
@@ -70,7 +70,7 @@ def test_missing_grid_keys_take_the_tutorial_defaults():
         ("max_retries = 1", "max_retries = 1\npack_size = 0", "pack_size must be"),
         ("max_retries = 1", 'max_retries = 1\npack_size = "wide"', "pack_size must be"),
         ("validation_split = 0.1", "validation_split = 0.0", "validation_split must be > 0"),
-        ('dataset = "digits"', 'dataset = "cifar"', "unknown dataset"),
+        ('dataset = "digits"', 'dataset = "cifar"', "dataset 'cifar' is unknown"),
         ("hidden_units = [[10], [32, 16]]", "hidden_units = [10]", "list of lists"),
         ('name = "grid"', 'name = "a b/c"', "name must be"),
         ("[grid]", "[grid\n", "not valid TOML"),

@@ -3,22 +3,22 @@
 Each actor reads a whole shard, runs the ``Predictor`` over it in batches of ``batch_size``
 images, and writes the shard's predictions to ``predictions/shard=<key>/part-0.parquet``
 (temporary file, then rename; on object stores a temporary key copied into place). Only a small
-summary per shard travels back to the driver, which commits it to the manifest. The image
-pixels never leave the actor that read them.
+``ShardResult`` per shard travels back to the driver, which commits it to the manifest. The
+image pixels never leave the actor that read them.
 """
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
 from mnist_core import storage
+from mnist_core.config import NUM_CLASSES
 from mnist_core.prediction import DenseForward, Predictor
-from mnist_core.shards import Shard, read_shard
+from mnist_core.scoring.shards import Shard, read_shard
 
-NUM_CLASSES = 10
 PREDICTIONS_SCHEMA = pa.schema([
     pa.field("id", pa.string()),
     pa.field("predicted_label", pa.int32()),
@@ -29,10 +29,29 @@ PREDICTIONS_SCHEMA = pa.schema([
 ])
 
 
+@dataclass(frozen=True)
+class RejectedRow:
+    """An image that was not scored (``id`` None: the whole shard was unreadable), and why."""
+
+    id: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What scoring one shard produced: the content hash of the bytes read, the predictions
+    file, how many rows it holds, and the rows rejected."""
+
+    path: str
+    content_hash: str
+    output: str
+    rows: int
+    rejected: tuple[RejectedRow, ...]
+
+
 class ShardScorer:
-    """Scores one shard per ``score`` call and returns its summary (content hash, output file,
-    rows scored, and rejected rows with reasons). Plain class; ``scoring`` runs it as a Ray
-    actor."""
+    """Scores one shard per ``score`` call and returns its ``ShardResult``. Plain class;
+    ``scoring.driver`` runs it as a Ray actor."""
 
     def __init__(self, forward: DenseForward, model_id: str, side: int, batch_size: int,
                  out: str, use_gpu: bool = False):
@@ -40,25 +59,26 @@ class ShardScorer:
         self.pixel_max = forward.pixel_max
         self.model_id, self.side, self.batch_size, self.out = model_id, side, batch_size, out
 
-    def score(self, shard: Shard) -> dict:
-        """Score one shard, write its predictions, and return its summary."""
+    def score(self, shard: Shard) -> ShardResult:
+        """Score one shard, write its predictions, and return what it did."""
         rows = read_shard(shard, self.side, self.pixel_max)
         ok = rows.errors == ""
         good = np.flatnonzero(ok)
-        ids, pixels = rows.ids.take(good), rows.pixels[good]
-        parts = [self.predictor({"id": ids[start:start + self.batch_size],
-                                 "pixels": pixels[start:start + self.batch_size]})
-                 for start in range(0, len(good), self.batch_size)]
-        table = pa.concat_tables(parts) if parts else _empty_predictions()
+        table = self._predict(rows.ids.take(good), rows.pixels[good])
         constant = np.zeros(table.num_rows, np.int32)
         table = table.append_column("model_id", pa.array([self.model_id]).take(constant))
         table = table.append_column("source", pa.array([shard.path]).take(constant))
         output = output_path(self.out, shard)
         storage.write_table(output, table.cast(PREDICTIONS_SCHEMA))
-        failures = [{"id": rows.ids[int(i)].as_py(), "reason": rows.errors[i]}
-                    for i in np.flatnonzero(~ok)]
-        return {"path": shard.path, "content_hash": rows.content_hash, "output": output,
-                "rows": len(good), "failures": json.dumps(failures)}
+        rejected = tuple(RejectedRow(rows.ids[int(i)].as_py(), str(rows.errors[i]))
+                         for i in np.flatnonzero(~ok))
+        return ShardResult(shard.path, rows.content_hash, output, len(good), rejected)
+
+    def _predict(self, ids: pa.Array, pixels: np.ndarray) -> pa.Table:
+        parts = [self.predictor(ids[start:start + self.batch_size],
+                                pixels[start:start + self.batch_size])
+                 for start in range(0, len(ids), self.batch_size)]
+        return pa.concat_tables(parts) if parts else _empty_predictions()
 
 
 def output_path(out: str, shard: Shard) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from mnist_core.config import TrialConfig
 from mnist_core.packed_training import PACKABLE_OPTIMIZERS
-from mnist_core.sweep_config import Trial
+from mnist_core.sweep.config import Trial
 
 CPU_PACK_LIMIT = 128
 GPU_PACK_LIMIT = 4096

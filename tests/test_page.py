@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from jobs.report import main as report_main
-from mnist_core.html_report import write_scoring_report
-from mnist_core.sweep import run_sweep
-from mnist_core.sweep_config import parse_sweep_config
+from mnist_core.scoring.page import write_scoring_report
+from mnist_core.sweep.config import parse_sweep_config
+from mnist_core.sweep.driver import run_sweep
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
@@ -95,7 +95,7 @@ def test_the_scoring_page_shows_shards_labels_and_failures(ray_session, tmp_path
     from jobs.score import main as score_main
     from mnist_core.config import ModelConfig
     from mnist_core.model import build_model
-    from mnist_core.shards import write_shards
+    from mnist_core.scoring.shards import write_shards
 
     images = np.random.default_rng(0).integers(0, 256, (900, 784), dtype=np.uint8)
     write_shards(str(tmp_path / "in"), "page", images, np.zeros(900, np.int32), 900, 300)

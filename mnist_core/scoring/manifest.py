@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from mnist_core import storage
-from mnist_core.shards import Shard, content_hash
+from mnist_core.scoring.scorer import ShardResult
+from mnist_core.scoring.shards import Shard, content_hash
 
 MANIFEST_SCHEMA = pa.schema([
     pa.field("path", pa.string()),
@@ -71,19 +72,21 @@ class Manifest:
             return False
         return entry["content_hash"] != content_hash(shard)
 
-    def commit(self, shard: Shard, digest: str, output: str, rows: int,
-               failures: list[dict], model_id: str, model: str) -> None:
-        """Record ``shard`` as scored (after its output is complete) with its failures."""
+    def commit(self, shard: Shard, result: ShardResult, model_id: str, model: str) -> None:
+        """Record ``shard`` as scored (after its output is complete) with its rejected rows."""
         now = datetime.now(UTC).replace(microsecond=0)
         self.failures = [row for row in self.failures if row["source"] != shard.path]
-        self.failures += [row | {"model_id": model_id, "recorded_at": now} for row in failures]
+        self.failures += [{"source": shard.path, "shard": shard.key, "id": rejected.id,
+                           "reason": rejected.reason, "model_id": model_id,
+                           "recorded_at": now} for rejected in result.rejected]
         storage.write_rows(self.failures_path, self.failures, FAILURES_SCHEMA)
-        unreadable = any(row["id"] is None for row in failures)
+        unreadable = any(rejected.id is None for rejected in result.rejected)
         self.entries[shard.path] = {
             "path": shard.path, "kind": shard.kind, "size": shard.size,
-            "mtime_ns": shard.mtime_ns, "content_hash": digest, "shard": shard.key,
-            "output": output, "status": "failed" if unreadable else "ok", "rows": rows,
-            "failed_rows": len(failures), "model_id": model_id, "model": model,
+            "mtime_ns": shard.mtime_ns, "content_hash": result.content_hash,
+            "shard": shard.key, "output": result.output,
+            "status": "failed" if unreadable else "ok", "rows": result.rows,
+            "failed_rows": len(result.rejected), "model_id": model_id, "model": model,
             "scored_at": now,
         }
         storage.write_rows(self.manifest_path, list(self.entries.values()), MANIFEST_SCHEMA)

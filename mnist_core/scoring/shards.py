@@ -17,7 +17,6 @@ and a bad image yields a row with its ``error`` set, so the rest is still scored
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import io
 import os
@@ -62,7 +61,8 @@ def discover(input_spec: str) -> list[Shard]:
             folders.setdefault(storage.parent(entry.location), []).append(entry)
     shards += [_shard(folder, "images", root, files) for folder, files in folders.items()]
     if not shards:
-        raise DataNotFoundError(f"--input {input_spec}: no Parquet, npy, npz or image files found")
+        raise DataNotFoundError(f"{input_spec}: no Parquet, npy, npz or image files found",
+                                key="input")
     return sorted(shards, key=lambda shard: shard.path)
 
 
@@ -145,19 +145,11 @@ def _input_root(input_spec: str) -> str:
     """The folder image ids are relative to: the input folder, or the glob's fixed prefix."""
     if storage.is_uri(input_spec):
         scheme, rest = input_spec.split("://", 1)
-        plain = f"{scheme}://" + "/".join(_plain_parts(rest))
+        plain = f"{scheme}://" + "/".join(storage.glob_root(rest))
         return plain if storage.is_folder(plain) else storage.parent(plain)
-    root = Path(*_plain_parts(input_spec)) if _plain_parts(input_spec) else Path(".")
+    parts = storage.glob_root(input_spec)
+    root = Path("/".join(parts) or ".") if parts != [""] else Path("/")
     return str((root if root.is_dir() else root.parent).resolve())
-
-
-def _plain_parts(spec: str) -> list[str]:
-    parts = []
-    for part in Path(spec).parts:
-        if glob.has_magic(part):
-            break
-        parts.append(part)
-    return parts
 
 
 def _suffix(location: str) -> str:

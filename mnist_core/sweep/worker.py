@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import ray
 
 from mnist_core.data import Splits
-from mnist_core.packs import Pack
+from mnist_core.sweep.packs import Pack
 from mnist_core.trial import TrialFailure, TrialResult
 
 _state: dict[str, bool] = {}

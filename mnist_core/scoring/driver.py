@@ -1,6 +1,6 @@
 """Batch scoring on Ray actors: shards in, one prediction row per image out, exactly once.
 
-``plan`` works out, before Ray is needed, what a run will do: the model (loaded once, with
+``make_plan`` works out, before Ray is needed, what a run will do: the model (loaded once, with
 ``safe_mode=True``, from a file, a sweep folder or a ``latest`` pointer, local or a URI), every
 input shard, and the ones the manifest says are pending — new, changed, or scored by another
 model. ``execute`` hands the pending shards to a pool of ``ShardScorer`` actors (``--actors``
@@ -8,9 +8,10 @@ of them, ``num_gpus`` each), one shard per actor at a time, gathers results with
 and commits each shard to ``manifest.parquet`` the moment it lands. A crash costs only the
 shards in flight: they are missing from the manifest (or still bound to the old model), the
 rerun scores them again, and their output is replaced whole. An actor whose process dies is
-replaced by the driver and its shard scored again (the write is atomic, so a retry is
-harmless); Ray's own actor restarts stay off, as a restartable actor with arguments in the
-object store makes Ray log an error line on the user's console.
+replaced by the driver and its shard scored again, up to ``max_retries`` times per shard
+(the write is atomic, so a retry is harmless); Ray's own actor restarts stay off, as a
+restartable actor with arguments in the object store makes Ray log an error line on the
+user's console.
 
 Why plain actors, not Ray Data: a shard is the unit of reading, writing and committing, so the
 pipeline is a queue of shards over a pool of actors, which Ray Data ran with about 3 s more
@@ -27,7 +28,6 @@ as a TensorFlow graph on its GPU.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -37,15 +37,14 @@ from pyarrow import ArrowException
 
 from mnist_core import storage
 from mnist_core.errors import ConfigError, OutputError
-from mnist_core.manifest import Manifest
 from mnist_core.model_ref import resolve_model
 from mnist_core.prediction import DenseForward, load_model_bytes
-from mnist_core.score_config import ScoreConfig
-from mnist_core.shard_scorer import ShardScorer
-from mnist_core.shards import Shard, discover
+from mnist_core.scoring.config import ScoreConfig
+from mnist_core.scoring.manifest import Manifest
+from mnist_core.scoring.scorer import ShardResult, ShardScorer
+from mnist_core.scoring.shards import Shard, discover
 
 ShardCallback = Callable[[Shard, int, int], None]
-_RETRIES = 2  # replacements of a scoring actor whose process died, per shard
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ def model_id(model_bytes: bytes) -> str:
     return hashlib.sha256(model_bytes).hexdigest()[:16]
 
 
-def plan(config: ScoreConfig) -> ScorePlan:
+def make_plan(config: ScoreConfig) -> ScorePlan:
     """Load the model (safe mode), find the shards and compare them with the manifest."""
     model = resolve_model(config.model)
     model_bytes = storage.read_bytes(model)
@@ -94,43 +93,40 @@ def plan(config: ScoreConfig) -> ScorePlan:
                      manifest.pending(shards, identity), manifest, manifest.models())
 
 
-def execute(work: ScorePlan, on_shard: ShardCallback | None = None) -> ScoreSummary:
+def execute(plan: ScorePlan, on_shard: ShardCallback | None = None) -> ScoreSummary:
     """Score the plan's pending shards on the connected Ray, committing each as it lands."""
     images = failed = 0
-    for shard, summary in _score_on_actors(work):
-        failures = json.loads(summary["failures"])
-        work.manifest.commit(shard, summary["content_hash"], summary["output"],
-                             int(summary["rows"]), _failure_rows(shard, failures),
-                             work.model_id, work.model)
-        images, failed = images + int(summary["rows"]), failed + len(failures)
+    for shard, result in _score_on_actors(plan):
+        plan.manifest.commit(shard, result, plan.model_id, plan.model)
+        images, failed = images + result.rows, failed + len(result.rejected)
         if on_shard is not None:
-            on_shard(shard, int(summary["rows"]), len(failures))
-    return ScoreSummary(len(work.shards), len(work.pending), images, failed, work.model_id,
-                        dict(work.models_before), dict(work.manifest.models()))
+            on_shard(shard, result.rows, len(result.rejected))
+    return ScoreSummary(len(plan.shards), len(plan.pending), images, failed, plan.model_id,
+                        dict(plan.models_before), dict(plan.manifest.models()))
 
 
-def _score_on_actors(work: ScorePlan) -> Iterator[tuple[Shard, dict]]:
-    """Yield (shard, summary) as actors finish shards; each actor has one shard at a time.
+def _score_on_actors(plan: ScorePlan) -> Iterator[tuple[Shard, ShardResult]]:
+    """Yield (shard, result) as actors finish shards; each actor has one shard at a time.
     An actor whose process died is replaced and its shard given to the new one, up to
-    ``_RETRIES`` times per shard."""
+    ``max_retries`` times per shard."""
     import ray
     from ray.exceptions import RayActorError
 
-    if not work.pending:
+    if not plan.pending:
         return
-    start_actor = _actor_starter(work)
-    queue = list(reversed(work.pending))
+    start_actor = _actor_starter(plan)
+    queue = list(reversed(plan.pending))
     in_flight = {}
-    for _ in range(min(work.config.actors, len(queue))):
+    for _ in range(min(plan.config.actors, len(queue))):
         actor, shard = start_actor(), queue.pop()
         in_flight[actor.score.remote(shard)] = (actor, shard, 1)
     while in_flight:
         (ref,), _ = ray.wait(list(in_flight), num_returns=1)
         actor, shard, attempt = in_flight.pop(ref)
         try:
-            summary = _result(ref, shard, work.config.out)
+            result = _result(ref, shard, plan.config.out)
         except RayActorError:
-            if attempt > _RETRIES:
+            if attempt > plan.config.max_retries:
                 raise
             actor = start_actor()
             in_flight[actor.score.remote(shard)] = (actor, shard, attempt + 1)
@@ -138,44 +134,41 @@ def _score_on_actors(work: ScorePlan) -> Iterator[tuple[Shard, dict]]:
         if queue:
             following = queue.pop()
             in_flight[actor.score.remote(following)] = (actor, following, 1)
-        yield shard, summary
+        yield shard, result
 
 
-def _actor_starter(work: ScorePlan):
+def _actor_starter(plan: ScorePlan):
     import ray
 
-    config = work.config
+    config = plan.config
     resources = {"num_gpus": config.num_gpus} if config.num_gpus else {"num_cpus": 1}
     actor_class = ray.remote(ShardScorer).options(**resources)
-    forward = ray.put(work.forward)
+    forward = ray.put(plan.forward)
 
     def start():
-        return actor_class.remote(forward, work.model_id, work.side, config.batch_size,
+        return actor_class.remote(forward, plan.model_id, plan.side, config.batch_size,
                                   config.out, use_gpu=config.num_gpus > 0)
 
     return start
 
 
-def _result(ref, shard: Shard, out: str) -> dict:
-    """The actor's summary of ``shard``; a failed write is one ``OutputError`` line."""
+def _result(ref, shard: Shard, out: str) -> ShardResult:
+    """The actor's result for ``shard``; a failed write is one ``OutputError`` line."""
     import ray
     from ray.exceptions import RayTaskError
+
+    from mnist_core.session import task_error_cause
 
     try:
         return ray.get(ref)
     except RayTaskError as error:
-        cause = error.cause if error.cause is not None else error
+        cause = task_error_cause(error)
         if not isinstance(cause, OSError | ArrowException):
             raise
         reason = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
-        raise OutputError(f"--out {out}: writing the predictions of {shard.path} failed "
-                          f"({reason}); shards committed so far are kept, rerun to resume"
-                          ) from None
-
-
-def _failure_rows(shard: Shard, failures: list[dict]) -> list[dict]:
-    return [{"source": shard.path, "shard": shard.key, "id": failure["id"],
-             "reason": failure["reason"]} for failure in failures]
+        raise OutputError(f"{out}: writing the predictions of {shard.path} failed "
+                          f"({reason}); shards committed so far are kept, rerun to resume",
+                          key="out") from None
 
 
 def _side(forward: DenseForward, model: str) -> int:

@@ -20,19 +20,25 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_core.config import DataConfig, ModelConfig, TrialConfig
+from mnist_core.config import (
+    HYPERPARAMETERS,
+    DataConfig,
+    ModelConfig,
+    TrialConfig,
+    check_int,
+    check_range,
+    check_type,
+    hyperparameter_fields,
+)
 from mnist_core.errors import ConfigError, DataNotFoundError
-from mnist_core.search_space import Distribution, draw_samples, parse_distribution
-from mnist_core.tracking import Tracking
+from mnist_core.sweep.search_space import Distribution, draw_samples, parse_distribution
 
 MODEL_KEYS = tuple(field.name for field in dataclasses.fields(ModelConfig))
-TRIAL_KEYS = tuple(field.name for field in dataclasses.fields(TrialConfig)
-                   if field.name not in ("model", "seed"))
-HYPERPARAMETERS = (*MODEL_KEYS, *TRIAL_KEYS, "seed")
+GRID_KEYS = tuple(name for name in HYPERPARAMETERS if name != "seed")  # seeds: [sweep] seeds
 SECTIONS = {
     "sweep": {"name", "dataset", "data_path", "validation_split", "seeds", "samples",
               "search_seed"},
-    "grid": {*MODEL_KEYS, *TRIAL_KEYS},
+    "grid": set(GRID_KEYS),
     "resources": {"num_cpus", "num_gpus", "max_retries", "pack_size"},
     "scheduler": {"kind", "eta", "min_epochs"},
     "tracking": {"mlflow", "experiment", "tensorboard"},
@@ -40,9 +46,9 @@ SECTIONS = {
 SCHEDULERS = ("none", "halving")
 # Fields added after the first release: left out of a trial's id hash while at their default,
 # so sweeps started before they existed resume with the same trial ids.
-_LATER_FIELDS = ("momentum", "nesterov", "l2", "schedule", "decay_rate", "restore_best",
-                 "patience")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_LATER_FIELDS = tuple(item.name for item in hyperparameter_fields()
+                      if item.metadata["added_later"])
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,10 @@ class Halving:
 
     eta: int = 3
     min_epochs: int = 1
+
+    def __post_init__(self) -> None:
+        check_int("eta", self.eta, 2)
+        check_int("min_epochs", self.min_epochs, 1)
 
     def rungs(self, max_epochs: int) -> list[int]:
         """The epoch counts at which trials are compared, then the last (the full budget)."""
@@ -73,6 +83,37 @@ class Resources:
     num_gpus: float = 0.0
     max_retries: int = 2
     pack_size: int | str = "auto"
+
+    def __post_init__(self) -> None:
+        check_range("num_cpus", self.num_cpus, 0.0, None, lower_open=True)
+        check_range("num_gpus", self.num_gpus, 0.0, None)
+        check_int("max_retries", self.max_retries, 0)
+        if self.pack_size != "auto":
+            try:
+                check_int("pack_size", self.pack_size, 1)
+            except ConfigError:
+                raise ConfigError(f'must be "auto" or an integer >= 1, got {self.pack_size!r}',
+                                  key="pack_size") from None
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Where a sweep is tracked: an MLflow tracking URI and experiment, a TensorBoard folder."""
+
+    mlflow: str = ""
+    experiment: str = "mnist-ray"
+    tensorboard: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("mlflow", "experiment", "tensorboard"):
+            check_type(name, getattr(self, name), str)
+        if not self.experiment:
+            raise ConfigError("must be a non-empty string", key="experiment")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any tracking is configured."""
+        return bool(self.mlflow or self.tensorboard)
 
 
 @dataclass(frozen=True)
@@ -124,7 +165,7 @@ def parse_sweep_config(text: str) -> SweepConfig:
     _check_keys(document)
     sweep, grid = document.get("sweep", {}), document.get("grid", {})
     name = sweep.get("name", "sweep")
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(f"[sweep] name must be letters, digits, '.', '_' or '-', got {name!r}")
     data = _section("sweep", DataConfig, dataset=sweep.get("dataset", "mnist"),
                     data_path=sweep.get("data_path", ""),
@@ -136,12 +177,11 @@ def parse_sweep_config(text: str) -> SweepConfig:
     axes, distributions = _split_grid(grid)
     samples = _samples(sweep, distributions)
     trials = _expand(axes, samples, seeds)
-    if any(trial.config.needs_validation for trial in trials) and data.validation_split <= 0:
-        raise ConfigError("[grid] restore_best and patience need [sweep] validation_split > 0")
     log_scaled = frozenset(key for key, spec in distributions.items() if spec.kind == "loguniform")
-    return SweepConfig(name, data, trials, _resources(document.get("resources", {})), text,
+    return SweepConfig(name, data, trials,
+                       _section("resources", Resources, **document.get("resources", {})), text,
                        _halving(document.get("scheduler", {})), log_scaled,
-                       _tracking(document.get("tracking", {})))
+                       _section("tracking", Tracking, **document.get("tracking", {})))
 
 
 def _check_keys(document: dict) -> None:
@@ -167,7 +207,7 @@ def _split_grid(grid: dict) -> tuple[dict[str, list], dict[str, Distribution]]:
     """The grid's plain lists (axes, defaults filled in) and its distributions."""
     defaults = TrialConfig().as_record()
     axes, distributions = {}, {}
-    for key in (*MODEL_KEYS, *TRIAL_KEYS):
+    for key in GRID_KEYS:
         value = grid.get(key, [defaults[key]])
         if isinstance(value, dict):
             distributions[key] = parse_distribution(key, value)
@@ -188,13 +228,11 @@ def _samples(sweep: dict, distributions: dict[str, Distribution]) -> list[dict]:
             raise ConfigError(f"[sweep] samples is required: [grid] {', '.join(distributions)} "
                               "are distributions to draw from")
         return [{}]
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ConfigError(f"[sweep] samples must be a positive integer, got {count!r}")
+    _section("sweep", check_int, name="samples", value=count, lowest=1)
     if not distributions:
         raise ConfigError("[sweep] samples needs at least one distribution in [grid], "
                           "e.g. learning_rate = {loguniform = [0.01, 3.0]}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"[sweep] search_seed must be an integer, got {seed!r}")
+    _section("sweep", check_type, name="search_seed", value=seed, kinds=int)
     return draw_samples(distributions, count, np.random.default_rng(seed))
 
 
@@ -216,13 +254,6 @@ def _units(value) -> tuple:
     return tuple(value)
 
 
-def _tracking(section: dict) -> Tracking:
-    for key, value in section.items():
-        if not isinstance(value, str) or (key == "experiment" and not value):
-            raise ConfigError(f"[tracking] {key} must be a non-empty string, got {value!r}")
-    return Tracking(**section)
-
-
 def _halving(section: dict) -> Halving | None:
     kind = section.get("kind", "none")
     if kind not in SCHEDULERS:
@@ -230,31 +261,8 @@ def _halving(section: dict) -> Halving | None:
                           + ", ".join(SCHEDULERS))
     if kind == "none":
         return None
-    halving = Halving(**{key: value for key, value in section.items() if key != "kind"})
-    for key, lowest in (("eta", 2), ("min_epochs", 1)):
-        value = getattr(halving, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-            raise ConfigError(f"[scheduler] {key} must be an integer >= {lowest}, got {value!r}")
-    return halving
-
-
-def _resources(section: dict) -> Resources:
-    resources = Resources(**section)
-    for key in ("num_cpus", "num_gpus"):
-        value = getattr(resources, key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"[resources] {key} must be a number, got {value!r}")
-    if resources.num_cpus <= 0:
-        raise ConfigError(f"[resources] num_cpus must be > 0, got {resources.num_cpus}")
-    if resources.num_gpus < 0:
-        raise ConfigError(f"[resources] num_gpus must be >= 0, got {resources.num_gpus}")
-    retries = resources.max_retries
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ConfigError(f"[resources] max_retries must be an integer >= 0, got {retries!r}")
-    size = resources.pack_size
-    if size != "auto" and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-        raise ConfigError(f'[resources] pack_size must be "auto" or an integer >= 1, got {size!r}')
-    return resources
+    return _section("scheduler", Halving,
+                    **{key: value for key, value in section.items() if key != "kind"})
 
 
 def _section(section: str, factory, **fields):

@@ -20,14 +20,14 @@ from datetime import datetime
 from pathlib import Path
 
 from mnist_core import storage
-from mnist_core.errors import OutputError
+from mnist_core.errors import OutputBusy
 
 
 @contextlib.contextmanager
 def hold(out: str, wait: bool = False,
          on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold the lock on ``out`` for the ``with`` block. When another process holds it: raise
-    ``OutputError`` naming the holder, or (``wait``) call ``on_wait(holder)`` and block."""
+    ``OutputBusy`` naming the holder, or (``wait``) call ``on_wait(holder)`` and block."""
     from filelock import FileLock, Timeout
 
     path = _lock_path(out)
@@ -37,8 +37,7 @@ def hold(out: str, wait: bool = False,
     except Timeout:
         holder = _holder(path)
         if not wait:
-            raise OutputError(f"--out {out} is in use by another run ({holder}); "
-                              "try again later, or pass --wait") from None
+            raise OutputBusy(f"{out} is in use by another run ({holder})", key="out") from None
         if on_wait is not None:
             on_wait(holder)
         lock.acquire(timeout=-1)

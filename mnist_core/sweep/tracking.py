@@ -17,33 +17,21 @@ sweep logs only the trials not logged yet:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
+from mnist_core.config import HYPERPARAMETERS
 from mnist_core.errors import ConfigError
+from mnist_core.reports import best_trial
+from mnist_core.sweep.config import Tracking
 
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 TRIAL_METRICS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "best_epoch",
                  "train_seconds")
 
 
-@dataclass(frozen=True)
-class Tracking:
-    """Where a sweep is tracked: an MLflow tracking URI and experiment, a TensorBoard folder."""
-
-    mlflow: str = ""
-    experiment: str = "mnist-ray"
-    tensorboard: str = ""
-
-    @property
-    def enabled(self) -> bool:
-        """Whether any tracking is configured."""
-        return bool(self.mlflow or self.tensorboard)
-
-
-def log_sweep(tracking: Tracking, folder: str, sweep_id: str, hyperparameters: list[str],
+def log_sweep(tracking: Tracking, folder: str, sweep_id: str,
               tables: dict[str, pa.Table]) -> None:
     """Log every trial of the sweep that is not logged yet."""
     trials = tables["trials"].to_pylist()
@@ -51,7 +39,7 @@ def log_sweep(tracking: Tracking, folder: str, sweep_id: str, hyperparameters: l
     if tracking.tensorboard:
         _tensorboard(Path(tracking.tensorboard) / sweep_id, trials, epochs)
     if tracking.mlflow:
-        _mlflow(tracking, folder, sweep_id, hyperparameters, trials, epochs,
+        _mlflow(tracking, folder, sweep_id, trials, epochs,
                 _by_trial(tables["confusion"].to_pylist()))
 
 
@@ -80,8 +68,8 @@ def _tensorboard(root: Path, trials: list[dict], epochs: dict[str, list[dict]]) 
         writer.close()
 
 
-def _mlflow(tracking: Tracking, folder: str, sweep_id: str, hyperparameters: list[str],
-            trials: list[dict], epochs: dict, confusion: dict) -> None:
+def _mlflow(tracking: Tracking, folder: str, sweep_id: str, trials: list[dict], epochs: dict,
+            confusion: dict) -> None:
     try:
         from mlflow.tracking import MlflowClient
     except ImportError:
@@ -94,8 +82,8 @@ def _mlflow(tracking: Tracking, folder: str, sweep_id: str, hyperparameters: lis
         [experiment], f"tags.sweep_id = '{sweep_id}' and tags.kind = 'trial'", max_results=50_000)}
     for trial in trials:
         if trial["trial_id"] not in done:
-            _log_trial(client, experiment, parent, trial, hyperparameters,
-                       epochs.get(trial["trial_id"], []), confusion.get(trial["trial_id"], []))
+            _log_trial(client, experiment, parent, trial, epochs.get(trial["trial_id"], []),
+                       confusion.get(trial["trial_id"], []))
     _log_best(client, parent, folder, trials)
 
 
@@ -124,8 +112,8 @@ def _parent_run(client, experiment: str, sweep_id: str, folder: str) -> str:
     return run.info.run_id
 
 
-def _log_trial(client, experiment: str, parent: str, trial: dict, hyperparameters: list[str],
-               epochs: list[dict], confusion: list[dict]) -> None:
+def _log_trial(client, experiment: str, parent: str, trial: dict, epochs: list[dict],
+               confusion: list[dict]) -> None:
     from mlflow.entities import Metric, Param
 
     run = client.create_run(experiment, run_name=trial["trial_id"], tags={
@@ -133,7 +121,7 @@ def _log_trial(client, experiment: str, parent: str, trial: dict, hyperparameter
         "trial_id": trial["trial_id"], "status": trial["status"], "pack_id": trial["pack_id"]
         or ""})
     now = int(time.time() * 1000)
-    params = [Param(name, str(trial[name])) for name in hyperparameters]
+    params = [Param(name, str(trial[name])) for name in HYPERPARAMETERS]
     metrics = [Metric(name, row[name], now, row["epoch"]) for row in epochs
                for name in EPOCH_METRICS if row.get(name) is not None]
     metrics += [Metric(f"final_{name}", float(trial[name]), now, 0) for name in TRIAL_METRICS
@@ -150,10 +138,9 @@ def _log_trial(client, experiment: str, parent: str, trial: dict, hyperparameter
 def _log_best(client, parent: str, folder: str, trials: list[dict]) -> None:
     from mnist_core import storage
 
-    ok = [trial for trial in trials if trial["status"] == "ok"]
-    if not ok:
+    best = best_trial(trials)
+    if best is None:
         return
-    best = max(ok, key=lambda trial: trial["val_accuracy"])
     client.set_tag(parent, "best_trial_id", best["trial_id"])
     for name in ("val_accuracy", "test_accuracy"):
         client.log_metric(parent, f"best_{name}", float(best[name]))

@@ -10,12 +10,12 @@ import pytest
 
 from mnist_core.config import ModelConfig
 from mnist_core.model import build_model
-from mnist_core.shards import write_shards
+from mnist_core.scoring.shards import write_shards
 
 HOLDER = """
 import sys
-from mnist_core import output_lock
-with output_lock.hold(sys.argv[1]):
+from mnist_core.scoring import lock
+with lock.hold(sys.argv[1]):
     print("held", flush=True)
     sys.stdin.read()
 """
@@ -69,11 +69,11 @@ def test_wait_queues_behind_the_holder_then_scores(job):
 
 
 def test_the_lock_dies_with_its_holder(job):
-    from mnist_core import output_lock
+    from mnist_core.scoring import lock
 
     out = job[-1]
     holder = _hold(out)
     holder.kill()
     holder.wait()
-    with output_lock.hold(out):  # raises OutputError if the dead holder's lock survived
+    with lock.hold(out):  # raises OutputError if the dead holder's lock survived
         assert "held" not in os.listdir(out)

@@ -1,0 +1,88 @@
+"""Successive halving over a sweep's trials: rungs, their staging stores, and who goes on.
+
+At each rung every live trial trains to the rung's epochs; trials that reach their own epochs
+are recorded in the sweep's store, and the rest land in the rung's staging store
+(``rungs/r<k>/``). When the rung is done, only the best ``1/eta`` by validation accuracy go on;
+the others are copied from the staging store into the sweep's with status ``pruned``. A resumed
+sweep retrains nothing already recorded or staged, and recomputes each rung's choice from the
+staged results, so it prunes exactly what the first run would have. The staging stores go
+when the sweep is complete (``remove_stages``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from mnist_core import storage
+from mnist_core.reports import ranked_trials
+from mnist_core.sweep.config import Halving, Trial
+from mnist_core.sweep.store import MemberRecord, PackRecorder, PartStore
+
+TrainPacks = Callable[[list[Trial], dict[str, int], object], int]
+
+
+def run_halving(halving: Halving, trials: list[Trial], recorder: PackRecorder,
+                train: TrainPacks) -> int:
+    """Run every rung over ``trials``; ``train(trials, budgets, sink)`` trains packs and hands
+    each finished one to ``sink``. Returns the number of packs trained."""
+    store = recorder.store
+    rungs = halving.rungs(max(trial.config.epochs for trial in trials))
+    alive, packs = trials, 0
+    for rung, epochs in enumerate(rungs):
+        stage = PartStore(stage_folder(store.folder, rung))
+        final = {trial.trial_id for trial in alive
+                 if trial.config.epochs <= epochs or rung == len(rungs) - 1}
+        waiting = [trial for trial in alive if trial.trial_id not in store.finished_ids
+                   and trial.trial_id not in stage.finished_ids]
+        budgets = {trial.trial_id: min(epochs, trial.config.epochs) for trial in waiting}
+        staging = PackRecorder(stage, recorder.sweep_id, recorder.dataset,
+                               recorder.validation_split)
+        packs += train(waiting, budgets, _RungSink(recorder, staging, final, rung))
+        alive = _decide_rung(store, stage, [t for t in alive if t.trial_id not in final],
+                             halving.eta)
+    return packs
+
+
+def stage_folder(folder: str, rung: int) -> str:
+    """The staging folder of ``rung`` inside sweep folder ``folder``."""
+    return storage.join(folder, "rungs", f"r{rung}")
+
+
+def remove_stages(folder: str) -> None:
+    """Delete the staging stores of every rung (once every trial is recorded)."""
+    PartStore(storage.join(folder, "rungs")).remove()
+
+
+class _RungSink:
+    """Where a rung's finished packs go: members that reached their own epochs (or failed) to
+    the sweep's recorder, members still in the race to the rung's staging recorder."""
+
+    def __init__(self, recorder: PackRecorder, staging: PackRecorder, final: set[str],
+                 rung: int):
+        self.recorder, self.staging, self.final, self.rung = recorder, staging, final, rung
+
+    def add_pack(self, pack_id: str, members: list[MemberRecord], placement: dict) -> None:
+        members = [dataclasses.replace(member, rung=self.rung) for member in members]
+        done = [member for member in members if member.trial_id in self.final
+                or member.result is None]
+        racing = [member for member in members if member not in done]
+        if done:
+            self.recorder.add_pack(pack_id, done, placement)
+        if racing:
+            self.staging.add_pack(pack_id, racing, placement)
+
+
+def _decide_rung(store: PartStore, stage: PartStore, racing: list[Trial],
+                 eta: int) -> list[Trial]:
+    """Keep the best ``len // eta`` (at least one) of ``racing`` by staged validation accuracy
+    (ties: ``reports.best_trial``'s rule); record the rest ``pruned``. Returns the keepers."""
+    if not racing:
+        return []
+    wanted = {trial.trial_id for trial in racing}
+    ranked = [row["trial_id"] for row in ranked_trials(stage.trials)
+              if row["trial_id"] in wanted]
+    keep = set(ranked[:max(1, len(ranked) // eta)])
+    store.adopt(stage, {trial_id for trial_id in ranked[len(keep):]
+                        if trial_id not in store.finished_ids}, "pruned")
+    return [trial for trial in racing if trial.trial_id in keep]

@@ -1,0 +1,73 @@
+"""Every value that reaches a page is escaped: markup written into every string column of
+every table a sweep page or a scoring page reads never survives into the HTML."""
+
+import pyarrow as pa
+import pytest
+
+from mnist_core import storage
+from mnist_core.scoring.manifest import FAILURES_SCHEMA, MANIFEST_SCHEMA
+from mnist_core.scoring.page import write_scoring_report
+from mnist_core.sweep.page import write_sweep_report
+from mnist_core.sweep.store import SCHEMAS
+
+MARKUP = "<img src=x onerror=alert(1)>"
+SWEEP = """
+[sweep]
+name = "evil"
+dataset = "digits"
+[grid]
+learning_rate = [0.1, 0.5]
+activation = ["sigmoid", "relu"]
+"""
+
+
+def _value(field: pa.Field, index: int):
+    """A plausible value of ``field`` for row ``index``; every string is markup."""
+    kind = field.type
+    if pa.types.is_string(kind):
+        return f"{MARKUP}{index}" if field.name != "status" else MARKUP
+    if pa.types.is_list(kind):
+        return [f"{MARKUP}"] if pa.types.is_string(kind.value_type) else [10]
+    if pa.types.is_boolean(kind):
+        return False
+    if pa.types.is_timestamp(kind):
+        return None
+    if pa.types.is_integer(kind):
+        return index % 10
+    return 0.5 + index / 100
+
+
+def _table(schema: pa.Schema, rows: int, **fixed) -> pa.Table:
+    records = [{field.name: fixed.get(field.name, _value(field, index)) for field in schema}
+               for index in range(rows)]
+    return pa.Table.from_pylist(records, schema=schema)
+
+
+@pytest.mark.parametrize("status", [MARKUP, "ok"])
+def test_markup_in_every_sweep_table_is_escaped(tmp_path, status):
+    folder = tmp_path / "evil-1"
+    folder.mkdir()
+    (folder / "sweep.toml").write_text(SWEEP)
+    trials = _table(SCHEMAS["trials"], 4, status=status)
+    ids = trials.column("trial_id")
+    for name, schema in SCHEMAS.items():
+        table = trials if name == "trials" else _table(schema, 4)
+        if name != "trials":
+            table = table.set_column(0, "trial_id", ids)
+        storage.write_table(str(folder / f"{name}.parquet"), table)
+    page = (tmp_path / "evil-1" / "report.html")
+    write_sweep_report(str(folder))
+    text = page.read_text()
+    assert "<img" not in text and "&lt;img src=x" in text
+
+
+def test_markup_in_every_scoring_table_is_escaped(tmp_path):
+    out = tmp_path / "scores"
+    out.mkdir()
+    predictions = pa.table({"predicted_label": pa.array([1, 2], pa.int32())})
+    storage.write_table(str(out / "pred.parquet"), predictions)
+    manifest = _table(MANIFEST_SCHEMA, 2, output=str(out / "pred.parquet"))
+    storage.write_table(str(out / "manifest.parquet"), manifest)
+    storage.write_table(str(out / "failures.parquet"), _table(FAILURES_SCHEMA, 3))
+    text = (out / "report.html").read_text() if write_scoring_report(str(out)) else ""
+    assert "<img" not in text and "&lt;img src=x" in text
