@@ -23,7 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mnist_core.errors import OutputError
+from mnist_core.errors import DataFormatError, OutputError
 
 
 @dataclass(frozen=True, order=True)
@@ -104,8 +104,15 @@ def write_table(location: str, table: pa.Table) -> None:
 
 
 def read_table(location: str) -> pa.Table:
-    """Read the Parquet file at ``location`` (its bytes once, so a concurrent replace is safe)."""
-    return pq.read_table(io.BytesIO(read_bytes(location)))
+    """Read the Parquet file at ``location`` (its bytes once, so a concurrent replace is safe);
+    a truncated or corrupt file is a ``DataFormatError`` naming it."""
+    data = read_bytes(location)
+    try:
+        return pq.read_table(io.BytesIO(data))
+    except pa.ArrowException as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = reason.replace("Could not open Parquet input source '<Buffer>': ", "")
+        raise DataFormatError(f"{location}: not a readable Parquet file ({reason})") from None
 
 
 def write_rows(location: str, rows: list[dict], schema: pa.Schema) -> None:

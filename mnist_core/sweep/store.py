@@ -17,7 +17,10 @@ successive halving a rung's results first land in a staging ``PartStore`` under
 A pack's ``trials`` part is the record that the pack finished: detail parts without it (a
 driver killed mid-write) are ignored and removed, and ``read_sweep`` takes every trial from
 exactly one place, so a resumed sweep neither loses nor repeats a trial, even when it was
-killed halfway through a compaction.
+killed halfway through a compaction. What no crash can leave but a lost or damaged file can —
+a recorded source missing a detail file, compacted details whose ``trials.parquet`` is gone,
+a truncated file — stops ``read_sweep`` with one line naming the file (``DataFormatError``,
+exit 3), never a silent loss of rows.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from mnist_core import plots, storage
-from mnist_core.errors import RecordingError
+from mnist_core.errors import DataFormatError, RecordingError
 from mnist_core.reports import (
     CONFUSION_SCHEMA,
     EPOCHS_SCHEMA,
@@ -69,7 +72,10 @@ def read_sweep(folder: str) -> dict[str, pa.Table]:
     of every finished pack, each trial taken from exactly one of them."""
     tables: dict[str, list[pa.Table]] = {name: [] for name in SCHEMAS}
     seen: set[str] = set()
-    for source in _sources(folder):
+    sources = _sources(folder)
+    _check_orphans(folder, sources)
+    for source in sources:
+        _check_complete(source)
         trials = _read(source["trials"], TRIALS_SCHEMA)
         ids = [trial_id for trial_id in trials.column("trial_id").to_pylist()
                if trial_id not in seen]
@@ -250,6 +256,37 @@ def _sources(folder: str) -> list[dict[str, str | None]]:
         sources.append({name: storage.join(folder, "parts", name, f"{pack_id}.parquet")
                         for name in SCHEMAS})
     return sources
+
+
+def _check_complete(source: dict[str, str]) -> None:
+    """A recorded source (its trials file exists) must have every detail file: the details
+    are written first, so one missing was lost after the fact, and its rows with it."""
+    for name in DETAIL_SCHEMAS:
+        if not storage.exists(source[name]):
+            raise DataFormatError(
+                f"{source[name]}: missing, but {source['trials']} records the trials whose "
+                f"{name} rows it held; restore it, or remove {source['trials']} (and its "
+                "other tables) so that resuming the sweep trains those trials again")
+
+
+def _check_orphans(folder: str, sources: list[dict[str, str]]) -> None:
+    """Compacted detail files without ``trials.parquet`` are fine while every trial they hold
+    is in a part (a first compaction cut short); rows of any other trial would be lost."""
+    if storage.exists(storage.join(folder, "trials.parquet")):
+        return
+    in_parts = set()
+    for source in sources:
+        in_parts.update(_read(source["trials"], TRIALS_SCHEMA).column("trial_id").to_pylist())
+    for name, schema in DETAIL_SCHEMAS.items():
+        location = storage.join(folder, f"{name}.parquet")
+        if not storage.exists(location):
+            continue
+        orphans = set(_read(location, schema).column("trial_id").to_pylist()) - in_parts
+        if orphans:
+            raise DataFormatError(
+                f"{storage.join(folder, 'trials.parquet')}: missing, but {location} holds rows "
+                f"of {len(orphans)} trial(s) no part records; restore it, or remove the "
+                "compacted tables so that resuming the sweep trains those trials again")
 
 
 def _read(location: str, schema: pa.Schema) -> pa.Table:
