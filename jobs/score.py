@@ -15,14 +15,21 @@ input, an output folder that cannot be written or is in use, 3 for a corrupt mod
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from collections.abc import Sequence
 
-from jobs._cli import EXIT_OK, EXIT_PARTIAL, Parser, run
-from mnist_core import storage
+from jobs._cli import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    Parser,
+    interrupted_exit_code,
+    run,
+    stop_on_sigterm,
+)
+from mnist_core import lock, storage
 from mnist_core.errors import OutputBusy
-from mnist_core.scoring import lock
 from mnist_core.scoring.config import ScoreConfig
 
 
@@ -55,20 +62,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = ScoreConfig(model=args.model, input=args.input, out=args.out,
                          batch_size=args.batch_size, actors=args.actors,
                          num_gpus=args.num_gpus, max_retries=args.max_retries, wait=args.wait)
-    return score(config, args.address, show_progress=not args.no_progress)
+    rerun = shlex.join([sys.executable, "-m", "jobs.score",
+                        *(sys.argv[1:] if argv is None else argv)])
+    return score(config, rerun, args.address, show_progress=not args.no_progress)
 
 
-def score(config: ScoreConfig, address: str | None = None, show_progress: bool = True) -> int:
+def score(config: ScoreConfig, rerun: str, address: str | None = None,
+          show_progress: bool = True) -> int:
     """Check and lock ``--out``, score what is pending, print the summary; return the exit
-    code. ``jobs.score_demo`` calls this with its own config."""
+    code. ``rerun``: the command that continues an interrupted run. ``jobs.score_demo`` calls
+    this with its own config."""
     storage.check_writable(config.out)
     try:
         held = lock.hold(config.out, config.wait, on_wait=_print_waiting(config.out))
         with held:
             return _score(config, address, show_progress)
     except OutputBusy as error:
-        raise OutputBusy(f"{error.detail}; try again later, or pass --wait",
-                         key=error.key) from None
+        raise OutputBusy(f"{error}; try again later, or pass --wait", key="out") from None
+    except KeyboardInterrupt as interrupt:
+        from mnist_core import session
+
+        print(f"interrupted: every shard committed so far is kept; score the rest with\n"
+              f"  {rerun}", file=sys.stderr, flush=True)
+        session.disconnect()
+        return interrupted_exit_code(interrupt)
 
 
 def _score(config: ScoreConfig, address: str | None, show_progress: bool) -> int:
@@ -82,6 +99,7 @@ def _score(config: ScoreConfig, address: str | None, show_progress: bool) -> int
     print(f"{len(plan.pending)} of {len(plan.shards)} shards to score", flush=True)
     if plan.pending:
         print(f"scoring on {session.connect(address)}", flush=True)
+        stop_on_sigterm()
     start = time.perf_counter()
     with _ShardProgress(plan.pending, show_progress) as progress:
         summary = execute(plan, on_shard=progress.committed)

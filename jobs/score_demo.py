@@ -11,6 +11,7 @@ model and scores nothing.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,7 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"demo images: wrote {DEMO_COUNT} digits in {images}")
     runs = Path(args.runs)
     model = latest_digits_model(str(runs)) or train_model(runs / "score-model")
-    return score(ScoreConfig(model=str(model), input=str(images / "*.parquet"), out=args.out))
+    rerun = shlex.join([sys.executable, "-m", "jobs.score_demo",
+                        *(sys.argv[1:] if argv is None else argv)])
+    config = ScoreConfig(model=str(model), input=str(images / "*.parquet"), out=args.out)
+    return score(config, rerun)
 
 
 def latest_digits_model(runs: str) -> str | None:

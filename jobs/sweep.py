@@ -10,16 +10,39 @@ ok, 1 when some failed (the reports are still complete), 2 for a bad config or f
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 
-from jobs._cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, Parser, run
-from mnist_core import storage
-from mnist_core.errors import ConfigError, DataNotFoundError, RecordingError
-from mnist_core.sweep.config import SweepConfig, load_sweep_config, parse_sweep_config
+from jobs._cli import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    Parser,
+    interrupted_exit_code,
+    run,
+    stop_on_sigterm,
+)
+from mnist_core import lock, storage
+from mnist_core.errors import ConfigError, DataNotFoundError, OutputBusy, RecordingError
+from mnist_core.sweep.config import (
+    SWEEP_ID,
+    SweepConfig,
+    load_sweep_config,
+    parse_sweep_config,
+)
+from mnist_core.sweep.store import claim_sweep_folder
+
+
+def sweep_id(text: str) -> str:
+    """A ``--resume`` value: a sweep's id (the folder's name under --out), never a path."""
+    if not SWEEP_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a sweep id (the name of a folder under --out, e.g. "
+            "quick-20261128-153000)")
+    return text
 
 
 def parse_args(argv: Sequence[str] | None):
@@ -29,8 +52,11 @@ def parse_args(argv: Sequence[str] | None):
     parser.add_argument("--out", default="runs", help="folder or URI for sweep reports")
     parser.add_argument("--address", default=None,
                         help="Ray address (default: $RAY_ADDRESS, else a local Ray)")
-    parser.add_argument("--resume", metavar="SWEEP_ID",
+    parser.add_argument("--resume", metavar="SWEEP_ID", type=sweep_id,
                         help="finish an interrupted sweep: run only its missing trials")
+    parser.add_argument("--wait", action="store_true",
+                        help="when another driver runs this sweep, wait for it instead of "
+                             "exiting 2")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--mlflow", metavar="URI",
                         help="log to this MLflow tracking URI, e.g. sqlite:///mlruns.db "
@@ -47,24 +73,41 @@ def parse_args(argv: Sequence[str] | None):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the job; returns the process exit code."""
     args = parse_args(argv)
-    config, sweep_id = _config_and_id(args)
-    config = _with_tracking(config, args)
+    config = _with_tracking(_load_config(args), args)
     storage.check_writable(args.out)
+    from mnist_core.data import load_dataset
+
+    splits = load_dataset(config.data)  # before Ray: bad data is one line, and no folder
+    sweep = args.resume or claim_sweep_folder(
+        args.out, f"{config.name}-{datetime.now():%Y%m%d-%H%M%S}")
+    folder = storage.join(args.out, sweep)
+    try:
+        with lock.hold(folder, args.wait, on_wait=_print_waiting(sweep)):
+            return _run(config, splits, sweep, args)
+    except OutputBusy as error:
+        raise OutputBusy(f"sweep {error}; try again later, or pass --wait") from None
+
+
+def _run(config: SweepConfig, splits, sweep: str, args) -> int:
+    """Connect to Ray, run the sweep, print the summary (or, interrupted, how to go on)."""
     from mnist_core import session
     from mnist_core.sweep.driver import run_sweep
 
     where = session.connect(args.address)
-    print(f"sweep {sweep_id}: {len(config.trials)} trials on {where}", flush=True)
+    stop_on_sigterm()
+    print(f"sweep {sweep}: {len(config.trials)} trials on {where}", flush=True)
     try:
-        summary = run_sweep(config, args.out, sweep_id, show_progress=not args.no_progress,
-                            cluster_can_grow=bool(args.address or os.environ.get("RAY_ADDRESS")))
-    except KeyboardInterrupt:
+        summary = run_sweep(config, args.out, sweep, show_progress=not args.no_progress,
+                            cluster_can_grow=bool(args.address or os.environ.get("RAY_ADDRESS")),
+                            splits=splits)
+    except KeyboardInterrupt as interrupt:
         print(f"interrupted: finished trials are in the reports; continue with\n"
-              f"  {resume_command(sweep_id, args.out)}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+              f"  {resume_command(sweep, args.out)}", file=sys.stderr, flush=True)
+        session.disconnect()
+        return interrupted_exit_code(interrupt)
     except RecordingError as error:
         raise RecordingError(f"{error}; free space, then resume: "
-                             f"{resume_command(sweep_id, args.out)}") from None
+                             f"{resume_command(sweep, args.out)}") from None
     _print_summary(summary, config)
     return EXIT_OK if summary.failed == 0 else EXIT_PARTIAL
 
@@ -82,10 +125,17 @@ def _with_tracking(config: SweepConfig, args) -> SweepConfig:
     return dataclasses.replace(config, tracking=dataclasses.replace(config.tracking, **flags))
 
 
-def _config_and_id(args) -> tuple[SweepConfig, str]:
+def _print_waiting(sweep: str):
+    def on_wait(holder: str) -> None:
+        print(f"waiting for the driver that runs sweep {sweep} ({holder})", flush=True)
+
+    return on_wait
+
+
+def _load_config(args) -> SweepConfig:
+    """The config of a new sweep (``--config``), or the one stored with ``--resume``'s."""
     if not args.resume:
-        config = load_sweep_config(args.config)
-        return config, f"{config.name}-{datetime.now():%Y%m%d-%H%M%S}"
+        return load_sweep_config(args.config)
     stored = storage.join(args.out, args.resume, "sweep.toml")
     if not storage.exists(stored):
         raise DataNotFoundError(f"{args.resume}: no sweep at {stored}", key="resume")
@@ -94,7 +144,7 @@ def _config_and_id(args) -> tuple[SweepConfig, str]:
         raise ConfigError(f"--config {args.config} differs from the config of sweep "
                           f"{args.resume}; resume without --config")
     try:
-        return parse_sweep_config(text), args.resume
+        return parse_sweep_config(text)
     except ConfigError as error:
         raise ConfigError(f"{stored}: {error}") from None
 

@@ -211,9 +211,10 @@ def _check(raw: RawData) -> None:
 
 
 def _check_images(source: str, key: str, x: np.ndarray, pixel_max: float) -> None:
-    if x.ndim not in (2, 3) or len(x) == 0 or not np.issubdtype(x.dtype, np.number):
-        raise DataFormatError(f"{source}: {key} must be a non-empty numeric array of images, "
-                              f"got dtype {x.dtype} and shape {x.shape}")
+    real = np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
+    if x.ndim not in (2, 3) or len(x) == 0 or not real:
+        raise DataFormatError(f"{source}: {key} must be a non-empty array of real-valued "
+                              f"images, got dtype {x.dtype} and shape {x.shape}")
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         raise DataFormatError(f"{source}: {key} holds NaN or infinite pixels")
     low, high = x.min(), x.max()

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 
+_connected_here: list[bool] = []  # whether connect() called ray.init in this process
+
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> str:
     """Connect this process to Ray (once) and return a short description of where."""
@@ -24,11 +26,22 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
         return "existing Ray session"
     address = address or os.environ.get("RAY_ADDRESS") or None
     quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
+    _connected_here.append(True)
     if address:
         ray.init(address=address, **quiet)
         return f"Ray cluster at {address}"
     ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", include_dashboard=False, **quiet)
     return "local Ray (127.0.0.1)"
+
+
+def disconnect() -> None:
+    """Leave the Ray that ``connect`` joined: a local Ray it started stops with every process
+    of it (a session that was there before ``connect`` is left alone)."""
+    import ray
+
+    if _connected_here and ray.is_initialized():
+        ray.shutdown()
+        _connected_here.clear()
 
 
 def task_error_cause(error) -> BaseException:

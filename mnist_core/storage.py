@@ -159,6 +159,21 @@ def list_files(pattern: str) -> list[FileEntry]:
                   and (not glob.has_magic(path) or fnmatch.fnmatchcase(item.path, path)))
 
 
+def make_folder(location: str) -> bool:
+    """Create the folder ``location`` exclusively: True when this call created it, False when
+    it was there already. On an object store (no folders, no exclusive create) True means no
+    object had that prefix yet: two machines racing can both get True."""
+    if is_uri(location):
+        return not list_files(location)
+    path = Path(_local(location))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        return False
+    return True
+
+
 def check_writable(location: str, key: str = "out") -> None:
     """Create ``location`` as a folder and write (then delete) a probe file there, so that a
     job learns of a bad output folder before any work; ``OutputError`` names it otherwise."""

@@ -14,7 +14,7 @@ from mnist_core.scoring.shards import write_shards
 
 HOLDER = """
 import sys
-from mnist_core.scoring import lock
+from mnist_core import lock
 with lock.hold(sys.argv[1]):
     print("held", flush=True)
     sys.stdin.read()
@@ -69,7 +69,7 @@ def test_wait_queues_behind_the_holder_then_scores(job):
 
 
 def test_the_lock_dies_with_its_holder(job):
-    from mnist_core.scoring import lock
+    from mnist_core import lock
 
     out = job[-1]
     holder = _hold(out)

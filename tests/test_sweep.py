@@ -329,3 +329,104 @@ def test_halving_resumes_after_a_kill_mid_rung(ray_session, tmp_path):
     assert 1 <= staged < 3, "the driver should be killed in the middle of rung 1"
     assert main(["--resume", folder.name, "--out", str(out), "--no-progress"]) == 0
     _assert_halving_reports(folder)
+
+
+def test_two_sweeps_started_in_the_same_second_never_share_a_folder(tmp_path):
+    from mnist_core.sweep.store import claim_sweep_folder
+
+    ids = [claim_sweep_folder(str(tmp_path), "two-20261129-104027") for _ in range(3)]
+    assert ids == ["two-20261129-104027", "two-20261129-104027-2", "two-20261129-104027-3"]
+
+
+HOLDER = """
+import sys
+from mnist_core import lock
+with lock.hold(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_second_driver_of_one_sweep_exits_2_naming_the_holder(tmp_path):
+    import subprocess
+
+    config_path = _config(tmp_path, name="held")
+    folder = tmp_path / "runs" / "held-1"
+    folder.mkdir(parents=True)
+    (folder / "sweep.toml").write_text(config_path.read_text())
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    try:
+        result = subprocess.run([sys.executable, "-m", "jobs.sweep", "--resume", "held-1",
+                                 "--out", str(tmp_path / "runs")],
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        holder.communicate("")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert f"sweep {folder} is in use by another run (pid {holder.pid}" in line
+    assert "--wait" in line and not (folder / "trials.parquet").exists()
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["--resume", "../other/held-1"], "is not a sweep id"),
+    (["--resume", "/abs/held-1"], "is not a sweep id"),
+])
+def test_resume_takes_an_id_not_a_path(tmp_path, capsys, argv, named):
+    from jobs._cli import run
+
+    with pytest.raises(SystemExit) as exited:
+        run(main, [*argv, "--out", str(tmp_path)])
+    assert exited.value.code == 2
+    assert named in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("replace", "by", "named"), [
+    ('name = "grid"', 'name = "grid\\n"', "[sweep] name must be"),
+    ('dataset = "digits"', 'dataset = "digits"\ndata_path = "nope.npz"', "data_path names a file"),
+])
+def test_bad_names_and_paths_are_refused_before_any_folder(tmp_path, capsys, replace, by,
+                                                           named):
+    from jobs._cli import run
+
+    text = _config(tmp_path, name="grid").read_text()
+    assert replace in text
+    path = tmp_path / "bad.toml"
+    path.write_text(text.replace(replace, by, 1))
+    assert run(main, ["--config", str(path), "--out", str(tmp_path / "runs")]) == 2
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_bad_data_is_one_line_before_ray_and_leaves_no_folder(tmp_path, capsys):
+    from jobs._cli import run
+
+    data = tmp_path / "complex.npz"
+    images = np.zeros((20, 28, 28), np.complex64)
+    labels = np.arange(20) % 10
+    np.savez(data, x_train=images, y_train=labels, x_test=images, y_test=labels)
+    text = _config(tmp_path, name="cplx").read_text().replace(
+        'dataset = "digits"', f'dataset = "mnist"\ndata_path = "{data}"')
+    path = tmp_path / "cplx.toml"
+    path.write_text(text)
+    assert run(main, ["--config", str(path), "--out", str(tmp_path / "runs")]) == 3
+    assert "x_train must be a non-empty array of real-valued images" in capsys.readouterr().err
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_sigterm_stops_the_sweep_with_the_resume_command_and_no_ray_left(ray_session, tmp_path):
+    from _processes import terminate_when
+
+    config_path = _config(tmp_path, name="term", epochs=30, pack_size=1)
+    out = tmp_path / "runs"
+    code, stderr, left = terminate_when(
+        [sys.executable, "-m", "jobs.sweep", "--config", str(config_path), "--out", str(out),
+         "--no-progress"], "*/parts/trials/*.parquet", out)
+    assert code == 143, stderr
+    assert "SIGTERM received" not in stderr and left == []
+    (hint,) = [line.strip() for line in stderr.splitlines() if "--resume" in line]
+    folder = _sweep_folder(out)
+    assert hint == f"{sys.executable} -m jobs.sweep --resume {folder.name} --out {out}"
+    assert main(["--resume", folder.name, "--out", str(out), "--no-progress"]) == 0
+    _assert_reports_consistent(folder, trials=4, epochs=30)

@@ -61,7 +61,7 @@ def test_missing_grid_keys_take_the_tutorial_defaults():
         ("epochs = [5]", "epochs = [0]", "epochs must be a positive integer"),
         ("batch_size = [100]", "batch_size = [-100]", "batch_size must be a positive integer"),
         ("batch_size = [100]", 'batch_size = ["100"]', "batch_size has the wrong type"),
-        ('activation = ["sigmoid", "relu"]', 'activation = ["softsign"]', "activation 'softsign' is unknown"),
+        ('activation = ["sigmoid", "relu"]', 'activation = ["softsign"]', "'softsign' is unknown"),
         ('optimizer = ["sgd"]', 'optimizer = ["lbfgs"]', "optimizer 'lbfgs' is unknown"),
         ("num_gpus = 0.25", "num_gpus = -1", "num_gpus must be >= 0"),
         ("num_gpus = 0.25", 'num_gpus = "one"', "num_gpus must be a number"),

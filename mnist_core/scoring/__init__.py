@@ -5,8 +5,8 @@ Modules, in the order data flows through them:
 ``config`` (``ScoreConfig``), ``shards`` (finding, fingerprinting and reading input shards),
 ``scorer`` (the actor: a shard in, its predictions file and a ``ShardResult`` out), ``driver``
 (``make_plan`` and ``execute``: what is pending, the actor pool), ``manifest`` (the ledger of
-scored shards and rejected rows), ``lock`` (one run per output folder) and ``page``
-(``report.html``).
+scored shards and rejected rows) and ``page`` (``report.html``); one run per output folder is
+the core's ``lock``.
 
 The names it offers: ``ScoreConfig``, ``make_plan``, ``execute``, ``ScoreSummary``.
 Importing it starts nothing (no Ray, no TensorFlow).

@@ -121,10 +121,12 @@ def _score_on_actors(plan: ScorePlan) -> Iterator[tuple[Shard, ShardResult]]:
         actor, shard = start_actor(), queue.pop()
         in_flight[actor.score.remote(shard)] = (actor, shard, 1)
     while in_flight:
-        (ref,), _ = ray.wait(list(in_flight), num_returns=1)
-        actor, shard, attempt = in_flight.pop(ref)
+        done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)  # signals get in
+        if not done:
+            continue
+        actor, shard, attempt = in_flight.pop(done[0])
         try:
-            result = _result(ref, shard, plan.config.out)
+            result = _result(done[0], shard, plan.config.out)
         except RayActorError:
             if attempt > plan.config.max_retries:
                 raise

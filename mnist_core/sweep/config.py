@@ -49,6 +49,8 @@ SCHEDULERS = ("none", "halving")
 _LATER_FIELDS = tuple(item.name for item in hyperparameter_fields()
                       if item.metadata["added_later"])
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# A sweep's id: its name, the start time and, when two started in the same second, a suffix.
+SWEEP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
 
 
 @dataclass(frozen=True)

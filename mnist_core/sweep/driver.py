@@ -21,7 +21,7 @@ import warnings
 from dataclasses import dataclass
 
 from mnist_core import storage
-from mnist_core.data import load_dataset
+from mnist_core.data import Splits, load_dataset
 from mnist_core.errors import ConfigError
 from mnist_core.model_ref import write_latest
 from mnist_core.reports import ranked_trials
@@ -56,12 +56,14 @@ class SweepSummary:
 
 
 def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool = True,
-              top_n: int = 5, cluster_can_grow: bool = False, task=None) -> SweepSummary:
+              top_n: int = 5, cluster_can_grow: bool = False, task=None,
+              splits: Splits | None = None) -> SweepSummary:
     """Run every trial of ``config`` not yet in ``<out>/<sweep_id>``; return the summary.
 
     ``cluster_can_grow``: the Ray cluster has an autoscaler, so packs that no node can run
     yet may wait for one (otherwise that is a ``ConfigError``). ``task``: the Ray remote
     function that trains a pack, ``worker.run_pack_task`` unless a test brings its own.
+    ``splits``: the config's data, when the caller loaded it already (else loaded here).
     """
     folder = storage.join(out, sweep_id)
     storage.write_bytes(storage.join(folder, "sweep.toml"), config.source_text.encode())
@@ -69,7 +71,8 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
     recorder = PackRecorder(store, sweep_id, config.data.dataset, config.data.validation_split,
                             BestKeeper(folder, store.trials))
     todo = [trial for trial in config.trials if trial.trial_id not in store.finished_ids]
-    packs = _train_all(config, recorder, todo, cluster_can_grow, task, show_progress)
+    packs = _train_all(config, recorder, todo, _Setup(cluster_can_grow, task, show_progress,
+                                                      splits))
     complete = store.finished_ids >= {trial.trial_id for trial in config.trials}
     store.compact()
     if complete:
@@ -85,14 +88,24 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
     return _summarise(store, sweep_id, folder, len(todo), packs, top_n)
 
 
+@dataclass(frozen=True)
+class _Setup:
+    """How the driver runs: may the cluster grow, the pack task, a progress bar, the data."""
+
+    cluster_can_grow: bool
+    task: object
+    show_progress: bool
+    splits: Splits | None
+
+
 def _train_all(config: SweepConfig, recorder: PackRecorder, todo: list[Trial],
-               cluster_can_grow: bool, task, show_progress: bool) -> int:
+               setup: _Setup) -> int:
     """Train the trials still owed (all rungs, with successive halving); the packs run."""
     if not todo:
         return 0
     store = recorder.store
-    run = _Run(config, recorder, _slots(config, cluster_can_grow), task,
-               _Progress(len(config.trials), len(store.trials), show_progress))
+    run = _Run(config, recorder, _slots(config, setup.cluster_can_grow), setup,
+               _Progress(len(config.trials), len(store.trials), setup.show_progress))
     try:
         if config.halving:
             return run_halving(config.halving, list(config.trials), recorder, run.train)
@@ -104,10 +117,10 @@ def _train_all(config: SweepConfig, recorder: PackRecorder, todo: list[Trial],
 class _Run:
     """What training packs needs: the config, the sweep's recorder, slots, the task, progress."""
 
-    def __init__(self, config: SweepConfig, recorder: PackRecorder, slots: int, task,
-                 progress):
+    def __init__(self, config: SweepConfig, recorder: PackRecorder, slots: int,
+                 setup: _Setup, progress):
         self.config, self.recorder, self.slots, self.progress = config, recorder, slots, progress
-        self.task, self.splits_ref = task, None
+        self.task, self.splits, self.splits_ref = setup.task, setup.splits, None
         folder = recorder.store.folder
         self.log_dir = None if storage.is_uri(folder) else storage.join(folder, "logs")
 
@@ -123,7 +136,8 @@ class _Run:
                                 resources.num_gpus > 0)
         packs = make_packs(trials, largest, budgets)
         if self.splits_ref is None:
-            self.splits_ref = ray.put(load_dataset(self.config.data))
+            splits = self.splits if self.splits is not None else load_dataset(self.config.data)
+            self.splits_ref = ray.put(splits)
         submit = _submitter(self.config, self.splits_ref, self.task, self.log_dir)
         pending = {submit(pack): (pack, 1) for pack in packs}
         while pending:

@@ -26,6 +26,7 @@ exit 3), never a silent loss of rows.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -115,6 +116,17 @@ def detail_rows(members: list[MemberRecord]) -> dict[str, list[dict]]:
                                                    member.result.evaluation.confusion)
             details["per_class"] += per_class_rows(member.trial_id, member.result)
     return details
+
+
+def claim_sweep_folder(out: str, base_id: str) -> str:
+    """Create ``<out>/<sweep_id>`` exclusively and return the id: ``base_id``, or ``base_id-2``,
+    ``-3``, … when sweeps started in the same second hold the others (``storage.make_folder``:
+    exclusive on local disks and shared mounts, not on object stores)."""
+    for attempt in itertools.count(1):
+        sweep_id = base_id if attempt == 1 else f"{base_id}-{attempt}"
+        if storage.make_folder(storage.join(out, sweep_id)):
+            return sweep_id
+    raise AssertionError("unreachable")
 
 
 class PartStore:
@@ -216,12 +228,14 @@ class PackRecorder:
         self.sweep_id, self.dataset, self.validation_split = sweep_id, dataset, validation_split
 
     def add_pack(self, pack_id: str, members: list[MemberRecord], placement: dict) -> None:
-        """Record a finished pack's members (``placement``: node, GPUs, worker)."""
+        """Record a finished pack's members (``placement``: node, GPUs, worker). The best
+        model goes first and the trials part, the commit, last: a run cut off in between
+        retrains the pack on resume, and ``best/`` never lags the recorded trials."""
         rows = trial_rows(self.sweep_id, self.dataset, self.validation_split, members,
                           placement | {"pack_id": pack_id, "pack_size": len(members)})
-        self.store.add(pack_id, rows, detail_rows(members))
         if self.keeper is not None:
             self.keeper.offer(rows, members)
+        self.store.add(pack_id, rows, detail_rows(members))
 
 
 def write_hyperparameter_plot(folder: str, rows: list[dict], names: list[str],

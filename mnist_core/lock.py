@@ -1,6 +1,7 @@
-"""One run per output folder: an OS file lock on ``--out`` that dies with its holder.
+"""One run per folder: an OS file lock, on a scoring output or a sweep folder, that dies with
+its holder.
 
-A local ``--out`` is locked through ``<out>/.lock`` (``fcntl.flock`` via ``filelock``): the
+A local folder is locked through ``<folder>/.lock`` (``fcntl.flock`` via ``filelock``): the
 kernel releases it when the process ends, however it ends, so a crashed run never leaves a
 stale lock behind. Beside it, ``.lock.holder`` says who holds it (pid, host, start time) so the
 run that is turned away can name the holder. An object store has no such lock: for a URI the
@@ -37,7 +38,7 @@ def hold(out: str, wait: bool = False,
     except Timeout:
         holder = _holder(path)
         if not wait:
-            raise OutputBusy(f"{out} is in use by another run ({holder})", key="out") from None
+            raise OutputBusy(f"{out} is in use by another run ({holder})") from None
         if on_wait is not None:
             on_wait(holder)
         lock.acquire(timeout=-1)
