@@ -328,3 +328,62 @@ def test_sigterm_stops_scoring_with_the_rerun_command_and_no_ray_left(ray_sessio
     assert main(["--model", str(model_path), "--input", pattern, "--out", str(out)]) == 0
     predictions = _predictions(out)
     assert len(predictions) == 6000 and predictions["id"].is_unique
+
+
+def _id_shard(path, ids, id_type=None):
+    """A Parquet shard of ``len(ids)`` images with exactly these ids."""
+    images = IMAGES[:len(ids)]
+    table = pa.table({"id": pa.array(ids, id_type),
+                      "image": pa.array([row.tobytes() for row in images], pa.binary())})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+
+
+def _failures(out):
+    return pq.read_table(out / "failures.parquet").to_pylist()
+
+
+@pytest.mark.slow
+def test_one_prediction_per_id_within_and_across_shards(ray_session, tmp_path, model_path):
+    ids = [f"x{index}" for index in range(10)]
+    _id_shard(tmp_path / "in" / "a.parquet", ids)
+    _id_shard(tmp_path / "in" / "b.parquet", ids)
+    _id_shard(tmp_path / "in" / "c.parquet", ["same"] * 5 + [None, "y"])
+    out = tmp_path / "out"
+    assert main(["--model", str(model_path), "--input", str(tmp_path / "in"),
+                 "--out", str(out), "--actors", "2"]) == 1
+    predictions = _predictions(out)
+    assert sorted(predictions["id"]) == sorted([*ids, "same", "y"])
+    reasons = [row["reason"] for row in _failures(out)]
+    assert sum("another shard of this output already has a prediction" in r
+               for r in reasons) == 10
+    assert sum("appears earlier in this shard" in r for r in reasons) == 4
+    assert reasons.count("null id") == 1
+
+
+@pytest.mark.slow
+def test_ids_committed_by_an_earlier_run_are_not_predicted_again(ray_session, tmp_path,
+                                                                  model_path):
+    _id_shard(tmp_path / "in" / "a.parquet", ["p", "q"])
+    out, argv = tmp_path / "out", ["--model", str(model_path), "--out", str(tmp_path / "out")]
+    assert main([*argv, "--input", str(tmp_path / "in")]) == 0
+    _id_shard(tmp_path / "in" / "b.parquet", ["q", "r"])
+    assert main([*argv, "--input", str(tmp_path / "in")]) == 1
+    assert sorted(_predictions(out)["id"]) == ["p", "q", "r"]
+    assert [row["id"] for row in _failures(out)] == ["q"]
+
+
+@pytest.mark.slow
+def test_ids_keep_their_type_and_a_run_never_mixes_types(ray_session, tmp_path, model_path):
+    _id_shard(tmp_path / "in" / "a.parquet", [1, 2, 3], pa.int32())
+    _id_shard(tmp_path / "in" / "b.parquet", ["1", "4"])
+    _id_shard(tmp_path / "in" / "c.parquet", [1.0, 5.0], pa.float64())
+    out = tmp_path / "out"
+    assert main(["--model", str(model_path), "--input", str(tmp_path / "in"),
+                 "--out", str(out)]) == 1
+    table = pq.read_table(out / "predictions")
+    assert table.schema.field("id").type == pa.int64()
+    assert sorted(table.column("id").to_pylist()) == [1, 2, 3]
+    reasons = {row["id"]: row["reason"] for row in _failures(out)}
+    assert "ids are string but this output folder's ids are int64" in reasons["1"]
+    assert "ids must be strings or integers" in reasons[None]

@@ -40,7 +40,7 @@ from mnist_core.errors import ConfigError, OutputError
 from mnist_core.model_ref import resolve_model
 from mnist_core.prediction import DenseForward, load_model_bytes
 from mnist_core.scoring.config import ScoreConfig
-from mnist_core.scoring.manifest import Manifest
+from mnist_core.scoring.manifest import IdClaims, Manifest
 from mnist_core.scoring.scorer import ShardResult, ShardScorer
 from mnist_core.scoring.shards import Shard, discover
 
@@ -62,8 +62,8 @@ class ScoreSummary:
 
 @dataclass(frozen=True, eq=False)
 class ScorePlan:
-    """What a scoring run will do: the model, its image side, every input shard and the ones
-    that are still pending for this model."""
+    """What a scoring run will do: the model, its image side, every input shard, the ones
+    that are still pending for this model, and the ids other shards' predictions hold."""
 
     config: ScoreConfig
     model: str
@@ -74,6 +74,7 @@ class ScorePlan:
     pending: list[Shard]
     manifest: Manifest
     models_before: Counter
+    claims: IdClaims
 
 
 def model_id(model_bytes: bytes) -> str:
@@ -89,14 +90,16 @@ def make_plan(config: ScoreConfig) -> ScorePlan:
     shards = discover(config.input)
     manifest = Manifest(config.out)
     identity = model_id(model_bytes)
-    return ScorePlan(config, model, forward, identity, _side(forward, model), shards,
-                     manifest.pending(shards, identity), manifest, manifest.models())
+    pending = manifest.pending(shards, identity)
+    return ScorePlan(config, model, forward, identity, _side(forward, model), shards, pending,
+                     manifest, manifest.models(), manifest.claims(pending))
 
 
 def execute(plan: ScorePlan, on_shard: ShardCallback | None = None) -> ScoreSummary:
     """Score the plan's pending shards on the connected Ray, committing each as it lands."""
     images = failed = 0
     for shard, result in _score_on_actors(plan):
+        result = plan.claims.settle(result)
         plan.manifest.commit(shard, result, plan.model_id, plan.model)
         images, failed = images + result.rows, failed + len(result.rejected)
         if on_shard is not None:

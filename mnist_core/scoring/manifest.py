@@ -8,17 +8,25 @@ changes, every shard is rescored, and once a run completes every prediction come
 A shard whose size and modification time match its entry is taken as unchanged without
 re-hashing, as make and rsync do. ``failures.parquet`` holds one row per rejected image or
 unreadable shard, with the reason; a rescored shard's old failures are replaced.
+
+One prediction per id across the whole output folder (``IdClaims``): an id that another
+shard's committed predictions already hold — in this run or an earlier one — is a rejected
+row of the later shard, and a shard whose ids are of another type than the folder's (integers
+where the folder holds strings, say) is rejected whole. The driver holds every committed id
+once in memory (about 100 bytes each).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mnist_core import storage
-from mnist_core.scoring.scorer import ShardResult
+from mnist_core.scoring.scorer import RejectedRow, ShardResult
 from mnist_core.scoring.shards import Shard, content_hash
 
 MANIFEST_SCHEMA = pa.schema([
@@ -55,6 +63,13 @@ class Manifest:
         self.entries = {row["path"]: row for row in storage.read_rows(self.manifest_path)}
         self.failures = storage.read_rows(self.failures_path)
 
+    def claims(self, pending: list[Shard]) -> IdClaims:
+        """The ids that the committed outputs of every shard not in ``pending`` hold."""
+        rescored = {shard.path for shard in pending}
+        outputs = [entry["output"] for path, entry in sorted(self.entries.items())
+                   if path not in rescored and storage.exists(entry["output"])]
+        return IdClaims([storage.read_table(output).column("id") for output in outputs])
+
     def models(self) -> Counter:
         """How many shards each model (by id) scored, as the manifest stands now."""
         return Counter(entry["model_id"] for entry in self.entries.values())
@@ -80,13 +95,49 @@ class Manifest:
                            "reason": rejected.reason, "model_id": model_id,
                            "recorded_at": now} for rejected in result.rejected]
         storage.write_rows(self.failures_path, self.failures, FAILURES_SCHEMA)
-        unreadable = any(rejected.id is None for rejected in result.rejected)
         self.entries[shard.path] = {
             "path": shard.path, "kind": shard.kind, "size": shard.size,
             "mtime_ns": shard.mtime_ns, "content_hash": result.content_hash,
             "shard": shard.key, "output": result.output,
-            "status": "failed" if unreadable else "ok", "rows": result.rows,
+            "status": "ok" if result.readable else "failed", "rows": result.rows,
             "failed_rows": len(result.rejected), "model_id": model_id, "model": model,
             "scored_at": now,
         }
         storage.write_rows(self.manifest_path, list(self.entries.values()), MANIFEST_SCHEMA)
+
+
+class IdClaims:
+    """Every id the output folder holds a prediction for, and their type (strings or int64)."""
+
+    def __init__(self, committed: list[pa.ChunkedArray]):
+        self.id_type = committed[0].type if committed else None
+        self.seen: set = set()
+        for ids in committed:
+            self.seen.update(ids.to_pylist())
+
+    def settle(self, result: ShardResult) -> ShardResult:
+        """``result`` with the rows whose ids are taken (or of the wrong type) moved from its
+        predictions file to its rejected rows; the file is rewritten only when that happens."""
+        if self.id_type is not None and result.ids.type != self.id_type:
+            reason = (f"ids are {result.ids.type} but this output folder's ids are "
+                      f"{self.id_type}")
+            return self._reject(result, pc.equal(result.ids, result.ids), lambda _: reason)
+        self.id_type = self.id_type or result.ids.type
+        values = result.ids.to_pylist()
+        taken = pa.array([value in self.seen for value in values], pa.bool_())
+        self.seen.update(value for value in values if value not in self.seen)
+        if not pc.any(taken).as_py():
+            return result
+        return self._reject(result, taken, lambda value: (
+            f"duplicate id {value!r}: another shard of this output already has a prediction"))
+
+    def _reject(self, result: ShardResult, rejected: pa.Array, reason) -> ShardResult:
+        table = storage.read_table(result.output)
+        kept = table.filter(pc.invert(rejected))
+        if self.id_type is not None and kept.schema.field("id").type != self.id_type:
+            kept = kept.cast(kept.schema.set(0, pa.field("id", self.id_type)))
+        storage.write_table(result.output, kept)
+        dropped = result.ids.filter(rejected).to_pylist()
+        rows = tuple(RejectedRow(str(value), reason(value)) for value in dropped)
+        return dataclasses.replace(result, ids=kept.column("id").combine_chunks(),
+                                   rejected=result.rejected + rows)

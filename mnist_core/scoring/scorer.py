@@ -31,7 +31,7 @@ PREDICTIONS_SCHEMA = pa.schema([
 
 @dataclass(frozen=True)
 class RejectedRow:
-    """An image that was not scored (``id`` None: the whole shard was unreadable), and why."""
+    """An image that was not scored (its id as text, None when it had none), and why."""
 
     id: str | None
     reason: str
@@ -40,13 +40,20 @@ class RejectedRow:
 @dataclass(frozen=True)
 class ShardResult:
     """What scoring one shard produced: the content hash of the bytes read, the predictions
-    file, how many rows it holds, and the rows rejected."""
+    file, the ids it holds (strings or int64, one each), the rows rejected, and whether the
+    shard could be read at all."""
 
     path: str
     content_hash: str
     output: str
-    rows: int
+    ids: pa.Array
     rejected: tuple[RejectedRow, ...]
+    readable: bool = True
+
+    @property
+    def rows(self) -> int:
+        """How many predictions the output file holds."""
+        return len(self.ids)
 
 
 class ShardScorer:
@@ -69,16 +76,26 @@ class ShardScorer:
         table = table.append_column("model_id", pa.array([self.model_id]).take(constant))
         table = table.append_column("source", pa.array([shard.path]).take(constant))
         output = output_path(self.out, shard)
-        storage.write_table(output, table.cast(PREDICTIONS_SCHEMA))
-        rejected = tuple(RejectedRow(rows.ids[int(i)].as_py(), str(rows.errors[i]))
+        storage.write_table(output, table.cast(predictions_schema(table.field("id").type)))
+        rejected = tuple(RejectedRow(_text(rows.ids[int(i)].as_py()), str(rows.errors[i]))
                          for i in np.flatnonzero(~ok))
-        return ShardResult(shard.path, rows.content_hash, output, len(good), rejected)
+        return ShardResult(shard.path, rows.content_hash, output,
+                           table.column("id").combine_chunks(), rejected, rows.readable)
 
     def _predict(self, ids: pa.Array, pixels: np.ndarray) -> pa.Table:
         parts = [self.predictor(ids[start:start + self.batch_size],
                                 pixels[start:start + self.batch_size])
                  for start in range(0, len(ids), self.batch_size)]
-        return pa.concat_tables(parts) if parts else _empty_predictions()
+        return pa.concat_tables(parts) if parts else _empty_predictions(ids.type)
+
+
+def predictions_schema(id_type: pa.DataType) -> pa.Schema:
+    """``PREDICTIONS_SCHEMA`` with the ids' own type (string or int64)."""
+    return PREDICTIONS_SCHEMA.set(0, pa.field("id", id_type))
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)
 
 
 def output_path(out: str, shard: Shard) -> str:
@@ -86,6 +103,7 @@ def output_path(out: str, shard: Shard) -> str:
     return storage.join(out, "predictions", f"shard={shard.key}", "part-0.parquet")
 
 
-def _empty_predictions() -> pa.Table:
-    return pa.table({name: pa.array([], PREDICTIONS_SCHEMA.field(name).type)
+def _empty_predictions(id_type: pa.DataType) -> pa.Table:
+    schema = predictions_schema(id_type)
+    return pa.table({name: pa.array([], schema.field(name).type)
                      for name in ("id", "predicted_label", "probability", "probabilities")})

@@ -12,7 +12,10 @@ Shards live on local disk or behind a URI (``s3://``, ``gs://``, ``file://``). `
 pixel range come from the model (28 and 0–255 for MNIST-family models, 8 and 0–16 for models
 trained on digits): pixels outside the range are rejected rows, never silently scored.
 Reading never raises for bad content: a corrupt shard yields one row whose ``error`` says why,
-and a bad image yields a row with its ``error`` set, so the rest is still scored.
+and a bad image yields a row with its ``error`` set, so the rest is still scored. Ids are
+strings or integers and keep their type; a null id, or an id that appears earlier in the same
+shard, is a rejected row, never a second prediction (``Manifest.claim`` does the same across
+shards and runs).
 """
 
 from __future__ import annotations
@@ -82,10 +85,11 @@ class ShardRows:
     """A shard read into rows: ids (Arrow strings), pixels (n, side*side) uint8 in the model's
     units, and per row an error ("" when the image is fine); plus the SHA-256 of the bytes."""
 
-    ids: object
+    ids: object  # an Arrow array of strings or int64
     pixels: np.ndarray
     errors: np.ndarray
     content_hash: str
+    readable: bool = True
 
 
 def read_shard(shard: Shard, side: int, pixel_max: float = 255.0) -> ShardRows:
@@ -98,7 +102,7 @@ def read_shard(shard: Shard, side: int, pixel_max: float = 255.0) -> ShardRows:
 
     reader = {"parquet": _read_parquet, "npy": _read_npy, "npz": _read_npz,
               "images": _read_images}[shard.kind]
-    digest = ""
+    digest, readable = "", True
     try:
         if shard.kind == "images":
             digest = content_hash(shard)
@@ -112,8 +116,24 @@ def read_shard(shard: Shard, side: int, pixel_max: float = 255.0) -> ShardRows:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         ids, pixels = pa.nulls(1, pa.string()), np.zeros((1, side * side), np.uint8)
         errors = np.array([f"unreadable shard: {type(error).__name__}: {reason}"], dtype=object)
-    return ShardRows(pa.array(ids, pa.string()) if not isinstance(ids, pa.Array) else ids,
-                     pixels, errors, digest)
+        readable = False
+    ids = pa.array(ids, pa.string()) if not isinstance(ids, pa.Array) else ids
+    _reject_bad_ids(ids, errors)
+    return ShardRows(ids, pixels, errors, digest, readable)
+
+
+def _reject_bad_ids(ids, errors: np.ndarray) -> None:
+    """A null id, or an id seen earlier in the shard, makes its row a rejected one."""
+    seen = set()
+    for index, value in enumerate(ids.to_pylist()):
+        if errors[index] != "":
+            continue
+        if value is None:
+            errors[index] = "null id"
+        elif value in seen:
+            errors[index] = f"duplicate id {value!r}: it appears earlier in this shard"
+        else:
+            seen.add(value)
 
 
 def write_shards(out: str, prefix: str, images: np.ndarray, labels: np.ndarray, count: int,
@@ -184,9 +204,21 @@ def _read_parquet(data: bytes, name: str, side: int):
     if missing:
         raise ValueError(f"missing column(s) {', '.join(sorted(missing))}")
     table = shard.read(columns=["id", "image"])  # other columns (labels, say) are not read
-    ids = table.column("id").cast(pa.string()).combine_chunks()
+    ids = _typed_ids(table.column("id").combine_chunks())
     pixels, errors = _decode_images(table.column("image").combine_chunks(), side * side)
     return ids, pixels, errors
+
+
+def _typed_ids(column):
+    """Ids as they are: strings, or integers (as int64); any other type is refused, as a
+    float's ``1.0`` and a string's ``"1"`` would otherwise name one image twice."""
+    import pyarrow as pa
+
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return column.cast(pa.string())
+    if pa.types.is_integer(column.type):
+        return column.cast(pa.int64())
+    raise ValueError(f"id column has type {column.type}; ids must be strings or integers")
 
 
 def _decode_images(column, size: int):
