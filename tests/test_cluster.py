@@ -58,9 +58,9 @@ def cluster(tmp_path_factory):
     local.down(folder)
 
 
-def _submit(cluster, *args, timeout=300):
+def _submit(cluster, *args, timeout=300, cwd=None):
     return subprocess.run([sys.executable, "-m", "jobs.submit", *args,
-                           "--address", cluster["address"]],
+                           "--address", cluster["address"]], cwd=cwd,
                           env=cluster["env"], capture_output=True, text=True, timeout=timeout)
 
 
@@ -76,11 +76,10 @@ def test_services_listen_on_loopback_and_require_the_token(cluster):
     assert oct((cluster["folder"] / "auth_token").stat().st_mode)[-3:] == "600"
 
 
-def test_sweep_submitted_through_the_jobs_api(cluster, tmp_path):
+def test_sweep_submitted_without_out_lands_in_the_submitters_runs(cluster, tmp_path):
     config = tmp_path / "sweep.toml"
     config.write_text(SWEEP.format(name="jobs-api", batch=64, epochs=3))
-    result = _submit(cluster, "sweep", "--config", str(config), "--out", str(tmp_path / "runs"),
-                     "--no-progress")
+    result = _submit(cluster, "sweep", "--config", "sweep.toml", "--no-progress", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "SUCCEEDED" in result.stdout and "top 4 by validation accuracy" in result.stdout
     (folder,) = [path for path in (tmp_path / "runs").iterdir() if path.is_dir()]
@@ -200,3 +199,15 @@ def _connections(process):
         return process.net_connections("inet")
     except psutil.Error:
         return []
+
+
+def test_a_missing_token_is_one_line_and_exit_2(cluster, tmp_path):
+    env = {key: value for key, value in cluster["env"].items()
+           if not key.startswith("RAY_AUTH")}
+    result = subprocess.run([sys.executable, "-m", "jobs.submit", "sweep", "--config",
+                             "configs/quick.toml", "--address", cluster["address"],
+                             "--out", str(tmp_path / "runs")],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "refused this client's token" in line and "RAY_AUTH_TOKEN_PATH" in line

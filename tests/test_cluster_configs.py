@@ -107,3 +107,52 @@ def test_submit_exit_code_is_the_jobs_own(status, driver, expected):
     from jobs.submit import job_exit_code
 
     assert job_exit_code(status, driver) == expected
+
+
+def test_a_sweeps_default_out_and_tracking_stores_are_made_absolute(tmp_path, monkeypatch):
+    from jobs.submit import ROOT, with_default_out
+
+    monkeypatch.chdir(tmp_path)
+    args = absolute_paths(with_default_out("sweep", ["--config", str(ROOT / "configs/quick.toml"),
+                                                     "--mlflow", "sqlite:///mlruns.db",
+                                                     "--tensorboard", "tb"]))
+    assert args == ["--config", "configs/quick.toml", "--mlflow",
+                    f"sqlite:///{tmp_path}/mlruns.db", "--tensorboard", str(tmp_path / "tb"),
+                    "--out", str(tmp_path / "runs")]
+    assert with_default_out("score", ["--out", "x"]) == ["--out", "x"]
+
+
+@pytest.mark.parametrize(("address", "local"), [
+    ("http://127.0.0.1:8265", True), ("http://localhost:8265", True),
+    ("127.0.0.1:8265", True), ("http://10.0.0.5:8265", False),
+    ("https://ray.example.com", False)])
+def test_which_clusters_share_this_machines_disks(address, local):
+    from jobs.submit import is_local_cluster
+
+    assert is_local_cluster(address) is local
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["sweep", "--config", "configs/quick.toml"], "--out /"),
+    (["sweep", "--config", "configs/quick.toml", "--out", "s3://b/runs", "--tensorboard", "tb"],
+     "--tensorboard /"),
+    (["score", "--model", "s3://b/m.keras", "--input", "s3://b/in", "--out", "scores"],
+     "--out /"),
+])
+def test_a_remote_cluster_refuses_local_outputs_in_one_line(capsys, args, named):
+    from jobs._cli import run
+    from jobs.submit import main
+
+    assert run(main, [*args, "--address", "http://10.9.8.7:8265"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {named}") and "s3://" in line and "--shared-mount" in line
+
+
+def test_submit_help_lists_the_jobs_own_flags():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "jobs.submit", "sweep", "--help"],
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert "passed through" in result.stdout and "--resume SWEEP_ID" in result.stdout
+    assert "(default: runs)" in result.stdout  # defaults shown

@@ -77,3 +77,73 @@ def test_the_lock_dies_with_its_holder(job):
     holder.wait()
     with lock.hold(out):  # raises OutputError if the dead holder's lock survived
         assert "held" not in os.listdir(out)
+
+
+S3_HOLDER = """
+import sys
+from mnist_core import lock
+with lock.hold(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def _hold_elsewhere(out, tmp_path, environment):
+    """Hold the lock from a process with a temporary folder of its own, as on another
+    machine: only a lock in the object store itself can keep it apart from this one."""
+    other = tmp_path / "other-machine-tmp"
+    other.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", S3_HOLDER, out], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, **environment, "TMPDIR": str(other)})
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_an_s3_out_is_locked_across_machines(s3_server, tmp_path):
+    from mnist_core import lock
+    from mnist_core.errors import OutputBusy
+
+    out = "s3://mnist/locked"
+    holder = _hold_elsewhere(out, tmp_path, s3_server)
+    try:
+        with pytest.raises(OutputBusy, match=rf"{out} is in use by another run "
+                                             rf"\(pid {holder.pid} on "), lock.hold(out):
+            pass
+    finally:
+        holder.communicate("")
+    with lock.hold(out):  # released by its holder: free again
+        pass
+
+
+def test_a_crashed_holders_expired_s3_lease_is_taken_over(s3_server):
+    import json
+    import time
+
+    import boto3
+
+    from mnist_core import lock
+
+    client = boto3.client("s3")
+    stale = {"holder": "pid 1 on gone since long ago", "expires": time.time() - 1}
+    client.put_object(Bucket="mnist", Key="stale/.lock", Body=json.dumps(stale).encode())
+    with lock.hold("s3://mnist/stale"):
+        body = json.loads(client.get_object(Bucket="mnist", Key="stale/.lock")["Body"].read())
+        assert f"pid {os.getpid()}" in body["holder"] and body["expires"] > time.time()
+    assert client.list_objects_v2(Bucket="mnist", Prefix="stale/").get("KeyCount") == 0
+
+
+def test_a_live_s3_lease_is_never_taken_over(s3_server):
+    import json
+    import time
+
+    import boto3
+
+    from mnist_core import lock
+    from mnist_core.errors import OutputBusy
+
+    live = {"holder": "pid 7 on elsewhere since now", "expires": time.time() + 60}
+    boto3.client("s3").put_object(Bucket="mnist", Key="live/.lock",
+                                  Body=json.dumps(live).encode())
+    with pytest.raises(OutputBusy, match="pid 7 on elsewhere"), lock.hold("s3://mnist/live"):
+        pass

@@ -241,30 +241,6 @@ def test_raw_digits_pixels_are_scored_in_the_models_units(ray_session, tmp_path)
         "pixel value 200 outside the model's range [0, 16]"}
 
 
-@pytest.fixture(scope="module")
-def s3_server():
-    """A real S3-compatible server (moto's server mode) on 127.0.0.1, with a bucket."""
-    boto3 = pytest.importorskip("boto3")
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    environment = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                   "AWS_DEFAULT_REGION": "us-east-1",
-                   "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
-    saved = {key: os.environ.get(key) for key in environment}
-    os.environ.update(environment)
-    boto3.client("s3").create_bucket(Bucket="mnist")
-    yield environment
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    server.stop()
-
-
 @pytest.mark.slow
 def test_inputs_model_and_outputs_on_an_s3_server(s3_server, tmp_path, model_path):
     from mnist_core import storage
