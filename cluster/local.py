@@ -136,11 +136,15 @@ def _wait_for_nodes(address: str, env: dict[str, str], count: int, timeout: floa
 
 def main(argv: list[str] | None = None) -> int:
     """``up`` or ``down`` the local cluster."""
-    parser = argparse.ArgumentParser(prog="cluster.local", description=__doc__.split("\n")[0])
-    parser.add_argument("action", choices=["up", "down"])
-    parser.add_argument("--dir", type=Path, default=Path(".cluster"))
-    parser.add_argument("--port", type=int, default=6390)
-    parser.add_argument("--dashboard-port", type=int, default=8265)
+    parser = argparse.ArgumentParser(prog="cluster.local", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("action", choices=["up", "down"],
+                        help="start the two nodes, or stop this cluster's processes")
+    parser.add_argument("--dir", type=Path, default=Path(".cluster"),
+                        help="the cluster's state: token, addresses, temp-dir root")
+    parser.add_argument("--port", type=int, default=6390, help="the GCS port")
+    parser.add_argument("--dashboard-port", type=int, default=8265,
+                        help="the dashboard and Jobs API port (on 127.0.0.1)")
     args = parser.parse_args(argv)
     if args.action == "down":
         print(f"stopped {down(args.dir)} processes of the cluster in {args.dir}")

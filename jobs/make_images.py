@@ -26,10 +26,12 @@ from mnist_core.scoring.shards import write_shards
 def parse_args(argv: Sequence[str] | None):
     """Parse the job's flags."""
     parser = Parser(prog="jobs.make_images", description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", choices=DATASETS, default="digits")
-    parser.add_argument("--data-path", default="")
-    parser.add_argument("--count", type=int, required=True)
-    parser.add_argument("--shard-size", type=int, default=50_000)
+    parser.add_argument("--dataset", choices=DATASETS, default="digits",
+                        help="the data set whose test images are tiled")
+    parser.add_argument("--data-path", default="",
+                        help="a Keras .npz or a folder of IDX files (mnist, fashion_mnist)")
+    parser.add_argument("--count", type=int, required=True, help="images to write")
+    parser.add_argument("--shard-size", type=int, default=50_000, help="images per shard")
     parser.add_argument("--out", required=True, help="folder or URI for the shards")
     return parser.parse_args(argv)
 

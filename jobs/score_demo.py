@@ -27,8 +27,9 @@ def parse_args(argv: Sequence[str] | None):
     """Parse the job's flags."""
     parser = Parser(prog="jobs.score_demo", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", default="runs", help="where sweeps put their reports")
-    parser.add_argument("--images", default="data/demo_images")
-    parser.add_argument("--out", default="scores/demo")
+    parser.add_argument("--images", default="data/demo_images",
+                        help="the demo image set (written on first use)")
+    parser.add_argument("--out", default="scores/demo", help="the scoring output folder")
     return parser.parse_args(argv)
 
 

@@ -430,3 +430,36 @@ def test_sigterm_stops_the_sweep_with_the_resume_command_and_no_ray_left(ray_ses
     assert hint == f"{sys.executable} -m jobs.sweep --resume {folder.name} --out {out}"
     assert main(["--resume", folder.name, "--out", str(out), "--no-progress"]) == 0
     _assert_reports_consistent(folder, trials=4, epochs=30)
+
+
+TF_FAILURE = """
+import dataclasses, sys
+import ray
+from mnist_core.sweep.config import parse_sweep_config
+from mnist_core.sweep.driver import run_sweep
+from mnist_core.sweep.worker import train_pack_on_worker
+
+@ray.remote(max_calls=0)
+def broken(pack, splits, num_cpus, log_dir=None):
+    splits = dataclasses.replace(splits, x_val=splits.x_val[:, :60])  # a shape TF refuses
+    return train_pack_on_worker(pack, splits, num_cpus, log_dir)
+
+ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+summary = run_sweep(parse_sweep_config(open(sys.argv[1]).read()), sys.argv[2], "tf-1",
+                    show_progress=False, task=broken)
+print("failed", summary.failed, "driver imported tensorflow:", "tensorflow" in sys.modules)
+"""
+
+
+def test_a_pack_failing_in_tensorflow_keeps_tensorflow_off_the_drivers_console(tmp_path):
+    import subprocess
+
+    config = _config(tmp_path, name="tf", epochs=1)
+    result = subprocess.run([sys.executable, "-c", TF_FAILURE, str(config), str(tmp_path)],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "RAY_ADDRESS": ""})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "failed 4 driver imported tensorflow: False" in result.stdout
+    assert "cpu_feature_guard" not in result.stderr and "oneDNN" not in result.stderr
+    trials = pq.read_table(tmp_path / "tf-1" / "trials.parquet").to_pylist()
+    assert all(row["error"].startswith("InvalidArgumentError") for row in trials), trials[0]

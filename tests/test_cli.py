@@ -1,0 +1,52 @@
+"""The command line: every flag of every job says what it does (and --help shows its default);
+library errors name a key that becomes the flag the user typed."""
+
+import argparse
+import importlib
+
+import pytest
+
+from jobs._cli import Parser, message
+from mnist_core.errors import ConfigError
+
+JOBS = ["jobs.train", "jobs.sweep", "jobs.score", "jobs.score_demo", "jobs.make_images",
+        "jobs.report", "jobs.submit"]
+
+
+def _parser(module_name: str) -> argparse.ArgumentParser:
+    """The job's parser, caught as its parse_args builds it."""
+    built = []
+    original = Parser.parse_known_args
+
+    def capture(self, *args, **kwargs):
+        built.append(self)
+        raise SystemExit(0)
+
+    Parser.parse_known_args = capture
+    try:
+        with pytest.raises(SystemExit):
+            importlib.import_module(module_name).parse_args([])
+    finally:
+        Parser.parse_known_args = original
+    return built[0]
+
+
+@pytest.mark.parametrize("module_name", JOBS)
+def test_every_flag_has_help_and_its_default_is_shown(module_name):
+    parser = _parser(module_name)
+    assert isinstance(parser.formatter_class, type)
+    text = parser.format_help()
+    for action in parser._actions:
+        assert action.help, f"{module_name} {action.option_strings or action.dest} has no help"
+    defaults = [action for action in parser._actions if action.option_strings
+                and action.default not in (None, False, argparse.SUPPRESS)]
+    for action in defaults:
+        assert f"(default: {action.default})" in " ".join(text.split()), action.dest
+
+
+def test_a_keyed_error_is_spelled_as_the_flag():
+    error = ConfigError("must be > 0, got -1", key="learning_rate")
+    assert str(error) == "learning_rate must be > 0, got -1"
+    assert message(error) == "--learning-rate must be > 0, got -1"
+    assert message(ConfigError("[grid] epochs must be a positive integer")) == (
+        "[grid] epochs must be a positive integer")
