@@ -27,7 +27,7 @@ from mnist_core.model_ref import write_latest
 from mnist_core.reports import ranked_trials
 from mnist_core.sweep.config import SweepConfig, Trial
 from mnist_core.sweep.halving import remove_stages, run_halving
-from mnist_core.sweep.packs import Pack, make_packs, pack_size_for
+from mnist_core.sweep.packs import Pack, PackFailed, make_packs, pack_size_for
 from mnist_core.sweep.page import write_sweep_report
 from mnist_core.sweep.store import (
     BestKeeper,
@@ -71,21 +71,36 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
     recorder = PackRecorder(store, sweep_id, config.data.dataset, config.data.validation_split,
                             BestKeeper(folder, store.trials))
     todo = [trial for trial in config.trials if trial.trial_id not in store.finished_ids]
-    packs = _train_all(config, recorder, todo, _Setup(cluster_can_grow, task, show_progress,
-                                                      splits))
+    try:
+        packs = _train_all(config, recorder, todo, _Setup(cluster_can_grow, task,
+                                                          show_progress, splits))
+    except KeyboardInterrupt:
+        _track(config, folder, sweep_id, "KILLED")
+        raise
     complete = store.finished_ids >= {trial.trial_id for trial in config.trials}
     store.compact()
     if complete:
         remove_stages(folder)
     write_hyperparameter_plot(folder, store.trials, config.grid_names, config.log_scaled)
     write_sweep_report(folder)
-    if config.tracking.enabled:
-        from mnist_core.sweep.tracking import log_sweep
-
-        log_sweep(config.tracking, folder, sweep_id, read_sweep(folder))
+    failed = any(row["status"] == "failed" for row in store.trials)
+    _track(config, folder, sweep_id, "FAILED" if failed else "FINISHED")
     if recorder.keeper.best is not None and complete:
         write_latest(out, sweep_id)
     return _summarise(store, sweep_id, folder, len(todo), packs, top_n)
+
+
+def _track(config: SweepConfig, folder: str, sweep_id: str, status: str) -> None:
+    """Log the sweep to MLflow and TensorBoard, when it asks for that; what they print (and
+    TensorFlow's start-up, for the MLflow model) goes to ``logs/tracking.log``."""
+    if not config.tracking.enabled:
+        return
+    from mnist_core import console
+    from mnist_core.sweep.tracking import log_sweep
+
+    log = None if storage.is_uri(folder) else storage.join(folder, "logs", "tracking.log")
+    with console.native_output_to(log):
+        log_sweep(config.tracking, folder, sweep_id, read_sweep(folder), status)
 
 
 @dataclass(frozen=True)
@@ -163,7 +178,9 @@ class _Run:
         except RayTaskError as error:
             cause = task_error_cause(error)
             where = self._save_traceback(pack, str(error))
-            _record_failed(sink, pack, f"{type(cause).__name__}: {cause}{where}", attempt)
+            text = str(cause) if isinstance(cause, PackFailed) else (
+                f"{type(cause).__name__}: {cause}")
+            _record_failed(sink, pack, f"{text}{where}", attempt)
             return False
         except RayError as error:
             if attempt <= self.config.resources.max_retries:

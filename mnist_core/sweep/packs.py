@@ -29,6 +29,10 @@ CPU_PACK_LIMIT = 128
 GPU_PACK_LIMIT = 4096
 
 
+class PackFailed(Exception):
+    """A pack's training raised; the message names the original error's type."""
+
+
 @dataclass(frozen=True)
 class Pack:
     """Trials trained together in one Ray task, with an id unique across runs of a sweep, and

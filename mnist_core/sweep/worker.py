@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import ray
 
 from mnist_core.data import Splits
-from mnist_core.sweep.packs import Pack
+from mnist_core.sweep.packs import Pack, PackFailed
 from mnist_core.trial import TrialFailure, TrialResult
 
 _state: dict[str, bool] = {}
@@ -47,8 +47,14 @@ def train_pack_on_worker(pack: Pack, splits: Splits, num_cpus: float,
         _state["logging"] = console.to_log_file(f"{log_dir}/worker-{os.getpid()}.log")
     gpu_ids = tuple(str(gpu) for gpu in ray.get_gpu_ids())
     setup = devices.configure(num_cpus=max(1, int(num_cpus)), use_gpu=bool(gpu_ids))
+    try:
+        results = run_pack(pack.configs, splits, pack.budgets)
+    except Exception as error:
+        # TensorFlow's exception types would make the driver import TensorFlow to unpickle
+        # them (its start-up lines on the user's console): send a plain one, traceback kept.
+        raise PackFailed(f"{type(error).__name__}: {error}") from error
     return PackOutcome(
-        results=run_pack(pack.configs, splits, pack.budgets),
+        results=results,
         node=ray.get_runtime_context().get_node_id(),
         gpu_ids=gpu_ids,
         worker_pid=os.getpid(),
