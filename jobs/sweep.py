@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 from jobs._cli import (
     EXIT_OK,
@@ -34,6 +35,8 @@ from mnist_core.sweep.config import (
     parse_sweep_config,
 )
 from mnist_core.sweep.store import claim_sweep_folder
+
+DEFAULT_MLFLOW = "default"  # [tracking] mlflow = "default" or a bare --mlflow: <out>/mlflow.db
 
 
 def sweep_id(text: str) -> str:
@@ -58,9 +61,11 @@ def parse_args(argv: Sequence[str] | None):
                         help="when another driver runs this sweep, wait for it instead of "
                              "exiting 2")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--mlflow", metavar="URI",
-                        help="log to this MLflow tracking URI, e.g. sqlite:///mlruns.db "
-                             "(overrides [tracking] mlflow)")
+    parser.add_argument("--mlflow", metavar="URI", nargs="?", const=DEFAULT_MLFLOW,
+                        help="log to this MLflow tracking URI (an MLflow server, "
+                             "sqlite:///path.db); bare --mlflow: a SQLite store in --out "
+                             "(<out>/mlflow.db, artifacts in <out>/mlartifacts); overrides "
+                             "[tracking] mlflow")
     parser.add_argument("--tensorboard", metavar="DIR",
                         help="write TensorBoard event files under DIR "
                              "(overrides [tracking] tensorboard)")
@@ -118,11 +123,18 @@ def resume_command(sweep_id: str, out: str) -> str:
 
 
 def _with_tracking(config: SweepConfig, args) -> SweepConfig:
+    """The config's tracking with the flags' overrides, the default MLflow store placed in
+    --out (never the working directory)."""
     flags = {key: value for key, value in (("mlflow", args.mlflow),
                                            ("tensorboard", args.tensorboard)) if value}
-    if not flags:
-        return config
-    return dataclasses.replace(config, tracking=dataclasses.replace(config.tracking, **flags))
+    tracking = dataclasses.replace(config.tracking, **flags)
+    if tracking.mlflow == DEFAULT_MLFLOW:
+        if storage.is_uri(args.out):
+            raise ConfigError("needs a tracking URI (an MLflow server) when --out is a URI",
+                              key="mlflow")
+        store = Path(args.out).resolve() / "mlflow.db"
+        tracking = dataclasses.replace(tracking, mlflow=f"sqlite:///{store}")
+    return dataclasses.replace(config, tracking=tracking)
 
 
 def _print_waiting(sweep: str):

@@ -57,6 +57,20 @@ def test_a_sweep_prints_only_its_own_lines(tmp_path):
         "TensorFlow's start-up lines belong in the sweep's logs"
 
 
+def test_a_tracked_sweep_prints_only_its_own_lines(tmp_path):
+    pytest.importorskip("mlflow", reason="the tracking extra is not installed")
+    config = tmp_path / "console.toml"
+    config.write_text(SWEEP)
+    out = tmp_path / "runs"
+    result = _run("jobs.sweep", "--config", str(config), "--out", str(out), "--mlflow",
+                  "--tensorboard", str(tmp_path / "tb"), "--no-progress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    assert _noise(output) == [] and "Creating initial MLflow database" not in output
+    assert (out / "mlflow.db").is_file() and not (tmp_path / "mlruns.db").exists()
+    assert "top 4 by validation accuracy" in result.stdout
+
+
 def test_scoring_prints_only_its_own_lines(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (3000, 784), dtype=np.uint8)
     write_shards(str(tmp_path / "in"), "console", images, np.zeros(3000, np.int32), 3000, 1000)

@@ -420,16 +420,29 @@ def test_sigterm_stops_the_sweep_with_the_resume_command_and_no_ray_left(ray_ses
 
     config_path = _config(tmp_path, name="term", epochs=30, pack_size=1)
     out = tmp_path / "runs"
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     code, stderr, left = terminate_when(
         [sys.executable, "-m", "jobs.sweep", "--config", str(config_path), "--out", str(out),
-         "--no-progress"], "*/parts/trials/*.parquet", out)
+         "--no-progress", "--mlflow", store], "*/parts/trials/*.parquet", out)
     assert code == 143, stderr
     assert "SIGTERM received" not in stderr and left == []
     (hint,) = [line.strip() for line in stderr.splitlines() if "--resume" in line]
     folder = _sweep_folder(out)
     assert hint == f"{sys.executable} -m jobs.sweep --resume {folder.name} --out {out}"
-    assert main(["--resume", folder.name, "--out", str(out), "--no-progress"]) == 0
+    assert _sweep_run_status(store) == "KILLED"
+    assert main(["--resume", folder.name, "--out", str(out), "--no-progress",
+                 "--mlflow", store]) == 0
     _assert_reports_consistent(folder, trials=4, epochs=30)
+    assert _sweep_run_status(store) == "FINISHED"
+
+
+def _sweep_run_status(store: str) -> str:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    experiment = client.get_experiment_by_name("mnist-ray").experiment_id
+    (run,) = client.search_runs([experiment], "tags.kind = 'sweep'")
+    return run.info.status
 
 
 TF_FAILURE = """
