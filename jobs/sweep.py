@@ -101,6 +101,8 @@ def _run(config: SweepConfig, splits, sweep: str, args) -> int:
     where = session.connect(args.address)
     stop_on_sigterm()
     print(f"sweep {sweep}: {len(config.trials)} trials on {where}", flush=True)
+    page = storage.join(args.out, sweep, "report.html")
+    print(f"page: {page} (live while the sweep runs)", flush=True)
     try:
         summary = run_sweep(config, args.out, sweep, show_progress=not args.no_progress,
                             cluster_can_grow=bool(args.address or os.environ.get("RAY_ADDRESS")),

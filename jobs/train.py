@@ -6,7 +6,7 @@
         --schedule cosine --epochs 40 --validation-split 0.1 --restore-best
 
 Prints the model summary, one line per epoch, and last ``test_accuracy=… test_loss=…``.
-Writes model.keras, metrics/epochs/confusion/per_class Parquet files and two PNG plots to --out.
+Writes model.keras, metrics/epochs/confusion/per_class Parquet files and report.html to --out.
 """
 
 from __future__ import annotations

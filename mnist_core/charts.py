@@ -2,9 +2,11 @@
 plotly.js in the page (axes, ticks, hover, log axes for log-scaled hyperparameters).
 
 Each function is pure: report rows in, a ``plotly.graph_objects.Figure`` out. Big sweeps stay
-cheap to draw: scatters and parallel coordinates show at most ``MAX_POINTS`` trials (every one
-of the best ``TOP_KEPT`` plus a seeded sample of the rest, said in the title), curves at most
-``MAX_CURVES``, and scatters use WebGL.
+cheap to draw (measured in bench/page.py): scatters and parallel coordinates show at most
+``MAX_POINTS`` trials (every one of the best ``TOP_KEPT`` plus a seeded sample of the rest,
+said in the title), curves at most ``MAX_CURVES`` as one trace (the best few on their own), and
+scatters are SVG: a WebGL context per chart costs more than it saves at this size, above all
+where the browser draws WebGL in software.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import numpy as np
 
 from mnist_core.config import NUM_CLASSES
 
-MAX_POINTS = 5000
-TOP_KEPT = 500
+MAX_POINTS = 1000
+TOP_KEPT = 300
 MAX_CURVES = 300
 HIGHLIGHTED = 5
 CHANCE_MARGIN = 0.05  # an ok trial this close to 1/NUM_CLASSES trained to chance level
@@ -93,17 +95,22 @@ def all_curves(epochs_by_trial: dict[str, list[dict]], ranked: list[dict]):
     their rung), the best ``HIGHLIGHTED`` drawn over the rest in colour."""
     import plotly.graph_objects as go
 
-    figure = go.Figure()
     drawn = ranked[:MAX_CURVES]
-    for rank, row in reversed(list(enumerate(drawn))):
+    x, y, names = [], [], []
+    for row in drawn[HIGHLIGHTED:]:  # the rest: one trace, each curve ended by a gap
         epochs = epochs_by_trial.get(row["trial_id"], [])
-        top = rank < HIGHLIGHTED
+        x += [e["epoch"] for e in epochs] + [None]
+        y += [e["val_accuracy"] for e in epochs] + [None]
+        names += [f"{row['trial_id']} ({row['status']})"] * len(epochs) + [None]
+    figure = go.Figure(go.Scatter(x=x, y=y, text=names, mode="lines", name="other trials",
+                                  opacity=0.3, line={"width": 1, "color": "#888"},
+                                  hovertemplate="%{text}<br>epoch %{x}: %{y:.4f}<extra></extra>"))
+    for row in drawn[:HIGHLIGHTED]:
+        epochs = epochs_by_trial.get(row["trial_id"], [])
         figure.add_trace(go.Scatter(
             x=[e["epoch"] for e in epochs], y=[e["val_accuracy"] for e in epochs],
-            mode="lines", name=row["trial_id"], showlegend=top, opacity=1 if top else 0.25,
-            line={"width": 2.5 if top else 1, **({} if top else {"color": "#888"})},
-            hovertemplate=f"{row['trial_id']} ({row['status']})<br>epoch %{{x}}: "
-                          "%{y:.4f}<extra></extra>"))
+            mode="lines", name=row["trial_id"], line={"width": 2.5},
+            hovertemplate=f"{row['trial_id']}<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>"))
     note = "" if len(drawn) == len(ranked) else f" — the best {len(drawn):,} of {len(ranked):,}"
     return _layout(figure, f"Validation accuracy per epoch, every trial{note}", "epoch",
                    "validation accuracy")
@@ -139,13 +146,13 @@ def history(trials: list[dict]):
 
 
 def slice_plot(ranked: list[dict], name: str, log: bool, total: int):
-    """Validation accuracy against one hyperparameter, a point per trial (WebGL), hover
-    naming the trial and its settings."""
+    """Validation accuracy against one hyperparameter, a point per trial, hover naming the
+    trial and its settings."""
     import plotly.graph_objects as go
 
     rows = shown(ranked)
     values = [_axis_value(row[name]) for row in rows]
-    figure = go.Figure(go.Scattergl(
+    figure = go.Figure(go.Scatter(
         x=values, y=[row["val_accuracy"] for row in rows], mode="markers",
         marker={"size": 6, "opacity": 0.6, "color": [row["val_accuracy"] for row in rows],
                 "colorscale": "Viridis"},
@@ -185,8 +192,8 @@ def importance(shares: dict[str, float]):
     figure = go.Figure(go.Bar(x=[share for _, share in ordered], y=[n for n, _ in ordered],
                               orientation="h",
                               hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
-    _layout(figure, "Hyperparameter importance (permutation importance of a random forest "
-                    "fitted to validation accuracy)", "share of importance", "")
+    _layout(figure, "Hyperparameter importance",
+            "share of importance (permutation importance, random forest on val_accuracy)", "")
     figure.update_xaxes(tickformat=".0%")
     return figure
 

@@ -1,118 +1,179 @@
-"""The pieces every ``report.html`` is built from: the page shell, inline SVG charts, escaping.
+"""The pieces every ``report.html`` is built from: the page shell, Plotly figures, tables.
 
-A page opens from disk with no server and no network: charts are inline SVG, styles are
-inline, and the only script sorts a table when a header is clicked. Every value that reaches
-a page goes through ``cell`` (or ``escape``), which escapes it, so a string from a report file
-can never become markup. The sweep's page lives in ``sweep/page.py``, the scoring run's in
-``scoring/page.py``.
+A page opens from disk with no server and no network: charts are Plotly figures drawn by
+plotly.js, written once beside the page (``plotly.min.js``, from the plotly package), and
+tables are built in the browser from JSON with ``textContent``, never as markup. Every value
+that reaches a page is escaped by construction: text through ``escape`` (``cell``), JSON
+through ``json_script`` (``<`` written as ``\\u003c``, so no string can close a tag). The
+sweep's page lives in ``sweep/page.py``, the scoring run's in ``scoring/page.py``.
 """
 
 from __future__ import annotations
 
 import html
+import json
+from pathlib import Path
 
-from mnist_core.config import NUM_CLASSES
+from mnist_core import storage
 
+PLOTLY_JS = "plotly.min.js"
 escape = html.escape
 
 _STYLE = """
-body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1200px;color:#222}
+body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1280px;color:#222;
+padding:0 12px}
 h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:12px}td,th{padding:3px 7px;border:1px solid #e3e3e3}
-th{background:#f4f4f4;cursor:pointer;position:sticky;top:0}tr:nth-child(even){background:#fafafa}
-.cm td{width:34px;text-align:center;border:1px solid #fff}.wrap{overflow:auto;max-height:520px}
-.grid{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #eee;padding:8px}
-.ok{color:#1a7f37}.pruned{color:#9a6700}.failed{color:#cf222e}pre{background:#f6f8fa;padding:8px}
+th{background:#f4f4f4;cursor:pointer;position:sticky;top:0;white-space:nowrap}
+tr:nth-child(even){background:#fafafa}.wrap{overflow:auto;max-height:560px}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:12px}
+.ok{color:#1a7f37}.pruned{color:#9a6700}.failed,.diverged{color:#cf222e}
+.live{background:#fff8c5;padding:6px 10px;border:1px solid #d4a72c}
+.controls{margin:6px 0;display:flex;gap:12px;align-items:center}pre{background:#f6f8fa;padding:8px}
 """
-
-
-_SORT = """
-document.querySelectorAll("table.sortable th").forEach((th, column) => {
-  th.addEventListener("click", () => {
-    const body = th.closest("table").tBodies[0];
-    const rows = Array.from(body.rows);
-    const up = th.dataset.order !== "asc";
-    th.dataset.order = up ? "asc" : "desc";
-    const key = (row) => { const t = row.cells[column].textContent; const n = parseFloat(t);
-                           return isNaN(n) ? t : n; };
-    rows.sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * (up ? 1 : -1));
-    rows.forEach((row) => body.appendChild(row));
+_SCRIPT = """
+function drawFigure(holder) {
+  const figure = JSON.parse(holder.textContent);
+  const target = document.getElementById(holder.dataset.target);
+  if (window.Plotly) { Plotly.newPlot(target, figure.data, figure.layout, {responsive: true}); }
+  else { target.textContent = "plotly.min.js is missing beside this page: charts not drawn"; }
+}
+// Charts are drawn as they come into view (all at once with #all in the address).
+const holders = Array.from(document.querySelectorAll("script.figure"));
+if (location.hash === "#all" || !("IntersectionObserver" in window)) {
+  holders.forEach(drawFigure);
+} else {
+  const observer = new IntersectionObserver((entries) => {
+    for (const entry of entries) {
+      if (!entry.isIntersecting) { continue; }
+      observer.unobserve(entry.target);
+      drawFigure(holders.find((h) => h.dataset.target === entry.target.id));
+    }
+  }, {rootMargin: "300px"});
+  holders.forEach((h) => observer.observe(document.getElementById(h.dataset.target)));
+}
+for (const holder of document.querySelectorAll("script.table-data")) {
+  const spec = JSON.parse(holder.textContent);
+  const root = document.getElementById(holder.dataset.target);
+  const state = {key: spec.sort, ascending: false, status: "", search: ""};
+  const controls = document.createElement("div");
+  controls.className = "controls";
+  const filter = document.createElement("select");
+  for (const status of ["", ...spec.statuses]) {
+    const option = document.createElement("option");
+    option.value = status; option.textContent = status || "every status";
+    filter.appendChild(option);
+  }
+  const search = document.createElement("input");
+  search.type = "search"; search.placeholder = "search"; search.id = root.id + "-search";
+  const shown = document.createElement("span");
+  controls.append("status ", filter, search, shown);
+  const table = document.createElement("table");
+  table.id = root.id + "-table";
+  const head = table.createTHead().insertRow();
+  const body = table.createTBody();
+  spec.columns.forEach((name) => {
+    const th = document.createElement("th");
+    th.dataset.key = name;
+    th.addEventListener("click", () => {
+      state.ascending = state.key === name ? !state.ascending : false;
+      state.key = name; draw();
+    });
+    head.appendChild(th);
   });
-});
+  function value(row, name) {
+    const v = row[name]; return v === null || v === undefined ? "" : v;
+  }
+  function draw() {
+    const needle = state.search.toLowerCase();
+    const rows = spec.rows.filter((row) => (!state.status || row.status === state.status)
+      && (!needle || spec.columns.some(
+        (c) => String(value(row, c)).toLowerCase().includes(needle))));
+    rows.sort((a, b) => {
+      const x = value(a, state.key), y = value(b, state.key);
+      const order = (typeof x === "number" && typeof y === "number") ? x - y
+        : String(x).localeCompare(String(y));
+      return state.ascending ? order : -order;
+    });
+    for (const th of head.cells) {
+      th.textContent = th.dataset.key + (th.dataset.key === state.key
+        ? (state.ascending ? " \\u25b2" : " \\u25bc") : "");
+    }
+    body.replaceChildren(...rows.map((row) => {
+      const tr = document.createElement("tr");
+      tr.className = row.diverged ? "diverged" : String(row.status);
+      for (const name of spec.columns) {
+        const td = tr.insertCell();
+        const v = value(row, name);
+        td.textContent = typeof v === "number" && !Number.isInteger(v) ? v.toPrecision(4) : v;
+      }
+      return tr;
+    }));
+    shown.textContent =
+      `${rows.length.toLocaleString()} of ${spec.rows.length.toLocaleString()} shown`;
+  }
+  filter.addEventListener("change", () => { state.status = filter.value; draw(); });
+  search.addEventListener("input", () => { state.search = search.value; draw(); });
+  root.append(controls, Object.assign(document.createElement("div"), {className: "wrap"}));
+  root.lastChild.appendChild(table);
+  draw();
+}
 """
-
-
-def page(title: str, sections: list[str]) -> str:
-    return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>"
-            f"{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1>{''.join(sections)}<script>{_SORT}</script>"
-            "</body></html>")
-
-
-def confusion(cells: list[dict]) -> str:
-    counts = {(row["true_label"], row["predicted_label"]): row["count"] for row in cells}
-    top = max(counts.values(), default=1) or 1
-    rows = ""
-    for true in range(NUM_CLASSES):
-        row = ""
-        for predicted in range(NUM_CLASSES):
-            count = counts.get((true, predicted), 0)
-            shade = int(255 - 200 * count / top)
-            ink = "#fff" if count > top / 2 else "#000"
-            row += f'<td style="background:rgb({shade},{shade},255);color:{ink}">{count}</td>'
-        rows += f"<tr><th>{true}</th>{row}</tr>"
-    head = "".join(f"<th>{label}</th>" for label in range(NUM_CLASSES))
-    return f"<table class=cm><tr><th></th>{head}</tr>{rows}</table>"
-
-
-def svg_lines(series: dict[str, list[float]], x_label: str, y_label: str) -> str:
-    width, height, pad = 420, 260, 40
-    values = [v for line in series.values() for v in line if v is not None]
-    if not values:
-        return "<p>no epochs recorded</p>"
-    low, high = min(values), max(values)
-    span, count = (high - low) or 1.0, max(len(line) for line in series.values())
-    colours = ["#0969da", "#cf222e"]
-    paths = ""
-    for (name, line), colour in zip(series.items(), colours):
-        points = " ".join(
-            f"{pad + (width - 2 * pad) * i / max(count - 1, 1):.1f},"
-            f"{height - pad - (height - 2 * pad) * (v - low) / span:.1f}"
-            for i, v in enumerate(line))
-        paths += (f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
-                  f'points="{points}"><title>{name}</title></polyline>')
-    legend = "".join(f'<text x="{pad + 120 * i}" y="14" fill="{c}">{n}</text>'
-                     for i, (n, c) in enumerate(zip(series, colours)))
-    return (f'<svg class=chart width="{width}" height="{height}">{axes(width, height, pad)}'
-            f'{paths}{legend}<text x="{width / 2}" y="{height - 6}">{x_label}</text>'
-            f'<text x="4" y="{pad - 8}">{y_label} {low:.3f}–{high:.3f}</text></svg>')
-
-
-def axes(width: int, height: int, pad: int) -> str:
-    return (f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" '
-            f'stroke="#888"/><line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" '
-            f'stroke="#888"/>')
-
-
-def bars(counts: dict[str, int]) -> str:
-    width, height, pad = 460, 220, 30
-    top = max(counts.values(), default=0) or 1
-    bar = (width - 2 * pad) / max(len(counts), 1)
-    rects = "".join(
-        f'<rect x="{pad + bar * i + 2:.1f}" y="{height - pad - (height - 2 * pad) * c / top:.1f}"'
-        f' width="{bar - 4:.1f}" height="{(height - 2 * pad) * c / top:.1f}" fill="#0969da">'
-        f"<title>label {label}: {c}</title></rect>"
-        f'<text x="{pad + bar * i + bar / 2 - 4:.1f}" y="{height - 10}">{label}</text>'
-        for i, (label, c) in enumerate(counts.items()))
-    return (f'<svg class=chart width="{width}" height="{height}">{axes(width, height, pad)}'
-            f"{rects}</svg>")
 
 
 def cell(value) -> str:
+    """A value as escaped text: floats to 4 significant digits, lists as ``10x10``."""
     if value is None:
         return ""
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, list):
-        return "x".join(map(str, value))
-    return html.escape(str(value))
+        return escape("x".join(map(str, value)))
+    return escape(str(value))
+
+
+def json_script(data, css_class: str, target: str) -> str:
+    """``data`` as a JSON ``<script>`` the page's script reads; ``<`` is written ``\\u003c``, so
+    no string in it can end the script or start a tag."""
+    text = json.dumps(data, default=str, separators=(",", ":")).replace("<", "\\u003c")
+    return (f'<script type="application/json" class="{css_class}" data-target="{target}">'
+            f"{text}</script>")
+
+
+def figure(chart, target: str) -> str:
+    """A Plotly figure: a ``div`` and its JSON, drawn by plotly.js when the page loads."""
+    return (f'<div id="{target}" style="min-height:360px"></div>'
+            + json_script(json.loads(chart.to_json()), "figure", target))
+
+
+def table(target: str, columns: list[str], rows: list[dict], statuses: list[str],
+          sort: str) -> str:
+    """A table built in the browser: a status filter, a search box, sorting by any column."""
+    data = {"columns": columns, "rows": rows, "statuses": statuses, "sort": sort}
+    return f'<div id="{target}"></div>' + json_script(data, "table-data", target)
+
+
+def page(title: str, sections: list[str], live: bool = False) -> str:
+    """The whole page; ``live`` reloads it every 5 s (a sweep that is still running)."""
+    refresh = '<meta http-equiv="refresh" content="5">' if live else ""
+    banner = ('<p class="live">Live: this page is rebuilt while the sweep runs and reloads '
+              "itself every 5 s.</p>" if live else "")
+    return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8>{refresh}<title>"
+            f"{escape(title)}</title><style>{_STYLE}</style>"
+            f'<script src="{PLOTLY_JS}"></script></head><body>'
+            f"<h1>{escape(title)}</h1>{banner}{''.join(sections)}<script>{_SCRIPT}</script>"
+            "</body></html>")
+
+
+def write_page(folder: str, markup: str) -> str:
+    """Write ``<folder>/report.html`` and, once, plotly.js beside it; return the page's
+    location."""
+    script = storage.join(folder, PLOTLY_JS)
+    if not storage.exists(script):
+        import plotly
+
+        bundle = Path(plotly.__file__).parent / "package_data" / PLOTLY_JS
+        storage.write_bytes(script, bundle.read_bytes())
+    location = storage.join(folder, "report.html")
+    storage.write_bytes(location, markup.encode())
+    return location

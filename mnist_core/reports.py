@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from mnist_core import plots, storage
+from mnist_core import storage
 from mnist_core.config import DataConfig, hyperparameter_fields
 from mnist_core.trial import TrialResult
 
@@ -151,7 +151,7 @@ def per_class_rows(trial_id: str, result: TrialResult) -> list[dict]:
 
 def write_trial_reports(out: str, trial_id: str, result: TrialResult,
                         data_config: DataConfig) -> None:
-    """Write one trial's model, its four Parquet reports and its two plots to ``out``."""
+    """Write one trial's model, its four Parquet reports and its page to ``out``."""
     row = metrics_row(trial_id, result, data_config.dataset, data_config.validation_split)
     tables = {
         "metrics": ([row], METRICS_SCHEMA),
@@ -161,14 +161,21 @@ def write_trial_reports(out: str, trial_id: str, result: TrialResult,
     }
     for name, (rows, schema) in tables.items():
         storage.write_rows(storage.join(out, f"{name}.parquet"), rows, schema)
-    title = f"{data_config.dataset}: test accuracy {result.evaluation.accuracy:.4f}"
-    write_model_and_plots(out, result, title)
+    storage.write_bytes(storage.join(out, "model.keras"), result.model_bytes)
+    write_trial_page(out, trial_id, row, tables["epochs"][0], tables["confusion"][0])
 
 
-def write_model_and_plots(folder: str, result: TrialResult, title: str) -> None:
-    """Write a trial's ``model.keras``, ``confusion.png`` and ``learning_curves.png``."""
-    storage.write_bytes(storage.join(folder, "model.keras"), result.model_bytes)
-    storage.write_bytes(storage.join(folder, "confusion.png"),
-                        plots.confusion_heatmap(result.evaluation.confusion, title))
-    storage.write_bytes(storage.join(folder, "learning_curves.png"),
-                        plots.learning_curves(result.history, title))
+def write_trial_page(out: str, trial_id: str, row: dict, epochs: list[dict],
+                     cells: list[dict]) -> str:
+    """``<out>/report.html`` of one trial: its metrics, confusion matrix and learning curves,
+    drawn by the same chart functions as a sweep's page. Returns its location."""
+    from mnist_core import charts
+    from mnist_core.html import cell, figure, page, write_page
+
+    summary = (f"<p>{cell(row['dataset'])}: test accuracy {row['test_accuracy']:.4f}, test "
+               f"loss {row['test_loss']:.4f}; the weights of epoch {cell(row['best_epoch'])} "
+               f"of {cell(row['epochs'])}; {row['params']:,} parameters.</p>")
+    return write_page(out, page(f"Trial {trial_id}", [
+        summary, "<div class=grid>",
+        figure(charts.confusion(cells, "Confusion matrix (test set)"), "confusion"),
+        figure(charts.learning_curves(epochs, "Learning curves"), "curves"), "</div>"]))

@@ -22,28 +22,34 @@ SWEEP = """
 [sweep]
 name = "page"
 dataset = "digits"
-samples = 6
+samples = 10
 [grid]
 learning_rate = {loguniform = [0.05, 2.0]}
 momentum = {uniform = [0.0, 0.9]}
 epochs = [3]
 """
-# Clicks the val_accuracy header twice (descending), then records the first row's trial.
+# Clicks the learning_rate header once (descending), records the first row's trial and the
+# header's text, then filters to pruned trials and records the count shown.
 CLICK = """<script>
-const table = document.getElementById("trials");
-const header = Array.from(table.tHead.rows[0].cells).find((c) => c.textContent === "val_accuracy");
-header.click(); header.click();
+const table = document.getElementById("trials-table");
+const header = Array.from(table.tHead.rows[0].cells).find(
+  (c) => c.dataset.key === "learning_rate");
+header.click();
 document.body.dataset.firstTrial = table.tBodies[0].rows[0].cells[0].textContent;
+document.body.dataset.firstHeader = header.textContent;
+const filter = document.querySelector("#trials select");
+filter.value = "pruned"; filter.dispatchEvent(new Event("change"));
+document.body.dataset.filtered = document.querySelector("#trials .controls span").textContent;
 </script></body>"""
 
 
 def _browse(page: Path, tmp_path: Path) -> tuple[str, str]:
-    """The DOM after the page's scripts ran, and the browser's console log."""
+    """The DOM after the page's scripts ran (every chart drawn: #all), and the console log."""
     result = subprocess.run(
         [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--no-first-run", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--disable-quic", f"--user-data-dir={tmp_path / 'profile'}",
-         "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
+         "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri() + "#all"],
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout, result.stderr
@@ -64,25 +70,31 @@ def sweep_folder(ray_session, tmp_path_factory):
 def test_the_sweep_page_shows_every_trial_and_draws_its_charts(sweep_folder, tmp_path):
     dom, log = _browse(sweep_folder / "report.html", tmp_path)
     assert _console_errors(log) == []
-    body = dom.split('<table class="sortable" id="trials">', 1)[1].split("</table>", 1)[0]
-    assert len(re.findall(r"<tr class=\"ok\">", body)) == 6
-    assert dom.count('<svg class="chart"') >= 4  # curves, two scatters, parallel coordinates
-    assert dom.count("<polyline") >= 6 + 2       # one line per trial + two learning curves
-    assert dom.count("<circle") >= 12            # six trials in each hyperparameter panel
+    body = dom.split('id="trials-table"', 1)[1].split("</table>", 1)[0]
+    assert len(re.findall(r"<tr class=\"ok\">", body)) == 10
+    charts = re.findall(r'<div id="([a-z0-9-]+)"[^>]*class="[^"]*js-plotly-plot', dom)
+    assert {"confusion", "curves", "history", "all-curves", "importance", "slice-0",
+            "slice-1", "parallel"} <= set(charts)
+    assert dom.count('class="xtick"') >= 10 and dom.count('class="ytick"') >= 10  # real ticks
+    assert "learning_rate (log)" in dom and "validation accuracy" in dom
     assert re.search(r"Best by validation accuracy: <b>t\d{4}-", dom)
+    assert (sweep_folder / "plotly.min.js").is_file()
 
 
 def test_clicking_a_header_sorts_the_trials(sweep_folder, tmp_path):
     import pyarrow.parquet as pq
 
     page = tmp_path / "page.html"
+    shutil.copy(sweep_folder / "plotly.min.js", tmp_path / "plotly.min.js")
     page.write_text((sweep_folder / "report.html").read_text().replace("</body>", CLICK))
     dom, log = _browse(page, tmp_path)
     assert _console_errors(log) == []
     trials = pq.read_table(sweep_folder / "trials.parquet").to_pylist()
-    best = max(trials, key=lambda row: row["val_accuracy"])["val_accuracy"]
     first = re.search(r'data-first-trial="([^"]+)"', dom).group(1)
-    assert next(r for r in trials if r["trial_id"] == first)["val_accuracy"] == best
+    highest = max(trials, key=lambda row: row["learning_rate"])["trial_id"]
+    assert first == highest  # a new column sorts descending first, as the arrow says
+    assert re.search(r'data-first-header="learning_rate ▼"', dom)
+    assert 'data-filtered="0 of 10 shown"' in dom  # the status filter: no pruned trial
 
 
 def test_jobs_report_rebuilds_the_page_from_the_files(sweep_folder):
@@ -91,14 +103,14 @@ def test_jobs_report_rebuilds_the_page_from_the_files(sweep_folder):
     assert "page-1" in (sweep_folder / "report.html").read_text()
 
 
-def test_the_scoring_page_shows_shards_labels_and_failures(ray_session, tmp_path):
+def test_the_scoring_page_shows_accuracy_provenance_and_failures(ray_session, tmp_path):
     from jobs.score import main as score_main
     from mnist_core.config import ModelConfig
     from mnist_core.model import build_model
     from mnist_core.scoring.shards import write_shards
 
     images = np.random.default_rng(0).integers(0, 256, (900, 784), dtype=np.uint8)
-    write_shards(str(tmp_path / "in"), "page", images, np.zeros(900, np.int32), 900, 300)
+    write_shards(str(tmp_path / "in"), "page", images, np.arange(900) % 10, 900, 300)
     (tmp_path / "in" / "broken.parquet").write_bytes(b"not parquet")
     build_model(ModelConfig(), 784).save(tmp_path / "model.keras")
     out = tmp_path / "out"
@@ -106,6 +118,10 @@ def test_the_scoring_page_shows_shards_labels_and_failures(ray_session, tmp_path
                        str(tmp_path / "in"), "--out", str(out), "--no-progress"]) == 1
     dom, log = _browse(Path(write_scoring_report(str(out))), tmp_path)
     assert _console_errors(log) == []
-    assert dom.count("part-0000") == 3 and "broken.parquet" in dom
+    shards = dom.split('id="shards-table"', 1)[1].split("</table>", 1)[0]
+    assert shards.count("part-0000") == 3 and "broken.parquet" in shards
     assert "900 images scored" in dom and "unreadable shard" in dom
-    assert dom.count("<rect") == 10
+    assert "on the 900 images whose input carries a label" in dom
+    assert str(tmp_path / "model.keras") in dom
+    charts = re.findall(r'<div id="([a-z0-9-]+)"[^>]*class="[^"]*js-plotly-plot', dom)
+    assert {"labels", "confidence", "confusion"} <= set(charts)

@@ -87,8 +87,8 @@ def test_sweep_writes_every_report(ray_session, tmp_path, capsys):
     best = max(trials, key=lambda row: row["val_accuracy"])
     model = load_model(folder / "best" / "model.keras")
     assert model.count_params() == 760
-    for name in ("confusion.png", "learning_curves.png", "accuracy_by_hyperparameter.png"):
-        assert (folder / "best" / name).read_bytes()[:4] == b"\x89PNG"
+    assert {path.name for path in (folder / "best").iterdir()} == {"model.keras", "best.json"}
+    assert "js-plotly" not in (folder / "report.html").read_text()  # drawn in the browser
     assert best["trial_id"] in (folder / "best" / "best.json").read_text()
     printed = capsys.readouterr().out
     assert "top 4 by validation accuracy" in printed and best["trial_id"] in printed
@@ -480,3 +480,26 @@ def test_a_pack_failing_in_tensorflow_keeps_tensorflow_off_the_drivers_console(t
     assert "cpu_feature_guard" not in result.stderr and "oneDNN" not in result.stderr
     trials = pq.read_table(tmp_path / "tf-1" / "trials.parquet").to_pylist()
     assert all(row["error"].startswith("InvalidArgumentError") for row in trials), trials[0]
+
+
+def test_the_page_is_live_while_the_sweep_runs_and_final_after(tmp_path):
+    import subprocess
+    import time
+
+    config_path = _config(tmp_path, name="live", epochs=30, pack_size=1)
+    out = tmp_path / "runs"
+    job = subprocess.Popen([sys.executable, "-m", "jobs.sweep", "--config", str(config_path),
+                            "--out", str(out), "--no-progress"], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True,
+                           env={**os.environ, "RAY_ADDRESS": ""})
+    first_lines = [job.stdout.readline(), job.stdout.readline()]
+    assert first_lines[1].startswith("page: ") and "report.html" in first_lines[1]
+    page = Path(first_lines[1].split()[1])
+    live = False
+    while job.poll() is None and not live:
+        live = page.is_file() and 'http-equiv="refresh"' in page.read_text()
+        time.sleep(0.2)
+    job.communicate(timeout=300)
+    assert live and job.returncode == 0
+    final = page.read_text()
+    assert 'http-equiv="refresh"' not in final and "4 ok" in final

@@ -10,7 +10,7 @@ import pytest
 from jobs.train import main
 
 EXPECTED_FILES = {"model.keras", "metrics.parquet", "epochs.parquet", "confusion.parquet",
-                  "per_class.parquet", "confusion.png", "learning_curves.png", "logs"}
+                  "per_class.parquet", "report.html", "plotly.min.js", "logs"}
 
 
 @pytest.mark.slow
@@ -30,7 +30,8 @@ def test_train_writes_every_report(tmp_path, capsys):
     confusion = pq.read_table(out / "confusion.parquet").to_pydict()
     assert len(confusion["count"]) == 100 and sum(confusion["count"]) == 360
     assert pq.read_table(out / "per_class.parquet").num_rows == 10
-    assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    page = (out / "report.html").read_text()
+    assert "Confusion matrix (test set)" in page and "Learning curves" in page
 
 
 def _run(*args):

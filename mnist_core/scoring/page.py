@@ -1,42 +1,95 @@
-"""A scoring run's ``report.html``: per-shard counts, the predicted-label distribution and the
-failures by reason, rebuilt from the output folder's files alone.
+"""A scoring run's ``report.html``: what the folder holds and from which model (sweep, trial,
+path — not only a hash), accuracy and the confusion matrix when the inputs carry labels, the
+predicted-label distribution, how confident the model was, per-shard counts and the failures
+by reason. Rebuilt from the output folder's files alone.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
+import numpy as np
 import pyarrow as pa
 
-from mnist_core import storage
+from mnist_core import charts, storage
 from mnist_core.config import NUM_CLASSES
-from mnist_core.html import bars, cell, escape, page
+from mnist_core.html import cell, figure, page, table, write_page
+
+_SHARD_COLUMNS = ["path", "status", "rows", "failed_rows", "model_id", "scored_at"]
 
 
-def scoring_page(manifest: pa.Table, failures: pa.Table, labels: pa.Array, out: str) -> str:
-    """The HTML of a scoring run's report: shards, predicted labels, failures by reason."""
+def scoring_page(manifest: pa.Table, failures: pa.Table, predictions: pa.Table,
+                 out: str) -> str:
+    """The HTML of a scoring run's report (``predictions``: predicted_label, probability,
+    label columns of every committed shard)."""
     shards = manifest.to_pylist()
-    rows = "".join(
-        "<tr>" + "".join(f"<td>{cell(row[name])}</td>" for name in
-                         ("path", "status", "rows", "failed_rows", "model_id", "scored_at"))
-        + "</tr>" for row in shards)
-    counts = Counter(labels.to_pylist())
+    sections = [_summary(shards), _provenance(shards)]
+    labels = predictions.column("predicted_label").to_numpy(zero_copy_only=False)
+    truth = predictions.column("label")
+    if truth.null_count < len(truth) and len(truth):
+        sections.append(_accuracy(labels, truth))
+    counts = Counter(labels.tolist())
+    sections.append("<h2>Predictions</h2><div class=grid>"
+                    + figure(charts.label_counts(counts), "labels")
+                    + figure(charts.confidence(predictions.column("probability")
+                                               .to_numpy(zero_copy_only=False)), "confidence")
+                    + "</div>")
+    rows = [{name: str(row[name]) if name == "scored_at" else row[name]
+             for name in _SHARD_COLUMNS} for row in shards]
+    sections.append("<h2>Shards</h2>" + table("shards", _SHARD_COLUMNS, rows, ["ok", "failed"],
+                                              "path"))
     reasons = Counter(failures.column("reason").to_pylist()) if failures.num_rows else Counter()
-    reason_rows = "".join(f"<tr><td>{escape(str(reason))}</td><td>{count}</td></tr>"
-                          for reason, count in reasons.most_common())
-    summary = (f"<p>{len(shards)} shards, {sum(r['rows'] for r in shards):,} images scored, "
-               f"{sum(r['failed_rows'] for r in shards):,} rejected; models: "
-               f"{escape(', '.join(sorted({r['model_id'] for r in shards})))}</p>")
-    return page(f"Scoring {out}", [
-        summary,
-        "<h2>Predicted labels</h2>" + bars({str(k): counts.get(k, 0) for k in range(NUM_CLASSES)}),
-        "<h2>Shards</h2><div class=wrap><table class=sortable><thead><tr><th>shard</th>"
-        "<th>status</th><th>rows</th><th>rejected</th><th>model</th><th>scored at</th></tr>"
-        f"</thead><tbody>{rows}</tbody></table></div>",
-        "<h2>Failures by reason</h2>" + (
-            f"<table class=sortable><thead><tr><th>reason</th><th>count</th></tr></thead>"
-            f"<tbody>{reason_rows}</tbody></table>" if reason_rows else "<p>none</p>"),
-    ])
+    reason_rows = [{"reason": reason, "count": count} for reason, count in reasons.items()]
+    sections.append("<h2>Failures by reason</h2>" + (
+        table("failures", ["reason", "count"], reason_rows, [], "count") if reason_rows
+        else "<p>none</p>"))
+    return page(f"Scoring {out}", sections)
+
+
+def _summary(shards: list[dict]) -> str:
+    return (f"<p>{len(shards):,} shards, {sum(r['rows'] for r in shards):,} images scored, "
+            f"{sum(r['failed_rows'] for r in shards):,} rejected.</p>")
+
+
+def _provenance(shards: list[dict]) -> str:
+    """Each model the folder's predictions come from: its id, path, and the sweep and trial
+    that made it when it is a sweep's best model."""
+    models = Counter((row["model_id"], row["model"]) for row in shards)
+    items = "".join(f"<li><b>{cell(model_id)}</b> ({count:,} shards): {_origin(path)}</li>"
+                    for (model_id, path), count in models.most_common())
+    return f"<h2>Model</h2><ul>{items}</ul>" if items else ""
+
+
+def _origin(path: str | None) -> str:
+    if not path:
+        return "unknown"
+    text = cell(path)
+    if storage.name(storage.parent(path)) == "best":
+        sweep = storage.parent(storage.parent(path))
+        record = storage.join(sweep, "best", "best.json")
+        trial = ""
+        if storage.exists(record):
+            try:
+                trial = json.loads(storage.read_bytes(record)).get("trial_id", "")
+            except ValueError:
+                trial = ""
+        text = f"sweep {cell(storage.name(sweep))}, trial {cell(trial or '?')}: {text}"
+    return text
+
+
+def _accuracy(predicted: np.ndarray, truth: pa.ChunkedArray) -> str:
+    known = np.asarray(truth.is_valid().to_numpy(zero_copy_only=False), bool)
+    actual = truth.fill_null(-1).to_numpy(zero_copy_only=False)[known]
+    guessed = predicted[known]
+    accuracy = float(np.mean(actual == guessed)) if len(actual) else float("nan")
+    cells = [{"true_label": t, "predicted_label": p, "count": int(np.sum((actual == t)
+                                                                        & (guessed == p)))}
+             for t in range(NUM_CLASSES) for p in range(NUM_CLASSES)]
+    return (f"<h2>Accuracy</h2><p>{accuracy:.4f} on the {len(actual):,} images whose input "
+            "carries a label.</p>"
+            + figure(charts.confusion(cells, "Confusion matrix (labelled inputs)"),
+                     "confusion"))
 
 
 def write_scoring_report(out: str) -> str:
@@ -45,20 +98,23 @@ def write_scoring_report(out: str) -> str:
 
     manifest = _table_or_empty(storage.join(out, "manifest.parquet"), MANIFEST_SCHEMA)
     failures = _table_or_empty(storage.join(out, "failures.parquet"), FAILURES_SCHEMA)
-    labels = [_labels(row["output"]) for row in manifest.to_pylist()
-              if storage.exists(row["output"])]
-    text = scoring_page(manifest, failures,
-                        pa.concat_arrays(labels) if labels else pa.array([], pa.int32()), out)
-    location = storage.join(out, "report.html")
-    storage.write_bytes(location, text.encode())
-    return location
+    parts = [_predictions(row["output"]) for row in manifest.to_pylist()
+             if storage.exists(row["output"])]
+    predictions = pa.concat_tables(parts) if parts else _PREDICTION_COLUMNS.empty_table()
+    return write_page(out, scoring_page(manifest, failures, predictions, out))
 
 
-def _labels(location: str) -> pa.Array:
-    import pyarrow.parquet as pq
+_PREDICTION_COLUMNS = pa.schema([pa.field("predicted_label", pa.int32()),
+                                 pa.field("probability", pa.float32()),
+                                 pa.field("label", pa.int32())])
 
-    data = pa.BufferReader(storage.read_bytes(location))
-    return pq.read_table(data, columns=["predicted_label"]).column(0).combine_chunks()
+
+def _predictions(location: str) -> pa.Table:
+    """The columns the page needs of one predictions file (``label`` null when absent)."""
+    table = storage.read_table(location)
+    if "label" not in table.column_names:
+        table = table.append_column("label", pa.nulls(table.num_rows, pa.int32()))
+    return table.select(_PREDICTION_COLUMNS.names).cast(_PREDICTION_COLUMNS)
 
 
 def _table_or_empty(location: str, schema: pa.Schema) -> pa.Table:

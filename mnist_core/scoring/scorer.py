@@ -26,6 +26,7 @@ PREDICTIONS_SCHEMA = pa.schema([
     pa.field("probabilities", pa.list_(pa.float32(), NUM_CLASSES)),
     pa.field("model_id", pa.string()),
     pa.field("source", pa.string()),
+    pa.field("label", pa.int32()),  # the input's own label, when it carries one
 ])
 
 
@@ -75,6 +76,8 @@ class ShardScorer:
         constant = np.zeros(table.num_rows, np.int32)
         table = table.append_column("model_id", pa.array([self.model_id]).take(constant))
         table = table.append_column("source", pa.array([shard.path]).take(constant))
+        table = table.append_column("label", rows.labels.take(good) if rows.labels is not None
+                                    else pa.nulls(len(good), pa.int32()))
         output = output_path(self.out, shard)
         storage.write_table(output, table.cast(predictions_schema(table.field("id").type)))
         rejected = tuple(RejectedRow(_text(rows.ids[int(i)].as_py()), str(rows.errors[i]))

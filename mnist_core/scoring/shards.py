@@ -90,6 +90,7 @@ class ShardRows:
     errors: np.ndarray
     content_hash: str
     readable: bool = True
+    labels: object = None  # an Arrow int32 array, when a Parquet shard has a label column
 
 
 def read_shard(shard: Shard, side: int, pixel_max: float = 255.0) -> ShardRows:
@@ -102,7 +103,7 @@ def read_shard(shard: Shard, side: int, pixel_max: float = 255.0) -> ShardRows:
 
     reader = {"parquet": _read_parquet, "npy": _read_npy, "npz": _read_npz,
               "images": _read_images}[shard.kind]
-    digest, readable = "", True
+    digest, readable, labels = "", True, None
     try:
         if shard.kind == "images":
             digest = content_hash(shard)
@@ -112,6 +113,7 @@ def read_shard(shard: Shard, side: int, pixel_max: float = 255.0) -> ShardRows:
             digest = hashlib.sha256(data).hexdigest()
             ids, pixels, errors = reader(data, storage.name(shard.path), side)
             _reject_out_of_range(pixels, errors, pixel_max)
+            labels = _parquet_labels(data) if shard.kind == "parquet" else None
     except Exception as error:  # noqa: BLE001 - any unreadable shard is recorded, never fatal
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         ids, pixels = pa.nulls(1, pa.string()), np.zeros((1, side * side), np.uint8)
@@ -119,7 +121,19 @@ def read_shard(shard: Shard, side: int, pixel_max: float = 255.0) -> ShardRows:
         readable = False
     ids = pa.array(ids, pa.string()) if not isinstance(ids, pa.Array) else ids
     _reject_bad_ids(ids, errors)
-    return ShardRows(ids, pixels, errors, digest, readable)
+    return ShardRows(ids, pixels, errors, digest, readable, labels)
+
+
+def _parquet_labels(data: bytes):
+    """A Parquet shard's ``label`` column (int32), or None without one (or an unusable one)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shard = pq.ParquetFile(pa.BufferReader(data))
+    if "label" not in shard.schema_arrow.names:
+        return None
+    column = shard.read(columns=["label"]).column("label").combine_chunks()
+    return column.cast(pa.int32()) if pa.types.is_integer(column.type) else None
 
 
 def _reject_bad_ids(ids, errors: np.ndarray) -> None:

@@ -15,8 +15,10 @@ the trials missing from them. When every trial is recorded and one has a best mo
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -35,7 +37,6 @@ from mnist_core.sweep.store import (
     PackRecorder,
     PartStore,
     read_sweep,
-    write_hyperparameter_plot,
 )
 from mnist_core.trial import TrialFailure
 
@@ -81,7 +82,6 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
     store.compact()
     if complete:
         remove_stages(folder)
-    write_hyperparameter_plot(folder, store.trials, config.grid_names, config.log_scaled)
     write_sweep_report(folder)
     failed = any(row["status"] == "failed" for row in store.trials)
     _track(config, folder, sweep_id, "FAILED" if failed else "FINISHED")
@@ -103,6 +103,31 @@ def _track(config: SweepConfig, folder: str, sweep_id: str, status: str) -> None
         log_sweep(config.tracking, folder, sweep_id, read_sweep(folder), status)
 
 
+class LivePage:
+    """``report.html`` rebuilt from the finished packs while a sweep runs (the page reloads
+    itself): at most every ``INTERVAL`` seconds, and never more often than ``COST_FACTOR``
+    times what a rebuild took, so a huge sweep spends at most a tenth of its driver on it."""
+
+    INTERVAL = 5.0
+    COST_FACTOR = 10
+
+    def __init__(self, folder: str):
+        self.folder, self.due = folder, 0.0
+
+    def tick(self) -> None:
+        """Rebuild the page if it is due (a page that cannot be built now is skipped)."""
+        from mnist_core.errors import UserError
+
+        now = time.monotonic()
+        if now < self.due:
+            return
+        # A full disk or a damaged file is reported by the recording itself.
+        with contextlib.suppress(OSError, UserError):
+            write_sweep_report(self.folder, live=True)
+        cost = time.monotonic() - now
+        self.due = time.monotonic() + max(self.INTERVAL, self.COST_FACTOR * cost)
+
+
 @dataclass(frozen=True)
 class _Setup:
     """How the driver runs: may the cluster grow, the pack task, a progress bar, the data."""
@@ -121,6 +146,7 @@ def _train_all(config: SweepConfig, recorder: PackRecorder, todo: list[Trial],
     store = recorder.store
     run = _Run(config, recorder, _slots(config, setup.cluster_can_grow), setup,
                _Progress(len(config.trials), len(store.trials), setup.show_progress))
+    run.live.tick()
     try:
         if config.halving:
             return run_halving(config.halving, list(config.trials), recorder, run.train)
@@ -138,6 +164,7 @@ class _Run:
         self.task, self.splits, self.splits_ref = setup.task, setup.splits, None
         folder = recorder.store.folder
         self.log_dir = None if storage.is_uri(folder) else storage.join(folder, "logs")
+        self.live = LivePage(folder)
 
     def train(self, trials: list[Trial], budgets: dict[str, int] | None, sink) -> int:
         """Train ``trials`` in packs (``budgets``: epochs per trial now, when not its own);
@@ -163,6 +190,7 @@ class _Run:
                     pending[submit(pack)] = (pack, attempt + 1)
             self.progress.update(self.recorder,
                                  sum(len(pack.trials) for pack, _ in pending.values()))
+            self.live.tick()
         return len(packs)
 
     def collect(self, ref, pack: Pack, attempt: int, sink) -> bool:

@@ -2,14 +2,14 @@
 
 Folder layout once a sweep run ends: ``trials``, ``epochs``, ``confusion`` and ``per_class``
 Parquet files (one row per trial, per epoch, per confusion cell, per label), ``sweep.toml``
-(the config that made it) and ``best/`` (model, plots, ``best.json``). While it runs, each
+(the config that made it) and ``best/`` (model, ``best.json``). While it runs, each
 finished pack adds one part file per table under ``parts/<table>/<pack_id>.parquet`` — the
 detail tables first, ``trials`` last, each atomically — so writing costs O(rows written) in
 total however many trials a sweep has, where rewriting whole tables after every trial was
 quadratic. ``compact`` folds the parts into the four files at the end of every run.
 
 Three small classes share the work: ``PartStore`` (the part files of one folder: record,
-read, compact), ``BestKeeper`` (the chosen trial's model and plots in ``best/``) and
+read, compact), ``BestKeeper`` (the chosen trial's model in ``best/``) and
 ``PackRecorder`` (a finished pack into rows, into a store, offered to a keeper). With
 successive halving a rung's results first land in a staging ``PartStore`` under
 ``rungs/r<k>/`` (see ``halving``).
@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from mnist_core import plots, storage
+from mnist_core import storage
 from mnist_core.errors import DataFormatError, RecordingError
 from mnist_core.reports import (
     CONFUSION_SCHEMA,
@@ -46,7 +46,6 @@ from mnist_core.reports import (
     epoch_rows,
     metric_values,
     per_class_rows,
-    write_model_and_plots,
 )
 from mnist_core.trial import TrialResult
 
@@ -193,7 +192,7 @@ class PartStore:
 
 class BestKeeper:
     """Keeps the sweep's chosen trial (``reports.best_trial``) in ``best/``: its model, its
-    confusion and learning-curve plots, and ``best.json``."""
+    and ``best.json`` (its charts are on the sweep's page)."""
 
     def __init__(self, folder: str, rows: list[dict]):
         self.folder = folder
@@ -208,12 +207,10 @@ class BestKeeper:
                                  and best_trial([self.best, candidate]) is self.best):
             return
         self.best, result = candidate, results[candidate["trial_id"]]
-        title = (f"best trial {candidate['trial_id']}: test accuracy "
-                 f"{candidate['test_accuracy']:.4f}")
         best = storage.join(self.folder, "best")
         summary = {key: candidate[key] for key in ("trial_id", "val_accuracy", "test_accuracy")}
         with recording(self.folder):
-            write_model_and_plots(best, result, title)
+            storage.write_bytes(storage.join(best, "model.keras"), result.model_bytes)
             storage.write_bytes(storage.join(best, "best.json"), json.dumps(
                 summary | result.config.as_record(), indent=2).encode())
 
@@ -236,17 +233,6 @@ class PackRecorder:
         if self.keeper is not None:
             self.keeper.offer(rows, members)
         self.store.add(pack_id, rows, detail_rows(members))
-
-
-def write_hyperparameter_plot(folder: str, rows: list[dict], names: list[str],
-                              log_scaled: frozenset[str] = frozenset()) -> None:
-    """Plot validation (and test) accuracy against each swept hyperparameter, into
-    ``best/accuracy_by_hyperparameter.png``."""
-    ok = [row for row in rows if row["status"] == "ok"]
-    if ok and names:
-        with recording(folder):
-            storage.write_bytes(storage.join(folder, "best", "accuracy_by_hyperparameter.png"),
-                                plots.accuracy_by_hyperparameter(ok, names, log_scaled))
 
 
 @contextlib.contextmanager
