@@ -10,7 +10,7 @@ from jobs._cli import Parser, message
 from mnist_core.errors import ConfigError
 
 JOBS = ["jobs.train", "jobs.sweep", "jobs.score", "jobs.score_demo", "jobs.make_images",
-        "jobs.report", "jobs.submit"]
+        "jobs.report", "jobs.submit", "jobs.export"]
 
 
 def _parser(module_name: str) -> argparse.ArgumentParser:

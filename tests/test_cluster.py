@@ -16,6 +16,7 @@ import _cluster
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from _console import noise
 
 from cluster import local
 from mnist_core import storage
@@ -80,6 +81,7 @@ def test_sweep_submitted_without_out_lands_in_the_submitters_runs(cluster, tmp_p
     config = tmp_path / "sweep.toml"
     config.write_text(SWEEP.format(name="jobs-api", batch=64, epochs=3))
     result = _submit(cluster, "sweep", "--config", "sweep.toml", "--no-progress", cwd=tmp_path)
+    assert noise(result.stdout + result.stderr) == []
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "SUCCEEDED" in result.stdout and "top 4 by validation accuracy" in result.stdout
     (folder,) = [path for path in (tmp_path / "runs").iterdir() if path.is_dir()]

@@ -1,12 +1,12 @@
 """What a user's console shows: our output only — no TensorFlow C++ lines, no Ray notices."""
 
 import os
-import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from _console import noise
 
 from mnist_core.config import ModelConfig
 from mnist_core.model import build_model
@@ -14,15 +14,6 @@ from mnist_core.scoring.shards import write_shards
 
 pytestmark = pytest.mark.slow
 
-NOISE = [
-    re.compile(r"^[IWEF]\d{4} "),                 # absl/glog lines from TensorFlow or Ray's C++
-    re.compile(r"absl::InitializeLog"),
-    re.compile(r"cuInit|cuda_platform|cudart_stub|oneDNN"),
-    re.compile(r"Ray deduplicates logs|repeated \d+x across cluster"),
-    re.compile(r"core_worker\.cc|has constructor arguments in the object store"),
-    re.compile(r"Progress bars disabled|Token authentication is enabled"),
-    re.compile(r"Started a local Ray instance|\(run_pack_task pid=|\(raylet\)"),
-]
 SWEEP = """
 [sweep]
 name = "console"
@@ -32,10 +23,6 @@ activation = ["sigmoid", "relu"]
 learning_rate = [0.1, 0.5]
 epochs = [2]
 """
-
-
-def _noise(text: str) -> list[str]:
-    return [line for line in text.splitlines() if any(p.search(line) for p in NOISE)]
 
 
 def _run(*args, cwd=None):
@@ -49,7 +36,7 @@ def test_a_sweep_prints_only_its_own_lines(tmp_path):
     result = _run("jobs.sweep", "--config", str(config), "--out", str(tmp_path / "runs"))
     assert result.returncode == 0, result.stderr[-2000:]
     output = result.stdout + result.stderr
-    assert _noise(output) == []
+    assert noise(output) == []
     assert "sweep console-" in result.stdout and "top 4 by validation accuracy" in result.stdout
     (folder,) = [path for path in (tmp_path / "runs").iterdir() if path.is_dir()]
     worker_logs = "".join(path.read_text() for path in (folder / "logs").glob("worker-*.log"))
@@ -66,7 +53,7 @@ def test_a_tracked_sweep_prints_only_its_own_lines(tmp_path):
                   "--tensorboard", str(tmp_path / "tb"), "--no-progress", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     output = result.stdout + result.stderr
-    assert _noise(output) == [] and "Creating initial MLflow database" not in output
+    assert noise(output) == [] and "Creating initial MLflow database" not in output
     assert (out / "mlflow.db").is_file() and not (tmp_path / "mlruns.db").exists()
     assert "top 4 by validation accuracy" in result.stdout
 
@@ -78,6 +65,6 @@ def test_scoring_prints_only_its_own_lines(tmp_path):
     result = _run("jobs.score", "--model", str(tmp_path / "model.keras"), "--input",
                   str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--actors", "2")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert _noise(result.stdout + result.stderr) == []
+    assert noise(result.stdout + result.stderr) == []
     assert "3 of 3 shards scored" in result.stdout
     assert "scoring: 100%" in result.stderr  # the progress bar

@@ -7,6 +7,7 @@ import pytest
 from mnist_core import storage
 from mnist_core.scoring.manifest import FAILURES_SCHEMA, MANIFEST_SCHEMA
 from mnist_core.scoring.page import write_scoring_report
+from mnist_core.scoring.scorer import PREDICTIONS_SCHEMA
 from mnist_core.sweep.page import write_sweep_report
 from mnist_core.sweep.store import SCHEMAS
 
@@ -26,6 +27,8 @@ def _value(field: pa.Field, index: int):
     kind = field.type
     if pa.types.is_string(kind):
         return f"{MARKUP}{index}" if field.name != "status" else MARKUP
+    if pa.types.is_fixed_size_list(kind):
+        return [0.1] * kind.list_size
     if pa.types.is_list(kind):
         return [f"{MARKUP}"] if pa.types.is_string(kind.value_type) else [10]
     if pa.types.is_boolean(kind):
@@ -64,7 +67,7 @@ def test_markup_in_every_sweep_table_is_escaped(tmp_path, status):
 def test_markup_in_every_scoring_table_is_escaped(tmp_path):
     out = tmp_path / "scores"
     out.mkdir()
-    predictions = pa.table({"predicted_label": pa.array([1, 2], pa.int32())})
+    predictions = _table(PREDICTIONS_SCHEMA, 2)
     storage.write_table(str(out / "pred.parquet"), predictions)
     manifest = _table(MANIFEST_SCHEMA, 2, output=str(out / "pred.parquet"))
     storage.write_table(str(out / "manifest.parquet"), manifest)
