@@ -19,6 +19,12 @@ from dataclasses import asdict, dataclass, field
 from mnist_core.errors import ConfigError
 
 NUM_CLASSES = 10
+# What one trial may ask for, so that a typo cannot take a worker down: parameters counted on
+# MNIST's 784 inputs (weights, gradients and two optimizer slots: 16 bytes each, 1.6 GB at the
+# limit), and epochs.
+MAX_TRIAL_PARAMS = 100_000_000
+MAX_EPOCHS = 100_000
+MAX_INPUT_DIM = 784
 DATASETS = ("mnist", "fashion_mnist", "digits")
 ACTIVATIONS = ("sigmoid", "relu", "tanh", "elu", "softplus", "linear")
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad", "nadam")
@@ -72,7 +78,19 @@ class ModelConfig:
             if isinstance(width, bool) or not isinstance(width, int) or width <= 0:
                 raise ConfigError(f"must hold positive integers, got {units!r}",
                                   key="hidden_units")
+        if self.max_params > MAX_TRIAL_PARAMS:
+            raise ConfigError(
+                f"{list(units)} make a network of {self.max_params:,} parameters on "
+                f"{MAX_INPUT_DIM} inputs; the limit is {MAX_TRIAL_PARAMS:,} per trial (about "
+                f"{MAX_TRIAL_PARAMS * 16 / 1e9:.1f} GB of weights, gradients and optimizer "
+                "state)", key="hidden_units")
         check_choice("activation", self.activation, ACTIVATIONS)
+
+    @property
+    def max_params(self) -> int:
+        """Parameters of this network on the largest input there is (MNIST's 784 pixels)."""
+        widths = [MAX_INPUT_DIM, *self.hidden_units, NUM_CLASSES]
+        return sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(widths, widths[1:]))
 
 
 @dataclass(frozen=True)
@@ -107,6 +125,9 @@ class TrialConfig:
         check_range("learning_rate", self.learning_rate, 0.0, None, lower_open=True)
         check_positive_int("batch_size", self.batch_size)
         check_positive_int("epochs", self.epochs)
+        if self.epochs > MAX_EPOCHS:
+            raise ConfigError(f"must be <= {MAX_EPOCHS:,} (a trial that never ends), got "
+                              f"{self.epochs:,}", key="epochs")
         check_type("seed", self.seed, int)
         self._check_regularisation()
 

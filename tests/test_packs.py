@@ -47,3 +47,18 @@ def test_packs_hold_only_trials_that_share_a_key_and_nadam_trains_alone():
 def test_pack_size_keeps_slots_busy_then_packs_up_to_the_limit(pending, slots, setting, gpu,
                                                               expected):
     assert pack_size_for(pending, slots, setting, gpu) == expected
+
+
+def test_packs_of_wide_networks_are_split_to_fit_a_worker():
+    from mnist_core.sweep.packs import MAX_PACK_PARAMS
+
+    rates = ", ".join(str(0.01 * (index + 1)) for index in range(30))
+    wide = (CONFIG.replace("[grid]", "[grid]\nhidden_units = [[20000]]")
+            .replace('optimizer = ["sgd", "nadam"]', 'optimizer = ["sgd"]')
+            .replace("seeds = [0, 1]", "seeds = [0]")
+            .replace("learning_rate = [0.01, 0.02, 0.05, 0.1, 0.2]", f"learning_rate = [{rates}]"))
+    trials = list(parse_sweep_config(wide).trials)
+    per_trial = trials[0].config.model.max_params  # 15.9M parameters each
+    packs = make_packs(trials, largest=GPU_PACK_LIMIT)
+    assert max(len(pack.trials) for pack in packs) == MAX_PACK_PARAMS // per_trial == 12
+    assert sum(len(pack.trials) for pack in packs) == len(trials)

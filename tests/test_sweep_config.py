@@ -97,3 +97,26 @@ def test_sweep_job_exits_2_on_bad_config(tmp_path):
 def test_shipped_configs_are_valid():
     assert len(load_sweep_config("configs/quick.toml").trials) == 16
     assert len(load_sweep_config("configs/mnist_seed.toml").trials) == 72
+
+
+@pytest.mark.parametrize(("grid", "named"), [
+    ("learning_rate = {loguniform = [0.01, 1.0]}\n", "1,000,000,000 trials"),
+    ("learning_rate = [" + ", ".join(["0.1"] * 10_000) + "]\nmomentum = ["
+     + ", ".join(["0.5"] * 2_000) + "]\n", "20,000,000 trials"),
+    ("hidden_units = [[100000000]]\n", r"hidden_units \[100000000\] make a network of"),
+    ("epochs = [100000000]\n", "epochs must be <= 100,000"),
+])
+def test_sweeps_too_big_for_the_machine_are_refused_at_once(grid, named):
+    text = ('[sweep]\ndataset = "digits"\nsamples = 1000000000\n[grid]\n' + grid
+            if "loguniform" in grid else '[sweep]\ndataset = "digits"\n[grid]\n' + grid)
+    with pytest.raises(ConfigError, match=named) as caught:  # before anything is expanded
+        parse_sweep_config(text)
+    assert "\n" not in str(caught.value)
+
+
+def test_max_trials_can_be_raised():
+    text = ('[sweep]\ndataset = "digits"\nmax_trials = 3\n[grid]\n'
+            'learning_rate = [0.1, 0.2, 0.3, 0.4]\n')
+    with pytest.raises(ConfigError, match="4 trials .* exceed max_trials = 3; raise"):
+        parse_sweep_config(text)
+    assert len(parse_sweep_config(text.replace("max_trials = 3", "max_trials = 4")).trials) == 4

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -37,13 +38,14 @@ MODEL_KEYS = tuple(field.name for field in dataclasses.fields(ModelConfig))
 GRID_KEYS = tuple(name for name in HYPERPARAMETERS if name != "seed")  # seeds: [sweep] seeds
 SECTIONS = {
     "sweep": {"name", "dataset", "data_path", "validation_split", "seeds", "samples",
-              "search_seed"},
+              "search_seed", "max_trials"},
     "grid": set(GRID_KEYS),
     "resources": {"num_cpus", "num_gpus", "max_retries", "pack_size"},
     "scheduler": {"kind", "eta", "min_epochs"},
     "tracking": {"mlflow", "experiment", "tensorboard"},
 }
 SCHEDULERS = ("none", "halving")
+MAX_TRIALS = 10_000_000  # [sweep] max_trials' default: counted before anything is expanded
 # Fields added after the first release: left out of a trial's id hash while at their default,
 # so sweeps started before they existed resume with the same trial ids.
 _LATER_FIELDS = tuple(item.name for item in hyperparameter_fields()
@@ -177,6 +179,7 @@ def parse_sweep_config(text: str) -> SweepConfig:
                           "validation accuracy, never on the test set")
     seeds = _list("sweep", "seeds", sweep.get("seeds", [0]))
     axes, distributions = _split_grid(grid)
+    _check_trial_count(sweep, axes, distributions, seeds)
     samples = _samples(sweep, distributions)
     trials = _expand(axes, samples, seeds)
     log_scaled = frozenset(key for key, spec in distributions.items() if spec.kind == "loguniform")
@@ -220,6 +223,23 @@ def _split_grid(grid: dict) -> tuple[dict[str, list], dict[str, Distribution]]:
             raise ConfigError(f"[grid] hidden_units must be a list of lists, e.g. [[10], [32]], "
                               f"got {units!r}")
     return axes, distributions
+
+
+def _check_trial_count(sweep: dict, axes: dict[str, list],
+                       distributions: dict[str, Distribution], seeds: list) -> None:
+    """Refuse a sweep of more than ``[sweep] max_trials`` trials before drawing or expanding
+    any of them (grid combinations × samples × seeds)."""
+    limit = sweep.get("max_trials", MAX_TRIALS)
+    _section("sweep", check_int, name="max_trials", value=limit, lowest=1)
+    samples = sweep.get("samples", 1) if distributions else 1
+    _section("sweep", check_int, name="samples", value=samples, lowest=1)
+    combinations = math.prod(len(values) for values in axes.values())
+    count = combinations * samples * len(seeds)
+    if count > limit:
+        raise ConfigError(
+            f"[sweep] {count:,} trials ({combinations:,} grid combinations × {samples:,} "
+            f"samples × {len(seeds)} seeds) exceed max_trials = {limit:,}; raise [sweep] "
+            "max_trials to run them")
 
 
 def _samples(sweep: dict, distributions: dict[str, Distribution]) -> list[dict]:

@@ -27,6 +27,9 @@ from mnist_core.sweep.config import Trial
 
 CPU_PACK_LIMIT = 128
 GPU_PACK_LIMIT = 4096
+# A pack holds at most this many parameters in all (about 3.2 GB of weights, gradients and
+# optimizer state): wide networks are split into smaller packs instead of killing a worker.
+MAX_PACK_PARAMS = 200_000_000
 
 
 class PackFailed(Exception):
@@ -74,7 +77,9 @@ def make_packs(trials: list[Trial], largest: int,
     run = uuid.uuid4().hex[:6]
     packs = []
     for members in groups.values():
-        limit = largest if members[0].config.optimizer in PACKABLE_OPTIMIZERS else 1
+        config = members[0].config
+        limit = largest if config.optimizer in PACKABLE_OPTIMIZERS else 1
+        limit = max(1, min(limit, MAX_PACK_PARAMS // config.model.max_params))
         count = math.ceil(len(members) / limit)
         for index in range(count):
             chunk = tuple(members[index::count])
