@@ -56,7 +56,7 @@ def _results(count: int) -> list:
     history = {key: list(rng.random(5)) for key in ("loss", "accuracy", "val_loss")}
     return [TrialResult(TrialConfig(learning_rate=0.01 + index * 1e-4), 7960,
                         history | {"val_accuracy": [0.5 - index * 1e-6] * 5}, 5, evaluation,
-                        1.0, b"model") for index in range(count)]
+                        1.0, b"model", 144) for index in range(count)]
 
 
 def _parts(count: int, pack: int) -> tuple[float, float]:

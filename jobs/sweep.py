@@ -28,6 +28,7 @@ from jobs._cli import (
 )
 from mnist_core import lock, storage
 from mnist_core.errors import ConfigError, DataNotFoundError, OutputBusy, RecordingError
+from mnist_core.reports import describe_selection
 from mnist_core.sweep.config import (
     SWEEP_ID,
     SweepConfig,
@@ -167,6 +168,8 @@ def _print_summary(summary, config: SweepConfig) -> None:
     pruned = f"{summary.pruned} pruned, " if summary.pruned else ""
     print(f"\n{summary.ok} ok, {pruned}{summary.failed} failed of {summary.total} trials "
           f"({summary.ran_now} run now in {summary.packs} packs)")
+    if summary.selection is not None:
+        print(f"best {describe_selection(summary.selection)}")
     if summary.top:
         print(f"top {len(summary.top)} by validation accuracy:")
         columns = [*(config.grid_names or ["learning_rate", "epochs"]), "best_epoch",

@@ -9,6 +9,8 @@ which trial a sweep chose.
 
 from __future__ import annotations
 
+import math
+
 import pyarrow as pa
 
 from mnist_core import storage
@@ -36,6 +38,7 @@ METRIC_FIELDS = [
     pa.field("best_epoch", pa.int32()),
     pa.field("val_accuracy", pa.float64()),
     pa.field("val_loss", pa.float64()),
+    pa.field("val_images", pa.int32()),
     pa.field("test_accuracy", pa.float64()),
     pa.field("test_loss", pa.float64()),
     pa.field("train_seconds", pa.float64()),
@@ -96,6 +99,31 @@ def _choice_key(row: dict) -> tuple:
             loss if loss is not None else float("inf"), row["trial_id"])
 
 
+def selection_statistics(rows: list[dict]) -> dict | None:
+    """How far the chosen trial's validation accuracy can be trusted: the validation set's
+    size, the binomial standard error of the chosen accuracy, sqrt(p(1 - p) / n), and how many
+    other ok trials lie within one standard error of it (any of them could be the better
+    one). None without a chosen trial or a recorded validation size."""
+    best = best_trial(rows)
+    if best is None or not best.get("val_images"):
+        return None
+    accuracy, images = best["val_accuracy"], best["val_images"]
+    error = math.sqrt(accuracy * (1 - accuracy) / images)
+    close = sum(1 for row in rows if row["status"] == "ok" and row is not best
+                and row["val_accuracy"] >= accuracy - error)
+    return {"val_images": images, "val_accuracy": accuracy, "standard_error": error,
+            "within_one_standard_error": close}
+
+
+def describe_selection(statistics: dict) -> str:
+    """One sentence on the chosen trial's validation figure, for the console and the page."""
+    others = statistics["within_one_standard_error"]
+    return (f"chosen on {statistics['val_images']:,} validation images: "
+            f"{statistics['val_accuracy']:.4f} ± {statistics['standard_error']:.4f} (one "
+            f"standard error); {others:,} other trial{'s' if others != 1 else ''} within one "
+            "standard error of it")
+
+
 def ranked_trials(rows: list[dict]) -> list[dict]:
     """The ``ok`` rows, best first by ``best_trial``'s rule."""
     return sorted((row for row in rows if row["status"] == "ok"), key=_choice_key)
@@ -106,6 +134,7 @@ def metric_values(result: TrialResult) -> dict:
     return {
         "params": result.params, "best_epoch": result.best_epoch,
         "val_accuracy": result.val_accuracy, "val_loss": result.val_loss,
+        "val_images": result.val_images or None,
         "test_accuracy": result.evaluation.accuracy, "test_loss": result.evaluation.loss,
         "train_seconds": result.train_seconds,
     }

@@ -25,7 +25,8 @@ from mnist_core.training import EpochCallback, train
 @dataclass(frozen=True, eq=False)
 class TrialResult:
     """Everything a trial produced: config, size, history, the epoch whose weights it kept
-    (1-based), test metrics of those weights and the model file."""
+    (1-based), test metrics of those weights, the model file, and how many validation images
+    its validation figures stand on."""
 
     config: TrialConfig
     params: int
@@ -34,6 +35,7 @@ class TrialResult:
     evaluation: Evaluation
     train_seconds: float
     model_bytes: bytes
+    val_images: int = 0
 
     @property
     def val_accuracy(self) -> float | None:
@@ -107,6 +109,7 @@ def _result(config: TrialConfig, model, history: dict, best_epoch: int, seconds:
         evaluation=evaluate(model, splits.x_test, splits.y_test),
         train_seconds=seconds,
         model_bytes=model_to_bytes(model),
+        val_images=len(splits.y_val),
     )
 
 

@@ -1,5 +1,6 @@
 """Sweeps on a real local Ray: reports, faults, retries and resume after a killed driver."""
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from _processes import crash_when
 from jobs.sweep import main
 from mnist_core import sweep
 from mnist_core.prediction import load_model
+from mnist_core.reports import best_trial
 from mnist_core.sweep.config import load_sweep_config
 from mnist_core.sweep.store import read_sweep
 
@@ -84,13 +86,16 @@ def test_sweep_writes_every_report(ray_session, tmp_path, capsys):
     assert all(row["attempts"] == 1 and row["params"] == 760 for row in trials)
     assert {(row["activation"], row["optimizer"]) for row in trials} == {
         ("sigmoid", "sgd"), ("sigmoid", "adam"), ("relu", "sgd"), ("relu", "adam")}
-    best = max(trials, key=lambda row: row["val_accuracy"])
+    best = best_trial(trials)
     model = load_model(folder / "best" / "model.keras")
     assert model.count_params() == 760
     assert {path.name for path in (folder / "best").iterdir()} == {"model.keras", "best.json"}
     assert "js-plotly" not in (folder / "report.html").read_text()  # drawn in the browser
-    assert best["trial_id"] in (folder / "best" / "best.json").read_text()
+    record = json.loads((folder / "best" / "best.json").read_text())
+    assert record["trial_id"] == best_trial(trials)["trial_id"]
+    assert record["selection"]["val_images"] == 144 == best_trial(trials)["val_images"]
     printed = capsys.readouterr().out
+    assert "best chosen on 144 validation images: " in printed
     assert "top 4 by validation accuracy" in printed and best["trial_id"] in printed
 
 

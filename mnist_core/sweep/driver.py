@@ -16,6 +16,7 @@ the trials missing from them. When every trial is recorded and one has a best mo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import re
 import time
@@ -54,6 +55,7 @@ class SweepSummary:
     ran_now: int
     packs: int
     top: tuple[dict, ...]
+    selection: dict | None = None
 
 
 def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool = True,
@@ -85,9 +87,11 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
     write_sweep_report(folder)
     failed = any(row["status"] == "failed" for row in store.trials)
     _track(config, folder, sweep_id, "FAILED" if failed else "FINISHED")
+    selection = recorder.keeper.record_selection(store.trials)
     if recorder.keeper.best is not None and complete:
         write_latest(out, sweep_id)
-    return _summarise(store, sweep_id, folder, len(todo), packs, top_n)
+    return dataclasses.replace(_summarise(store, sweep_id, folder, len(todo), packs, top_n),
+                               selection=selection)
 
 
 def _track(config: SweepConfig, folder: str, sweep_id: str, status: str) -> None:

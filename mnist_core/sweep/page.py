@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from mnist_core import charts, storage
 from mnist_core.html import cell, escape, figure, page, table, write_page
 from mnist_core.importance import hyperparameter_importance
-from mnist_core.reports import ranked_trials
+from mnist_core.reports import describe_selection, ranked_trials, selection_statistics
 
 TABLE_ROWS = 1000
 _ROW_COLUMNS = ["trial_id", "status", "best_epoch", "val_accuracy", "test_accuracy",
@@ -50,11 +50,13 @@ def _summary(trials: list[dict], ranked: list[dict]) -> str:
     warning = ("" if not diverged else f" <span class=diverged>{diverged:,} trained to chance "
                "level (validation accuracy near 1/10): flagged in the table.</span>")
     best = ranked[0] if ranked else None
+    statistics = selection_statistics(trials)
+    trust = "" if statistics is None else f" It was {escape(describe_selection(statistics))}."
     chosen = "" if best is None else (
         f"<p>Best by validation accuracy: <b>{cell(best['trial_id'])}</b> — validation "
         f"{best['val_accuracy']:.4f}, test {best['test_accuracy']:.4f} (epoch "
         f"{cell(best['best_epoch'])} of {cell(best['epochs'])}). Ties go to the lower "
-        "validation loss, then the earlier trial.</p>")
+        f"validation loss, then the earlier trial.{trust}</p>")
     return (f"<p>{len(trials):,} trials on {cell(dataset)}: {statuses}. The test set chooses "
             f"nothing.{warning}</p>{chosen}")
 

@@ -46,6 +46,7 @@ from mnist_core.reports import (
     epoch_rows,
     metric_values,
     per_class_rows,
+    selection_statistics,
 )
 from mnist_core.trial import TrialResult
 
@@ -213,6 +214,18 @@ class BestKeeper:
             storage.write_bytes(storage.join(best, "model.keras"), result.model_bytes)
             storage.write_bytes(storage.join(best, "best.json"), json.dumps(
                 summary | result.config.as_record(), indent=2).encode())
+
+    def record_selection(self, rows: list[dict]) -> dict | None:
+        """Add to ``best.json`` how far its validation figure can be trusted, against every
+        recorded trial (``reports.selection_statistics``); return those statistics."""
+        statistics = selection_statistics(rows)
+        location = storage.join(self.folder, "best", "best.json")
+        if statistics is None or not storage.exists(location):
+            return statistics
+        record = json.loads(storage.read_bytes(location)) | {"selection": statistics}
+        with recording(self.folder):
+            storage.write_bytes(location, json.dumps(record, indent=2).encode())
+        return statistics
 
 
 class PackRecorder:
