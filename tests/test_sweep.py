@@ -508,3 +508,40 @@ def test_the_page_is_live_while_the_sweep_runs_and_final_after(tmp_path):
     assert live and job.returncode == 0
     final = page.read_text()
     assert 'http-equiv="refresh"' not in final and "4 ok" in final
+
+
+def _one_model_per_pack_task():
+    import ray
+
+    from mnist_core.sweep.worker import train_pack_on_worker
+    from mnist_core.trial import TrialResult
+
+    @ray.remote(max_calls=0)
+    def checked(pack, splits, num_cpus, log_dir=None):
+        outcome = train_pack_on_worker(pack, splits, num_cpus, log_dir)
+        sent = [r for r in outcome.results if isinstance(r, TrialResult) and r.model_bytes]
+        if len(sent) != (len(pack.trials) if pack.keep_all_models else 1):
+            raise RuntimeError(f"{len(sent)} models crossed to the driver")
+        return outcome
+
+    return checked
+
+
+@pytest.mark.parametrize("keep", ["best", "all"])
+def test_only_the_models_kept_cross_to_the_driver(ray_session, tmp_path, keep):
+    text = _config(tmp_path, name="keep", pack_size=4).read_text().replace(
+        'optimizer = ["sgd", "adam"]', 'optimizer = ["sgd"]').replace(
+        "learning_rate = [0.1]", "learning_rate = [0.1, 0.5]").replace(
+        "[sweep]", f'[sweep]\nkeep_models = "{keep}"')
+    from mnist_core.sweep.config import parse_sweep_config
+
+    summary = sweep.run_sweep(parse_sweep_config(text), str(tmp_path / "runs"), "keep-1",
+                              show_progress=False, task=_one_model_per_pack_task())
+    assert (summary.ok, summary.failed) == (4, 0)
+    folder = tmp_path / "runs" / "keep-1"
+    models = sorted(path.stem for path in (folder / "models").glob("*.keras")) \
+        if (folder / "models").exists() else []
+    assert len(models) == (4 if keep == "all" else 0)
+    best = json.loads((folder / "best" / "best.json").read_text())["trial_id"]
+    assert best == best_trial(read_sweep(str(folder))["trials"].to_pylist())["trial_id"]
+    assert load_model(folder / "best" / "model.keras").count_params() == 760

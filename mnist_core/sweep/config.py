@@ -26,6 +26,7 @@ from mnist_core.config import (
     DataConfig,
     ModelConfig,
     TrialConfig,
+    check_choice,
     check_int,
     check_range,
     check_type,
@@ -38,13 +39,14 @@ MODEL_KEYS = tuple(field.name for field in dataclasses.fields(ModelConfig))
 GRID_KEYS = tuple(name for name in HYPERPARAMETERS if name != "seed")  # seeds: [sweep] seeds
 SECTIONS = {
     "sweep": {"name", "dataset", "data_path", "validation_split", "seeds", "samples",
-              "search_seed", "max_trials"},
+              "search_seed", "max_trials", "keep_models"},
     "grid": set(GRID_KEYS),
     "resources": {"num_cpus", "num_gpus", "max_retries", "pack_size"},
     "scheduler": {"kind", "eta", "min_epochs"},
     "tracking": {"mlflow", "experiment", "tensorboard"},
 }
 SCHEDULERS = ("none", "halving")
+KEEP_MODELS = ("best", "all")
 MAX_TRIALS = 10_000_000  # [sweep] max_trials' default: counted before anything is expanded
 # Fields added after the first release: left out of a trial's id hash while at their default,
 # so sweeps started before they existed resume with the same trial ids.
@@ -140,6 +142,10 @@ class SweepConfig:
     halving: Halving | None = None
     log_scaled: frozenset[str] = frozenset()
     tracking: Tracking = Tracking()
+    keep_models: str = "best"
+
+    def __post_init__(self) -> None:
+        check_choice("keep_models", self.keep_models, KEEP_MODELS)
 
     @property
     def grid_names(self) -> list[str]:
@@ -186,7 +192,8 @@ def parse_sweep_config(text: str) -> SweepConfig:
     return SweepConfig(name, data, trials,
                        _section("resources", Resources, **document.get("resources", {})), text,
                        _halving(document.get("scheduler", {})), log_scaled,
-                       _section("tracking", Tracking, **document.get("tracking", {})))
+                       _section("tracking", Tracking, **document.get("tracking", {})),
+                       sweep.get("keep_models", "best"))
 
 
 def _check_keys(document: dict) -> None:

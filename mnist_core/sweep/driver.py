@@ -72,7 +72,7 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
     storage.write_bytes(storage.join(folder, "sweep.toml"), config.source_text.encode())
     store = PartStore(folder)
     recorder = PackRecorder(store, sweep_id, config.data.dataset, config.data.validation_split,
-                            BestKeeper(folder, store.trials))
+                            BestKeeper(folder, store.trials), config.keep_models == "all")
     todo = [trial for trial in config.trials if trial.trial_id not in store.finished_ids]
     try:
         packs = _train_all(config, recorder, todo, _Setup(cluster_can_grow, task,
@@ -180,7 +180,7 @@ class _Run:
         resources = self.config.resources
         largest = pack_size_for(len(trials), self.slots, resources.pack_size,
                                 resources.num_gpus > 0)
-        packs = make_packs(trials, largest, budgets)
+        packs = make_packs(trials, largest, budgets, self.config.keep_models == "all")
         if self.splits_ref is None:
             splits = self.splits if self.splits is not None else load_dataset(self.config.data)
             self.splits_ref = ray.put(splits)

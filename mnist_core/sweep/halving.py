@@ -37,7 +37,7 @@ def run_halving(halving: Halving, trials: list[Trial], recorder: PackRecorder,
                    and trial.trial_id not in stage.finished_ids]
         budgets = {trial.trial_id: min(epochs, trial.config.epochs) for trial in waiting}
         staging = PackRecorder(stage, recorder.sweep_id, recorder.dataset,
-                               recorder.validation_split)
+                               recorder.validation_split)  # keeps no models: still racing
         packs += train(waiting, budgets, _RungSink(recorder, staging, final, rung))
         alive = _decide_rung(store, stage, [t for t in alive if t.trial_id not in final],
                              halving.eta)

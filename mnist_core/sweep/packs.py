@@ -44,6 +44,7 @@ class Pack:
     pack_id: str
     trials: tuple[Trial, ...]
     budgets: tuple[int, ...] | None = None
+    keep_all_models: bool = False  # else only the pack's best member sends its model back
 
     @property
     def configs(self) -> list[TrialConfig]:
@@ -66,8 +67,8 @@ def pack_size_for(pending: int, slots: int, pack_size: int | str, on_gpu: bool) 
     return max(1, min(limit, math.ceil(pending / max(slots, 1))))
 
 
-def make_packs(trials: list[Trial], largest: int,
-               budgets: dict[str, int] | None = None) -> list[Pack]:
+def make_packs(trials: list[Trial], largest: int, budgets: dict[str, int] | None = None,
+               keep_all_models: bool = False) -> list[Pack]:
     """Split ``trials`` into packs of at most ``largest`` members sharing a ``pack_key``,
     sizes balanced within each key; unpackable optimizers get packs of one. ``budgets``:
     epochs each trial trains now (by trial id), when not its config's."""
@@ -84,5 +85,5 @@ def make_packs(trials: list[Trial], largest: int,
         for index in range(count):
             chunk = tuple(members[index::count])
             budget = tuple(budgets[t.trial_id] for t in chunk) if budgets else None
-            packs.append(Pack(f"{run}-p{len(packs):05d}", chunk, budget))
+            packs.append(Pack(f"{run}-p{len(packs):05d}", chunk, budget, keep_all_models))
     return packs

@@ -202,7 +202,7 @@ class BestKeeper:
     def offer(self, rows: list[dict], members: list[MemberRecord]) -> None:
         """Keep the best of a finished pack's members if it beats the best so far."""
         results = {member.trial_id: member.result for member in members
-                   if member.result is not None}
+                   if member.result is not None and member.result.model_bytes}
         candidate = best_trial([row for row in rows if row["trial_id"] in results])
         if candidate is None or (self.best is not None
                                  and best_trial([self.best, candidate]) is self.best):
@@ -233,19 +233,31 @@ class PackRecorder:
     ``BestKeeper`` (none for a rung's staging store)."""
 
     def __init__(self, store: PartStore, sweep_id: str, dataset: str, validation_split: float,
-                 keeper: BestKeeper | None = None):
-        self.store, self.keeper = store, keeper
+                 keeper: BestKeeper | None = None, keep_all_models: bool = False):
+        self.store, self.keeper, self.keep_all_models = store, keeper, keep_all_models
         self.sweep_id, self.dataset, self.validation_split = sweep_id, dataset, validation_split
 
     def add_pack(self, pack_id: str, members: list[MemberRecord], placement: dict) -> None:
-        """Record a finished pack's members (``placement``: node, GPUs, worker). The best
-        model goes first and the trials part, the commit, last: a run cut off in between
-        retrains the pack on resume, and ``best/`` never lags the recorded trials."""
+        """Record a finished pack's members (``placement``: node, GPUs, worker). The models
+        go first (the best, and with ``keep_models = "all"`` every one under ``models/``) and
+        the trials part, the commit, last: a run cut off in between retrains the pack on
+        resume, and ``best/`` never lags the recorded trials."""
         rows = trial_rows(self.sweep_id, self.dataset, self.validation_split, members,
                           placement | {"pack_id": pack_id, "pack_size": len(members)})
         if self.keeper is not None:
             self.keeper.offer(rows, members)
+        if self.keep_all_models:
+            _write_models(self.store.folder, members)
         self.store.add(pack_id, rows, detail_rows(members))
+
+
+def _write_models(folder: str, members: list[MemberRecord]) -> None:
+    """``models/<trial_id>.keras`` for every ok member (``[sweep] keep_models = "all"``)."""
+    with recording(folder):
+        for member in members:
+            if member.result is not None and member.result.model_bytes:
+                storage.write_bytes(storage.join(folder, "models", f"{member.trial_id}.keras"),
+                                    member.result.model_bytes)
 
 
 @contextlib.contextmanager

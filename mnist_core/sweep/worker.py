@@ -12,6 +12,7 @@ in a remote function of their own and hand it to ``sweep.run_sweep``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -54,12 +55,31 @@ def train_pack_on_worker(pack: Pack, splits: Splits, num_cpus: float,
         # them (its start-up lines on the user's console): send a plain one, traceback kept.
         raise PackFailed(f"{type(error).__name__}: {error}") from error
     return PackOutcome(
-        results=results,
+        results=results if pack.keep_all_models else best_model_only(pack, results),
         node=ray.get_runtime_context().get_node_id(),
         gpu_ids=gpu_ids,
         worker_pid=os.getpid(),
         worker_setup_seconds=setup.seconds,
     )
+
+
+def best_model_only(pack: Pack, results: list) -> list:
+    """The results with every model file dropped but the pack's best member's (by
+    ``reports.best_trial``, among members trained to their own epochs: a member still racing
+    in successive halving cannot be chosen yet): the driver keeps one model per sweep, so
+    only a candidate for it crosses to the driver (about 20 KB a member saved)."""
+    from mnist_core.reports import best_trial
+
+    budgets = pack.budgets or [trial.config.epochs for trial in pack.trials]
+    rows = [{"trial_id": trial.trial_id, "status": "ok", "val_accuracy": result.val_accuracy,
+             "val_loss": result.val_loss}
+            for trial, result, budget in zip(pack.trials, results, budgets)
+            if isinstance(result, TrialResult) and budget == trial.config.epochs]
+    best = best_trial(rows) if rows and rows[0]["val_accuracy"] is not None else None
+    keep = best["trial_id"] if best else None
+    return [result if not isinstance(result, TrialResult) or trial.trial_id == keep
+            else dataclasses.replace(result, model_bytes=b"")
+            for trial, result in zip(pack.trials, results)]
 
 
 @ray.remote(max_calls=0)
