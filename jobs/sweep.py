@@ -170,6 +170,8 @@ def _print_summary(summary, config: SweepConfig) -> None:
           f"({summary.ran_now} run now in {summary.packs} packs)")
     if summary.selection is not None:
         print(f"best {describe_selection(summary.selection)}")
+    if summary.refit is not None:
+        print(_describe_refit(summary.refit))
     if summary.top:
         print(f"top {len(summary.top)} by validation accuracy:")
         columns = [*(config.grid_names or ["learning_rate", "epochs"]), "best_epoch",
@@ -181,6 +183,15 @@ def _print_summary(summary, config: SweepConfig) -> None:
             print(f"{row['trial_id']:<15} " + " ".join(
                 f"{_cell(row[name]):>{width}}" for name, width in zip(columns, widths)))
     print(f"reports: {summary.folder} (open {storage.join(summary.folder, 'report.html')})")
+
+
+def _describe_refit(refit: dict) -> str:
+    if "error" in refit:
+        return (f"refit of {refit['trial_id']} failed ({refit['error']}): best/model.keras is "
+                "the validation-time model")
+    return (f"refit: {refit['trial_id']} trained again on training + validation "
+            f"({refit['train_images']:,} images, {refit['epochs']} epochs): test accuracy "
+            f"{refit['test_accuracy']:.4f}; that model is best/model.keras")
 
 
 def _cell(value) -> str:

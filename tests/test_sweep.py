@@ -545,3 +545,27 @@ def test_only_the_models_kept_cross_to_the_driver(ray_session, tmp_path, keep):
     best = json.loads((folder / "best" / "best.json").read_text())["trial_id"]
     assert best == best_trial(read_sweep(str(folder))["trials"].to_pylist())["trial_id"]
     assert load_model(folder / "best" / "model.keras").count_params() == 760
+
+
+def test_refit_trains_the_choice_on_training_and_validation_data(ray_session, tmp_path, capsys):
+    from mnist_core.config import DataConfig
+    from mnist_core.data import load_dataset
+    from mnist_core.evaluation import evaluate
+
+    text = _config(tmp_path, name="refit", epochs=3).read_text() + "\n[selection]\nrefit = true\n"
+    path = tmp_path / "refit.toml"
+    path.write_text(text)
+    out = tmp_path / "runs"
+    assert main(["--config", str(path), "--out", str(out), "--no-progress"]) == 0
+    folder = _sweep_folder(out)
+    record = json.loads((folder / "best" / "best.json").read_text())
+    refit = record["refit"]
+    assert refit["trial_id"] == record["trial_id"] and refit["train_images"] == 1437
+    assert (folder / "best" / "model_validation.keras").is_file()
+    splits = load_dataset(DataConfig(dataset="digits", validation_split=0.1))
+    model = load_model(folder / "best" / "model.keras")
+    assert evaluate(model, splits.x_test, splits.y_test).accuracy == pytest.approx(
+        refit["test_accuracy"], abs=1e-9)
+    assert "refit: " in capsys.readouterr().out
+    assert main(["--resume", folder.name, "--out", str(out), "--no-progress"]) == 0
+    assert json.loads((folder / "best" / "best.json").read_text())["refit"] == refit

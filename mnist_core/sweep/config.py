@@ -27,6 +27,7 @@ from mnist_core.config import (
     ModelConfig,
     TrialConfig,
     check_choice,
+    check_flag,
     check_int,
     check_range,
     check_type,
@@ -44,6 +45,7 @@ SECTIONS = {
     "resources": {"num_cpus", "num_gpus", "max_retries", "pack_size"},
     "scheduler": {"kind", "eta", "min_epochs"},
     "tracking": {"mlflow", "experiment", "tensorboard"},
+    "selection": {"refit"},
 }
 SCHEDULERS = ("none", "halving")
 KEEP_MODELS = ("best", "all")
@@ -143,6 +145,7 @@ class SweepConfig:
     log_scaled: frozenset[str] = frozenset()
     tracking: Tracking = Tracking()
     keep_models: str = "best"
+    refit: bool = False
 
     def __post_init__(self) -> None:
         check_choice("keep_models", self.keep_models, KEEP_MODELS)
@@ -193,7 +196,8 @@ def parse_sweep_config(text: str) -> SweepConfig:
                        _section("resources", Resources, **document.get("resources", {})), text,
                        _halving(document.get("scheduler", {})), log_scaled,
                        _section("tracking", Tracking, **document.get("tracking", {})),
-                       sweep.get("keep_models", "best"))
+                       sweep.get("keep_models", "best"),
+                       _refit(document.get("selection", {}), bool(distributions)))
 
 
 def _check_keys(document: dict) -> None:
@@ -281,6 +285,13 @@ def _units(value) -> tuple:
     if not isinstance(value, list | tuple):
         raise ConfigError(f"[grid] hidden_units must be lists of widths, got {value!r}")
     return tuple(value)
+
+
+def _refit(section: dict, is_search: bool) -> bool:
+    """``[selection] refit``: on by default for searches (a grid with distributions)."""
+    refit = section.get("refit", is_search)
+    _section("selection", check_flag, name="refit", value=refit)
+    return refit
 
 
 def _halving(section: dict) -> Halving | None:

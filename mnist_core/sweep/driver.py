@@ -56,6 +56,7 @@ class SweepSummary:
     packs: int
     top: tuple[dict, ...]
     selection: dict | None = None
+    refit: dict | None = None
 
 
 def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool = True,
@@ -84,14 +85,45 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
     store.compact()
     if complete:
         remove_stages(folder)
+    selection = recorder.keeper.record_selection(store.trials)
+    best = recorder.keeper.best
+    refit = _refit_best(config, folder, best, task, splits) if (
+        config.refit and complete and best is not None) else None
     write_sweep_report(folder)
     failed = any(row["status"] == "failed" for row in store.trials)
     _track(config, folder, sweep_id, "FAILED" if failed else "FINISHED")
-    selection = recorder.keeper.record_selection(store.trials)
-    if recorder.keeper.best is not None and complete:
+    if best is not None and complete:
         write_latest(out, sweep_id)
     return dataclasses.replace(_summarise(store, sweep_id, folder, len(todo), packs, top_n),
-                               selection=selection)
+                               selection=selection, refit=refit)
+
+
+def _refit_best(config: SweepConfig, folder: str, best: dict, task,
+                splits: Splits | None) -> dict | None:
+    """Train the chosen setting again on training + validation data (``refit``) as one Ray
+    task; return its record (None when ``best/`` already holds it, an ``error`` when the
+    refit failed: the validation-time model then stays)."""
+    import ray
+    from ray.exceptions import RayError
+
+    from mnist_core.sweep.refit import refit_config, refit_done, refit_splits, write_refit
+    from mnist_core.sweep.store import recording
+
+    if refit_done(folder, best["trial_id"]):
+        return None
+    trial = next(t for t in config.trials if t.trial_id == best["trial_id"])
+    data = refit_splits(splits if splits is not None else load_dataset(config.data))
+    pack = Pack(f"refit-{trial.trial_id}", (Trial(trial.trial_id, refit_config(
+        trial.config, best["best_epoch"])),), None, keep_all_models=True)
+    log_dir = None if storage.is_uri(folder) else storage.join(folder, "logs")
+    try:
+        (result,) = ray.get(_submitter(config, ray.put(data), task, log_dir)(pack)).results
+    except RayError as error:
+        return {"trial_id": trial.trial_id, "error": str(error).strip().splitlines()[0]}
+    if isinstance(result, TrialFailure):
+        return {"trial_id": trial.trial_id, "error": result.error}
+    with recording(folder):
+        return write_refit(folder, trial.trial_id, result, len(data.y_train))
 
 
 def _track(config: SweepConfig, folder: str, sweep_id: str, status: str) -> None:

@@ -1,0 +1,62 @@
+"""Refit, as scikit-learn's ``GridSearchCV(refit=True)``: once a sweep has chosen a setting on
+validation data, that setting is trained again on training + validation data together, for
+the epochs its validation chose, and that model becomes ``best/model.keras``.
+
+Why: the chosen trial learned from the training split only; the validation images, whose job
+(choosing) is done, are more data for the final model. Its test metrics are reported beside
+the validation-time ones in ``best.json`` (``refit`` and the top-level figures, which stay the
+chosen trial's), and the validation-time model stays as ``best/model_validation.keras``. The
+test set still chooses nothing. A refit is recorded by trial id, so a resumed sweep refits
+again only when its choice changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+
+from mnist_core import storage
+from mnist_core.config import TrialConfig
+from mnist_core.data import Splits
+
+
+def refit_splits(splits: Splits) -> Splits:
+    """Training and validation data as one training set; no validation split."""
+    return dataclasses.replace(
+        splits, x_train=np.concatenate([splits.x_train, splits.x_val]),
+        y_train=np.concatenate([splits.y_train, splits.y_val]),
+        x_val=splits.x_val[:0], y_val=splits.y_val[:0])
+
+
+def refit_config(config: TrialConfig, best_epoch: int) -> TrialConfig:
+    """The chosen setting for its kept epochs, with nothing left that needs validation."""
+    return dataclasses.replace(config, epochs=best_epoch, restore_best=False, patience=0)
+
+
+def refit_done(folder: str, trial_id: str) -> bool:
+    """Whether ``best/`` already holds the refit of ``trial_id``."""
+    location = storage.join(folder, "best", "best.json")
+    if not storage.exists(location):
+        return False
+    record = json.loads(storage.read_bytes(location))
+    return record.get("refit", {}).get("trial_id") == trial_id
+
+
+def write_refit(folder: str, trial_id: str, result, train_images: int) -> dict:
+    """Put the refit model in ``best/model.keras`` (the validation-time one kept beside it)
+    and its figures in ``best.json``; return the refit record."""
+    best = storage.join(folder, "best")
+    chosen = storage.join(best, "model.keras")
+    storage.write_bytes(storage.join(best, "model_validation.keras"),
+                        storage.read_bytes(chosen))
+    storage.write_bytes(chosen, result.model_bytes)
+    refit = {"trial_id": trial_id, "epochs": result.config.epochs,
+             "train_images": train_images, "test_accuracy": result.evaluation.accuracy,
+             "test_loss": result.evaluation.loss,
+             "model": "best/model.keras (validation-time model: best/model_validation.keras)"}
+    location = storage.join(best, "best.json")
+    record = json.loads(storage.read_bytes(location)) | {"refit": refit}
+    storage.write_bytes(location, json.dumps(record, indent=2).encode())
+    return refit
