@@ -168,6 +168,9 @@ def _print_summary(summary, config: SweepConfig) -> None:
     pruned = f"{summary.pruned} pruned, " if summary.pruned else ""
     print(f"\n{summary.ok} ok, {pruned}{summary.failed} failed of {summary.total} trials "
           f"({summary.ran_now} run now in {summary.packs} packs)")
+    if summary.diverged:
+        print(f"{summary.diverged} of the ok trials trained to chance level (validation "
+              "accuracy near 1/10): flagged on the page")
     if summary.selection is not None:
         print(f"best {describe_selection(summary.selection)}")
     if summary.refit is not None:

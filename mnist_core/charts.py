@@ -21,15 +21,6 @@ MAX_POINTS = 1000
 TOP_KEPT = 300
 MAX_CURVES = 300
 HIGHLIGHTED = 5
-CHANCE_MARGIN = 0.05  # an ok trial this close to 1/NUM_CLASSES trained to chance level
-
-
-def diverged(row: dict) -> bool:
-    """Whether an ok trial's validation accuracy is at chance level (it learned nothing)."""
-    accuracy = row.get("val_accuracy")
-    return row["status"] == "ok" and accuracy is not None and (
-        accuracy <= 1 / NUM_CLASSES + CHANCE_MARGIN)
-
 
 def shown(ranked: list[dict], seed: int = 0) -> list[dict]:
     """The trials a chart draws: all when few, else the best ``TOP_KEPT`` (``ranked`` is best

@@ -14,7 +14,7 @@ import math
 import pyarrow as pa
 
 from mnist_core import storage
-from mnist_core.config import DataConfig, hyperparameter_fields
+from mnist_core.config import NUM_CLASSES, DataConfig, hyperparameter_fields
 from mnist_core.trial import TrialResult
 
 _COLUMN_TYPES = {bool: pa.bool_(), int: pa.int32(), float: pa.float64(), str: pa.string(),
@@ -83,6 +83,16 @@ PER_CLASS_SCHEMA = pa.schema([
     pa.field("f1", pa.float64()),
     pa.field("support", pa.int64()),
 ])
+
+
+CHANCE_MARGIN = 0.05  # an ok trial this close to 1/NUM_CLASSES trained to chance level
+
+
+def diverged(row: dict) -> bool:
+    """Whether an ok trial's validation accuracy is at chance level (it learned nothing)."""
+    accuracy = row.get("val_accuracy")
+    return row["status"] == "ok" and accuracy is not None and (
+        accuracy <= 1 / NUM_CLASSES + CHANCE_MARGIN)
 
 
 def best_trial(rows: list[dict]) -> dict | None:

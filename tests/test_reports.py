@@ -29,3 +29,11 @@ def test_ties_go_to_the_lower_loss_then_the_smaller_id_in_any_order(order):
     shuffled = [rows[index] for index in order]
     assert best_trial(shuffled)["trial_id"] == "t0001"
     assert [row["trial_id"] for row in ranked_trials(shuffled)] == ["t0001", "t0002", "t0000"]
+
+
+def test_a_trial_at_chance_level_is_flagged_diverged():
+    from mnist_core.reports import diverged
+
+    assert diverged(_row("t0000", 0.0972)) and diverged(_row("t0001", 0.15))
+    assert not diverged(_row("t0002", 0.16))
+    assert not diverged(_row("t0003", 0.05, status="failed"))

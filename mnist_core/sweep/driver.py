@@ -27,7 +27,7 @@ from mnist_core import storage
 from mnist_core.data import Splits, load_dataset
 from mnist_core.errors import ConfigError
 from mnist_core.model_ref import write_latest
-from mnist_core.reports import ranked_trials
+from mnist_core.reports import diverged, ranked_trials
 from mnist_core.sweep.config import SweepConfig, Trial
 from mnist_core.sweep.halving import remove_stages, run_halving
 from mnist_core.sweep.packs import Pack, PackFailed, make_packs, pack_size_for
@@ -57,6 +57,7 @@ class SweepSummary:
     top: tuple[dict, ...]
     selection: dict | None = None
     refit: dict | None = None
+    diverged: int = 0  # ok trials that trained to chance level
 
 
 def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool = True,
@@ -343,4 +344,5 @@ def _summarise(store: PartStore, sweep_id: str, folder: str, ran_now: int, packs
     count = {status: sum(row["status"] == status for row in store.trials)
              for status in ("pruned", "failed")}
     return SweepSummary(sweep_id, folder, len(store.trials), len(ranked), count["pruned"],
-                        count["failed"], ran_now, packs, tuple(ranked[:top_n]))
+                        count["failed"], ran_now, packs, tuple(ranked[:top_n]),
+                        diverged=sum(diverged(row) for row in ranked))

@@ -20,7 +20,12 @@ import pyarrow.compute as pc
 from mnist_core import charts, storage
 from mnist_core.html import cell, escape, figure, page, table, write_page
 from mnist_core.importance import hyperparameter_importance
-from mnist_core.reports import describe_selection, ranked_trials, selection_statistics
+from mnist_core.reports import (
+    describe_selection,
+    diverged,
+    ranked_trials,
+    selection_statistics,
+)
 
 TABLE_ROWS = 1000
 _ROW_COLUMNS = ["trial_id", "status", "best_epoch", "val_accuracy", "test_accuracy",
@@ -46,8 +51,8 @@ def _summary(trials: list[dict], ranked: list[dict]) -> str:
     statuses = ", ".join(f"<span class={status}>{counts[status]:,} {status}</span>"
                          for status in ("ok", "pruned", "failed") if counts[status])
     dataset = trials[0]["dataset"] if trials else "?"
-    diverged = sum(charts.diverged(row) for row in trials)
-    warning = ("" if not diverged else f" <span class=diverged>{diverged:,} trained to chance "
+    at_chance = sum(diverged(row) for row in trials)
+    warning = ("" if not at_chance else f" <span class=diverged>{at_chance:,} trained to chance "
                "level (validation accuracy near 1/10): flagged in the table.</span>")
     best = ranked[0] if ranked else None
     statistics = selection_statistics(trials)
@@ -67,7 +72,7 @@ def _trials_table(trials: list[dict], ranked: list[dict], swept: list[str]) -> s
     shown += [row for row in trials if row["trial_id"] not in kept][:TABLE_ROWS - len(shown)
                                                                      + 200]
     columns = [*_ROW_COLUMNS[:2], *swept, *_ROW_COLUMNS[2:]]
-    rows = [{name: _plain(row.get(name)) for name in columns} | {"diverged": charts.diverged(row)}
+    rows = [{name: _plain(row.get(name)) for name in columns} | {"diverged": diverged(row)}
             for row in shown]
     note = ("" if len(shown) == len(trials) else
             f" The best {len(ranked[:TABLE_ROWS]):,} by validation accuracy (and some of the "
