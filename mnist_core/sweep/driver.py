@@ -76,27 +76,34 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
     recorder = PackRecorder(store, sweep_id, config.data.dataset, config.data.validation_split,
                             BestKeeper(folder, store.trials), config.keep_models == "all")
     todo = [trial for trial in config.trials if trial.trial_id not in store.finished_ids]
+    setup = _Setup(cluster_can_grow, task, show_progress, splits)
     try:
-        packs = _train_all(config, recorder, todo, _Setup(cluster_can_grow, task,
-                                                          show_progress, splits))
+        packs = _train_all(config, recorder, todo, setup)
     except KeyboardInterrupt:
         _track(config, folder, sweep_id, "KILLED")
         raise
+    summary = _summarise(store, sweep_id, folder, len(todo), packs, top_n)
+    return _finish(config, out, recorder, summary, setup)
+
+
+def _finish(config: SweepConfig, out: str, recorder: PackRecorder, summary: SweepSummary,
+            setup: _Setup) -> SweepSummary:
+    """After training: compact the parts, say how far the choice can be trusted, refit it,
+    write the page, track, and point ``latest`` at a complete sweep."""
+    store, folder = recorder.store, summary.folder
     complete = store.finished_ids >= {trial.trial_id for trial in config.trials}
     store.compact()
     if complete:
         remove_stages(folder)
     selection = recorder.keeper.record_selection(store.trials)
     best = recorder.keeper.best
-    refit = _refit_best(config, folder, best, task, splits) if (
+    refit = _refit_best(config, folder, best, setup.task, setup.splits) if (
         config.refit and complete and best is not None) else None
     write_sweep_report(folder)
-    failed = any(row["status"] == "failed" for row in store.trials)
-    _track(config, folder, sweep_id, "FAILED" if failed else "FINISHED")
+    _track(config, folder, summary.sweep_id, "FAILED" if summary.failed else "FINISHED")
     if best is not None and complete:
-        write_latest(out, sweep_id)
-    return dataclasses.replace(_summarise(store, sweep_id, folder, len(todo), packs, top_n),
-                               selection=selection, refit=refit)
+        write_latest(out, summary.sweep_id)
+    return dataclasses.replace(summary, selection=selection, refit=refit)
 
 
 def _refit_best(config: SweepConfig, folder: str, best: dict, task,
