@@ -48,6 +48,7 @@ bench: $(STAMP) ## Run the benchmarks under bench/ (prints ratios; see docs/benc
 	$(PY) bench/sweep.py
 	$(PY) bench/score.py
 	$(PY) bench/reports.py
+	$(PY) bench/page.py
 
 cluster-up: $(STAMP) ## Start a two-node local Ray cluster on 127.0.0.1 (token auth)
 	$(PY) -m cluster.local up --dir $(CLUSTER_DIR) --port $(RAY_PORT) --dashboard-port $(DASHBOARD_PORT)
