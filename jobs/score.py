@@ -74,8 +74,7 @@ def score(config: ScoreConfig, rerun: str, address: str | None = None,
     this with its own config."""
     storage.check_writable(config.out)
     try:
-        held = lock.hold(config.out, config.wait, on_wait=_print_waiting(config.out))
-        with held:
+        with lock.hold(config.out, config.wait, on_wait=_print_waiting(config.out)):
             return _score(config, address, show_progress)
     except OutputBusy as error:
         raise OutputBusy(f"{error}; try again later, or pass --wait", key="out") from None

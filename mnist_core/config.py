@@ -170,9 +170,8 @@ HYPERPARAMETERS = tuple(item.name for item in hyperparameter_fields())
 
 def check_type(name: str, value: object, kinds: type | tuple[type, ...]) -> None:
     """``value`` is one of ``kinds`` (a bool is never a number)."""
-    if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
-        raise ConfigError(f"has the wrong type: {value!r}", key=name)
-    if not isinstance(value, kinds):
+    allowed = kinds if isinstance(kinds, tuple) else (kinds,)
+    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
         raise ConfigError(f"has the wrong type: {value!r}", key=name)
 
 

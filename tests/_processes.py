@@ -92,3 +92,25 @@ def terminate_when(command: list[str], pattern: str, root: Path, rows: int = 1,
         time.sleep(0.5)
     kill_session(job.pid)
     return job.returncode, stderr, left
+
+
+_HOLDER = """
+import sys
+from mnist_core import lock
+with lock.hold(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def hold_lock(folder, env: dict | None = None):
+    """A process holding ``lock.hold(folder)`` until its stdin closes (``communicate("")``);
+    returned once it holds the lock."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env=env)
+    assert holder.stdout.readline().strip() == "held"
+    return holder

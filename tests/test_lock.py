@@ -7,18 +7,11 @@ import sys
 
 import numpy as np
 import pytest
+from _processes import hold_lock
 
 from mnist_core.config import ModelConfig
 from mnist_core.model import build_model
 from mnist_core.scoring.shards import write_shards
-
-HOLDER = """
-import sys
-from mnist_core import lock
-with lock.hold(sys.argv[1]):
-    print("held", flush=True)
-    sys.stdin.read()
-"""
 
 
 @pytest.fixture
@@ -32,16 +25,9 @@ def job(tmp_path):
             "--input", str(tmp_path / "in"), "--out", str(out)]
 
 
-def _hold(out):
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    return holder
-
-
 def test_a_second_run_exits_2_naming_the_folder_and_the_holder(job):
     out = job[-1]
-    holder = _hold(out)
+    holder = hold_lock(out)
     try:
         result = subprocess.run(job, capture_output=True, text=True, timeout=120)
     finally:
@@ -55,7 +41,7 @@ def test_a_second_run_exits_2_naming_the_folder_and_the_holder(job):
 @pytest.mark.slow
 def test_wait_queues_behind_the_holder_then_scores(job):
     out = job[-1]
-    holder = _hold(out)
+    holder = hold_lock(out)
     waiting = subprocess.Popen([*job, "--wait"], stdout=subprocess.PIPE, text=True,
                                env={**os.environ, "RAY_ADDRESS": ""})
     try:
@@ -72,20 +58,13 @@ def test_the_lock_dies_with_its_holder(job):
     from mnist_core import lock
 
     out = job[-1]
-    holder = _hold(out)
+    holder = hold_lock(out)
     holder.kill()
     holder.wait()
     with lock.hold(out):  # raises OutputError if the dead holder's lock survived
         assert "held" not in os.listdir(out)
 
 
-S3_HOLDER = """
-import sys
-from mnist_core import lock
-with lock.hold(sys.argv[1]):
-    print("held", flush=True)
-    sys.stdin.read()
-"""
 
 
 def _hold_elsewhere(out, tmp_path, environment):
@@ -93,11 +72,7 @@ def _hold_elsewhere(out, tmp_path, environment):
     machine: only a lock in the object store itself can keep it apart from this one."""
     other = tmp_path / "other-machine-tmp"
     other.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", S3_HOLDER, out], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, **environment, "TMPDIR": str(other)})
-    assert holder.stdout.readline().strip() == "held"
-    return holder
+    return hold_lock(out, env={**os.environ, **environment, "TMPDIR": str(other)})
 
 
 def test_an_s3_out_is_locked_across_machines(s3_server, tmp_path):

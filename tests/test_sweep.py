@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from _processes import crash_when
+from _processes import crash_when, hold_lock
 
 from jobs.sweep import main
 from mnist_core import sweep
@@ -343,13 +343,6 @@ def test_two_sweeps_started_in_the_same_second_never_share_a_folder(tmp_path):
     assert ids == ["two-20261129-104027", "two-20261129-104027-2", "two-20261129-104027-3"]
 
 
-HOLDER = """
-import sys
-from mnist_core import lock
-with lock.hold(sys.argv[1]):
-    print("held", flush=True)
-    sys.stdin.read()
-"""
 
 
 def test_a_second_driver_of_one_sweep_exits_2_naming_the_holder(tmp_path):
@@ -359,9 +352,7 @@ def test_a_second_driver_of_one_sweep_exits_2_naming_the_holder(tmp_path):
     folder = tmp_path / "runs" / "held-1"
     folder.mkdir(parents=True)
     (folder / "sweep.toml").write_text(config_path.read_text())
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
+    holder = hold_lock(folder)
     try:
         result = subprocess.run([sys.executable, "-m", "jobs.sweep", "--resume", "held-1",
                                  "--out", str(tmp_path / "runs")],

@@ -121,7 +121,8 @@ class IdClaims:
         if self.id_type is not None and result.ids.type != self.id_type:
             reason = (f"ids are {result.ids.type} but this output folder's ids are "
                       f"{self.id_type}")
-            return self._reject(result, pc.equal(result.ids, result.ids), lambda _: reason)
+            every = pa.array([True] * len(result.ids), pa.bool_())
+            return self._reject(result, every, lambda _: reason)
         self.id_type = self.id_type or result.ids.type
         values = result.ids.to_pylist()
         taken = pa.array([value in self.seen for value in values], pa.bool_())

@@ -28,6 +28,7 @@ from mnist_core.reports import (
 )
 
 TABLE_ROWS = 1000
+OTHER_ROWS = 200  # pruned and failed trials the table keeps room for, beside the best
 _ROW_COLUMNS = ["trial_id", "status", "best_epoch", "val_accuracy", "test_accuracy",
                 "train_seconds", "rung", "pack_id", "error"]
 
@@ -69,8 +70,8 @@ def _summary(trials: list[dict], ranked: list[dict]) -> str:
 def _trials_table(trials: list[dict], ranked: list[dict], swept: list[str]) -> str:
     shown = ranked[:TABLE_ROWS]
     kept = {row["trial_id"] for row in shown}
-    shown += [row for row in trials if row["trial_id"] not in kept][:TABLE_ROWS - len(shown)
-                                                                     + 200]
+    others = [row for row in trials if row["trial_id"] not in kept]
+    shown += others[:max(OTHER_ROWS, TABLE_ROWS - len(shown))]
     columns = [*_ROW_COLUMNS[:2], *swept, *_ROW_COLUMNS[2:]]
     rows = [{name: _plain(row.get(name)) for name in columns} | {"diverged": diverged(row)}
             for row in shown]
