@@ -29,6 +29,7 @@ from jobs._cli import (
 from mnist_core import lock, storage
 from mnist_core.errors import ConfigError, DataNotFoundError, OutputBusy, RecordingError
 from mnist_core.reports import describe_selection
+from mnist_core.sweep.selection import describe_choice
 from mnist_core.sweep.config import (
     SWEEP_ID,
     SweepConfig,
@@ -101,7 +102,7 @@ def _run(config: SweepConfig, splits, sweep: str, args) -> int:
 
     where = session.connect(args.address)
     stop_on_sigterm()
-    print(f"sweep {sweep}: {len(config.trials)} trials on {where}", flush=True)
+    print(f"sweep {sweep}: {config.trial_count} trials on {where}", flush=True)
     page = storage.join(args.out, sweep, "report.html")
     print(f"page: {page} (live while the sweep runs)", flush=True)
     try:
@@ -171,21 +172,38 @@ def _print_summary(summary, config: SweepConfig) -> None:
     if summary.diverged:
         print(f"{summary.diverged} of the ok trials trained to chance level (validation "
               "accuracy near 1/10): flagged on the page")
+    if summary.choice is not None and summary.choice["chosen_by"] != "validation":
+        print(describe_choice(summary.choice))
     if summary.selection is not None:
         print(f"best {describe_selection(summary.selection)}")
     if summary.refit is not None:
         print(_describe_refit(summary.refit))
+    names = config.grid_names or ["learning_rate", "epochs"]
     if summary.top:
         print(f"top {len(summary.top)} by validation accuracy:")
-        columns = [*(config.grid_names or ["learning_rate", "epochs"]), "best_epoch",
-                   "val_accuracy", "test_accuracy"]
-        widths = [max(len(name), 10) for name in columns]
-        print(f"{'trial_id':<15} " + " ".join(f"{name:>{width}}"
-                                              for name, width in zip(columns, widths)))
-        for row in summary.top:
-            print(f"{row['trial_id']:<15} " + " ".join(
-                f"{_cell(row[name]):>{width}}" for name, width in zip(columns, widths)))
+        _print_table(summary.top, [*names, "best_epoch", "val_accuracy", "test_accuracy"])
+    if summary.settings:
+        print(f"top {len(summary.settings)} settings by mean validation accuracy over seeds "
+              "(mean ± std; trial_id: the setting's best seed):")
+        rows = [record | _seed_cells(record) for record in summary.settings]
+        _print_table(rows, [*(name for name in names if name != "seed"), "seeds",
+                            "val_accuracy", "test_accuracy"])
     print(f"reports: {summary.folder} (open {storage.join(summary.folder, 'report.html')})")
+
+
+def _seed_cells(record: dict) -> dict:
+    return {"trial_id": record["trial_id"], "seeds": record["seeds"],
+            **{name: f"{record[name + '_mean']:.4f}±{record[name + '_std']:.4f}"
+               for name in ("val_accuracy", "test_accuracy")}}
+
+
+def _print_table(rows: list[dict], columns: list[str]) -> None:
+    widths = [max(len(name), 10) for name in columns]
+    print(f"{'trial_id':<15} " + " ".join(f"{name:>{width}}"
+                                          for name, width in zip(columns, widths)))
+    for row in rows:
+        print(f"{row['trial_id']:<15} " + " ".join(
+            f"{_cell(row.get(name, '')):>{width}}" for name, width in zip(columns, widths)))
 
 
 def _describe_refit(refit: dict) -> str:

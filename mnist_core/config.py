@@ -158,6 +158,15 @@ class TrialConfig:
         return {"hidden_units": list(model["hidden_units"]), "activation": model["activation"],
                 **record}
 
+    @classmethod
+    def from_record(cls, record: dict) -> TrialConfig:
+        """The config a report row (or ``as_record``) describes; other keys are ignored."""
+        values = {name: record[name] for name in HYPERPARAMETERS
+                  if name not in ("hidden_units", "activation")}
+        model = ModelConfig(hidden_units=tuple(record["hidden_units"]),
+                            activation=record["activation"])
+        return cls(model=model, **values)
+
 
 def hyperparameter_fields() -> tuple[dataclasses.Field, ...]:
     """Every hyperparameter's field: the model's, then the trial's own (``model`` aside)."""

@@ -109,17 +109,19 @@ def _choice_key(row: dict) -> tuple:
             loss if loss is not None else float("inf"), row["trial_id"])
 
 
-def selection_statistics(rows: list[dict]) -> dict | None:
+def selection_statistics(rows: list[dict], chosen: dict | None = None) -> dict | None:
     """How far the chosen trial's validation accuracy can be trusted: the validation set's
     size, the binomial standard error of the chosen accuracy, sqrt(p(1 - p) / n), and how many
     other ok trials lie within one standard error of it (any of them could be the better
-    one). None without a chosen trial or a recorded validation size."""
-    best = best_trial(rows)
+    one). ``chosen``: the chosen row, when not ``best_trial(rows)``. None without a chosen
+    trial or a recorded validation size."""
+    best = chosen if chosen is not None else best_trial(rows)
     if best is None or not best.get("val_images"):
         return None
     accuracy, images = best["val_accuracy"], best["val_images"]
     error = math.sqrt(accuracy * (1 - accuracy) / images)
-    close = sum(1 for row in rows if row["status"] == "ok" and row is not best
+    close = sum(1 for row in rows if row["status"] == "ok"
+                and row["trial_id"] != best["trial_id"]
                 and row["val_accuracy"] >= accuracy - error)
     return {"val_images": images, "val_accuracy": accuracy, "standard_error": error,
             "within_one_standard_error": close}

@@ -120,3 +120,53 @@ def test_max_trials_can_be_raised():
     with pytest.raises(ConfigError, match="4 trials .* exceed max_trials = 3; raise"):
         parse_sweep_config(text)
     assert len(parse_sweep_config(text.replace("max_trials = 3", "max_trials = 4")).trials) == 4
+
+
+SEARCH = """
+[sweep]
+dataset = "digits"
+seeds = [0, 1]
+samples = 8
+
+[grid]
+learning_rate = {loguniform = [0.01, 1.0]}
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ('[search]\nsampler = "grid"', "sampler 'grid' is unknown"),
+        ("[search]\nround_size = 4", 'round_size applies only with sampler = "tpe"'),
+        ('[search]\nsampler = "tpe"\nround_size = 0', "round_size must be an integer >= 1"),
+        ('[search]\nsampler = "tpe"\n[scheduler]\nkind = "halving"',
+         'sampler = "tpe" does not apply with \\[scheduler\\] kind = "halving"'),
+        ('[selection]\nby = "median"', "by 'median' is unknown"),
+        ("[selection]\nfolds = 3", "folds applies only with finalists >= 1"),
+        ("[selection]\nfinalists = 2\nfolds = 1", "folds must be an integer >= 2"),
+        ("[selection]\nfinalists = -1", "finalists must be an integer >= 0"),
+        ('[selection]\nrefit = "yes"', "refit must be true or false"),
+    ],
+)
+def test_bad_search_and_selection_options_are_one_line(tmp_path, extra, named):
+    path = tmp_path / "bad.toml"
+    path.write_text(SEARCH + extra + "\n")
+    with pytest.raises(ConfigError, match=named) as caught:
+        load_sweep_config(path)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_tpe_needs_distributions_and_seed_mean_needs_seeds():
+    grid_only = '[sweep]\ndataset = "digits"\n[search]\nsampler = "tpe"\n'
+    with pytest.raises(ConfigError, match="needs at least one distribution"):
+        parse_sweep_config(grid_only)
+    one_seed = SEARCH.replace("seeds = [0, 1]", "seeds = [3]") + '[selection]\nby = "seed_mean"\n'
+    with pytest.raises(ConfigError, match=r"needs at least two \[sweep\] seeds, got \[3\]"):
+        parse_sweep_config(one_seed)
+
+
+def test_tpe_sweeps_count_their_trials_before_any_is_proposed():
+    config = parse_sweep_config(SEARCH + '[search]\nsampler = "tpe"\nround_size = 3\n')
+    assert config.trials == () and config.trial_count == 16 and config.proposes
+    assert config.grid_names == ["learning_rate", "seed"]
+    assert config.selection.refit  # a search: refit by default

@@ -3,8 +3,11 @@
 The cartesian product of every ``[grid]`` list, times ``[sweep] samples`` draws of the
 ``[grid]`` distributions (``search_space``), times every seed, is the set of trials. Each trial
 gets a stable id from its position and a hash of its config, so a resumed sweep knows exactly
-which trials it still owes. ``[scheduler] kind = "halving"`` turns on successive halving
-(``Halving``). Reading the file is the only side effect here.
+which trials it still owes. ``[search] sampler = "tpe"`` proposes the samples in rounds from
+the results so far instead (``Search``; the trials are then known only as they are proposed).
+``[scheduler] kind = "halving"`` turns on successive halving (``Halving``); ``[selection]``
+says how the sweep's model is chosen (``Selection``). Reading the file is the only side
+effect here.
 """
 
 from __future__ import annotations
@@ -45,10 +48,13 @@ SECTIONS = {
     "resources": {"num_cpus", "num_gpus", "max_retries", "pack_size"},
     "scheduler": {"kind", "eta", "min_epochs"},
     "tracking": {"mlflow", "experiment", "tensorboard"},
-    "selection": {"refit"},
+    "selection": {"refit", "by", "finalists", "folds"},
+    "search": {"sampler", "round_size"},
 }
 SCHEDULERS = ("none", "halving")
 KEEP_MODELS = ("best", "all")
+SELECT_BY = ("trial", "seed_mean")
+SAMPLERS = ("random", "tpe")
 MAX_TRIALS = 10_000_000  # [sweep] max_trials' default: counted before anything is expanded
 # Fields added after the first release: left out of a trial's id hash while at their default,
 # so sweeps started before they existed resume with the same trial ids.
@@ -125,6 +131,61 @@ class Tracking:
 
 
 @dataclass(frozen=True)
+class Selection:
+    """How the sweep's model is chosen, on validation data only: by the best trial, or by the
+    best mean over seeds (``by = "seed_mean"``); then, with ``finalists = N``, the N best
+    settings are compared again by ``folds``-fold cross-validation over training + validation
+    data; with ``refit``, the chosen setting is trained again on training + validation."""
+
+    refit: bool = False
+    by: str = "trial"
+    finalists: int = 0
+    folds: int = 5
+
+    def __post_init__(self) -> None:
+        check_flag("refit", self.refit)
+        check_choice("by", self.by, SELECT_BY)
+        check_int("finalists", self.finalists, 0)
+        check_int("folds", self.folds, 2)
+
+    @property
+    def cross_validates(self) -> bool:
+        """Whether finalists are compared by cross-validation."""
+        return self.finalists > 0
+
+
+@dataclass(frozen=True)
+class Search:
+    """How samples are drawn: all at once at random, or by TPE (Optuna's ask-and-tell) in
+    rounds of ``round_size`` proposals, each round told the results of the ones before."""
+
+    sampler: str = "random"
+    round_size: int = 256
+
+    def __post_init__(self) -> None:
+        check_choice("sampler", self.sampler, SAMPLERS)
+        check_int("round_size", self.round_size, 1)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """What the trials are drawn from: the grid's plain lists, its distributions, the seeds,
+    the number of samples and the search seed."""
+
+    axes: dict
+    distributions: dict
+    seeds: tuple
+    samples: int
+    search_seed: int
+
+    @property
+    def trial_count(self) -> int:
+        """Grid combinations × samples × seeds."""
+        return math.prod(len(values) for values in self.axes.values()) * self.samples * len(
+            self.seeds)
+
+
+@dataclass(frozen=True)
 class Trial:
     """One point of the grid for one seed, with its stable id."""
 
@@ -145,14 +206,34 @@ class SweepConfig:
     log_scaled: frozenset[str] = frozenset()
     tracking: Tracking = Tracking()
     keep_models: str = "best"
-    refit: bool = False
+    selection: Selection = Selection()
+    search: Search = Search()
+    space: SearchSpace | None = None
 
     def __post_init__(self) -> None:
         check_choice("keep_models", self.keep_models, KEEP_MODELS)
 
     @property
+    def trial_count(self) -> int:
+        """How many trials the sweep runs (proposed ones included, with TPE)."""
+        if self.proposes:  # every list becomes a choice: one trial per sample and seed
+            return self.space.samples * len(self.space.seeds)
+        return len(self.trials)
+
+    @property
+    def proposes(self) -> bool:
+        """Whether trials are proposed round by round (TPE) rather than all known now."""
+        return self.search.sampler == "tpe"
+
+    @property
     def grid_names(self) -> list[str]:
         """Hyperparameters that take more than one value in this sweep (the plotted ones)."""
+        if self.proposes:
+            space = self.space
+            varied = {*space.distributions, *(key for key, values in space.axes.items()
+                                              if len(values) > 1)}
+            return [name for name in HYPERPARAMETERS
+                    if name in varied or (name == "seed" and len(space.seeds) > 1)]
         records = [trial.config.as_record() for trial in self.trials]
         return [name for name in HYPERPARAMETERS
                 if len({json.dumps(r[name]) for r in records}) > 1]
@@ -189,15 +270,24 @@ def parse_sweep_config(text: str) -> SweepConfig:
     seeds = _list("sweep", "seeds", sweep.get("seeds", [0]))
     axes, distributions = _split_grid(grid)
     _check_trial_count(sweep, axes, distributions, seeds)
-    samples = _samples(sweep, distributions)
-    trials = _expand(axes, samples, seeds)
+    halving = _halving(document.get("scheduler", {}))
+    search = _search(document.get("search", {}), distributions, halving)
+    space = SearchSpace(axes, distributions, tuple(seeds),
+                        sweep.get("samples", 1) if distributions else 1,
+                        sweep.get("search_seed", 0))
+    if search.sampler == "tpe":
+        _samples(sweep, distributions)  # checks samples and search_seed; TPE draws later
+        trials = ()
+    else:
+        trials = _expand(axes, _samples(sweep, distributions), seeds)
     log_scaled = frozenset(key for key, spec in distributions.items() if spec.kind == "loguniform")
     return SweepConfig(name, data, trials,
                        _section("resources", Resources, **document.get("resources", {})), text,
-                       _halving(document.get("scheduler", {})), log_scaled,
+                       halving, log_scaled,
                        _section("tracking", Tracking, **document.get("tracking", {})),
                        sweep.get("keep_models", "best"),
-                       _refit(document.get("selection", {}), bool(distributions)))
+                       _selection(document.get("selection", {}), bool(distributions), seeds),
+                       search, space)
 
 
 def _check_keys(document: dict) -> None:
@@ -270,15 +360,18 @@ def _samples(sweep: dict, distributions: dict[str, Distribution]) -> list[dict]:
 
 
 def _expand(axes: dict[str, list], samples: list[dict], seeds: list) -> tuple[Trial, ...]:
-    trials = []
     points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
-    for sample, point, seed in itertools.product(samples, points, seeds):
-        values = point | sample
-        model = _section("grid", ModelConfig, hidden_units=_units(values.pop("hidden_units")),
-                         activation=values.pop("activation"))
-        config = _section("grid", TrialConfig, model=model, seed=seed, **values)
-        trials.append(Trial(_trial_id(len(trials), config), config))
-    return tuple(trials)
+    return tuple(make_trial(index, point | sample, seed) for index, (sample, point, seed)
+                 in enumerate(itertools.product(samples, points, seeds)))
+
+
+def make_trial(index: int, values: dict, seed: int) -> Trial:
+    """The trial at position ``index`` with these hyperparameter values (``[grid]`` keys)."""
+    values = dict(values)
+    model = _section("grid", ModelConfig, hidden_units=_units(values.pop("hidden_units")),
+                     activation=values.pop("activation"))
+    config = _section("grid", TrialConfig, model=model, seed=seed, **values)
+    return Trial(_trial_id(index, config), config)
 
 
 def _units(value) -> tuple:
@@ -287,11 +380,30 @@ def _units(value) -> tuple:
     return tuple(value)
 
 
-def _refit(section: dict, is_search: bool) -> bool:
-    """``[selection] refit``: on by default for searches (a grid with distributions)."""
-    refit = section.get("refit", is_search)
-    _section("selection", check_flag, name="refit", value=refit)
-    return refit
+def _selection(section: dict, is_search: bool, seeds: list) -> Selection:
+    """``[selection]``: refit on by default for searches (a grid with distributions)."""
+    selection = _section("selection", Selection, **{"refit": is_search, **section})
+    if "folds" in section and not selection.cross_validates:
+        raise ConfigError("[selection] folds applies only with finalists >= 1 (the settings "
+                          "compared again by cross-validation)")
+    if selection.by == "seed_mean" and len(seeds) < 2:
+        raise ConfigError('[selection] by = "seed_mean" needs at least two [sweep] seeds, '
+                          f"got {seeds!r}")
+    return selection
+
+
+def _search(section: dict, distributions: dict, halving: Halving | None) -> Search:
+    """``[search]``: TPE needs distributions to propose from and rounds of its own."""
+    search = _section("search", Search, **section)
+    if search.sampler == "random" and "round_size" in section:
+        raise ConfigError('[search] round_size applies only with sampler = "tpe"')
+    if search.sampler == "tpe" and not distributions:
+        raise ConfigError('[search] sampler = "tpe" needs at least one distribution in [grid], '
+                          "e.g. learning_rate = {loguniform = [0.01, 3.0]}")
+    if search.sampler == "tpe" and halving is not None:
+        raise ConfigError('[search] sampler = "tpe" does not apply with [scheduler] kind = '
+                          '"halving": TPE proposes from finished trials; use one or the other')
+    return search
 
 
 def _halving(section: dict) -> Halving | None:

@@ -58,6 +58,8 @@ class SweepSummary:
     selection: dict | None = None
     refit: dict | None = None
     diverged: int = 0  # ok trials that trained to chance level
+    choice: dict | None = None  # how the setting was chosen (``choosing.choose``)
+    settings: tuple[dict, ...] = ()  # with several seeds: the best settings' seed means
 
 
 def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool = True,
@@ -75,63 +77,41 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
     store = PartStore(folder)
     recorder = PackRecorder(store, sweep_id, config.data.dataset, config.data.validation_split,
                             BestKeeper(folder, store.trials), config.keep_models == "all")
-    todo = [trial for trial in config.trials if trial.trial_id not in store.finished_ids]
+    owed = config.trial_count - len(store.trials)
     setup = _Setup(cluster_can_grow, task, show_progress, splits)
     try:
-        packs = _train_all(config, recorder, todo, setup)
+        packs = _train_all(config, recorder, setup)
     except KeyboardInterrupt:
         _track(config, folder, sweep_id, "KILLED")
         raise
-    summary = _summarise(store, sweep_id, folder, len(todo), packs, top_n)
+    summary = _summarise(store, sweep_id, folder, max(owed, 0), packs, top_n)
     return _finish(config, out, recorder, summary, setup)
 
 
 def _finish(config: SweepConfig, out: str, recorder: PackRecorder, summary: SweepSummary,
             setup: _Setup) -> SweepSummary:
-    """After training: compact the parts, say how far the choice can be trusted, refit it,
-    write the page, track, and point ``latest`` at a complete sweep."""
+    """After training: compact the parts, choose the setting (``choosing``: seed means,
+    cross-validated finalists, refit), say how far the choice can be trusted, write the page,
+    track, and point ``latest`` at a complete sweep."""
+    from mnist_core.sweep.choosing import choose, refit_choice
+
     store, folder = recorder.store, summary.folder
-    complete = store.finished_ids >= {trial.trial_id for trial in config.trials}
+    complete = len(store.finished_ids) >= config.trial_count
     store.compact()
     if complete:
         remove_stages(folder)
-    selection = recorder.keeper.record_selection(store.trials)
-    best = recorder.keeper.best
-    refit = _refit_best(config, folder, best, setup.task, setup.splits) if (
-        config.refit and complete and best is not None) else None
+    choice = refit = None
+    if complete and recorder.keeper.best is not None:
+        run = _Run(config, recorder, _slots(config, setup.cluster_can_grow), setup, None)
+        choice = choose(config, store.trials, recorder.keeper, run)
+        if config.selection.refit:
+            refit = refit_choice(recorder.keeper, choice, run)
+    selection = recorder.keeper.record_selection(store.trials, choice)
     write_sweep_report(folder)
     _track(config, folder, summary.sweep_id, "FAILED" if summary.failed else "FINISHED")
-    if best is not None and complete:
+    if recorder.keeper.best is not None and complete:
         write_latest(out, summary.sweep_id)
-    return dataclasses.replace(summary, selection=selection, refit=refit)
-
-
-def _refit_best(config: SweepConfig, folder: str, best: dict, task,
-                splits: Splits | None) -> dict | None:
-    """Train the chosen setting again on training + validation data (``refit``) as one Ray
-    task; return its record (None when ``best/`` already holds it, an ``error`` when the
-    refit failed: the validation-time model then stays)."""
-    import ray
-    from ray.exceptions import RayError
-
-    from mnist_core.sweep.refit import refit_config, refit_done, refit_splits, write_refit
-    from mnist_core.sweep.store import recording
-
-    if refit_done(folder, best["trial_id"]):
-        return None
-    trial = next(t for t in config.trials if t.trial_id == best["trial_id"])
-    data = refit_splits(splits if splits is not None else load_dataset(config.data))
-    pack = Pack(f"refit-{trial.trial_id}", (Trial(trial.trial_id, refit_config(
-        trial.config, best["best_epoch"])),), None, keep_all_models=True)
-    log_dir = None if storage.is_uri(folder) else storage.join(folder, "logs")
-    try:
-        (result,) = ray.get(_submitter(config, ray.put(data), task, log_dir)(pack)).results
-    except RayError as error:
-        return {"trial_id": trial.trial_id, "error": str(error).strip().splitlines()[0]}
-    if isinstance(result, TrialFailure):
-        return {"trial_id": trial.trial_id, "error": result.error}
-    with recording(folder):
-        return write_refit(folder, trial.trial_id, result, len(data.y_train))
+    return dataclasses.replace(summary, selection=selection, refit=refit, choice=choice)
 
 
 def _track(config: SweepConfig, folder: str, sweep_id: str, status: str) -> None:
@@ -182,18 +162,23 @@ class _Setup:
     splits: Splits | None
 
 
-def _train_all(config: SweepConfig, recorder: PackRecorder, todo: list[Trial],
-               setup: _Setup) -> int:
-    """Train the trials still owed (all rungs, with successive halving); the packs run."""
-    if not todo:
-        return 0
+def _train_all(config: SweepConfig, recorder: PackRecorder, setup: _Setup) -> int:
+    """Train the trials still owed (all rungs, with successive halving; round by round, with
+    proposals); the packs run."""
     store = recorder.store
+    if len(store.finished_ids) >= config.trial_count:
+        return 0
     run = _Run(config, recorder, _slots(config, setup.cluster_can_grow), setup,
-               _Progress(len(config.trials), len(store.trials), setup.show_progress))
+               _Progress(config.trial_count, len(store.trials), setup.show_progress))
     run.live.tick()
     try:
+        if config.proposes:
+            from mnist_core.sweep.proposals import run_rounds
+
+            return run_rounds(config, recorder, run.train)
         if config.halving:
             return run_halving(config.halving, list(config.trials), recorder, run.train)
+        todo = [trial for trial in config.trials if trial.trial_id not in store.finished_ids]
         return run.train(todo, None, recorder)
     finally:
         run.progress.close()
@@ -203,27 +188,48 @@ class _Run:
     """What training packs needs: the config, the sweep's recorder, slots, the task, progress."""
 
     def __init__(self, config: SweepConfig, recorder: PackRecorder, slots: int,
-                 setup: _Setup, progress):
+                 setup: _Setup, progress: _Progress | None):
         self.config, self.recorder, self.slots, self.progress = config, recorder, slots, progress
-        self.task, self.splits, self.splits_ref = setup.task, setup.splits, None
+        self.task, self._splits, self.splits_ref = setup.task, setup.splits, None
         folder = recorder.store.folder
         self.log_dir = None if storage.is_uri(folder) else storage.join(folder, "logs")
         self.live = LivePage(folder)
 
+    @property
+    def splits(self) -> Splits:
+        """The sweep's data (loaded on first use)."""
+        if self._splits is None:
+            self._splits = load_dataset(self.config.data)
+        return self._splits
+
     def train(self, trials: list[Trial], budgets: dict[str, int] | None, sink) -> int:
         """Train ``trials`` in packs (``budgets``: epochs per trial now, when not its own);
         each finished pack goes to ``sink.add_pack``. Returns the number of packs."""
-        import ray
+        packs = self.packs(trials, budgets)
+        self.run_packs(packs, sink)
+        return len(packs)
 
+    def packs(self, trials: list[Trial], budgets: dict[str, int] | None = None,
+              view=None, keep_all_models: bool | None = None) -> list[Pack]:
+        """``trials`` grouped into packs as wide as the slots and ``pack_size`` allow."""
         if not trials:
-            return 0
+            return []
         resources = self.config.resources
         largest = pack_size_for(len(trials), self.slots, resources.pack_size,
                                 resources.num_gpus > 0)
-        packs = make_packs(trials, largest, budgets, self.config.keep_models == "all")
+        if keep_all_models is None:
+            keep_all_models = self.config.keep_models == "all"
+        return make_packs(trials, largest, budgets, keep_all_models, view)
+
+    def run_packs(self, packs: list[Pack], sink) -> None:
+        """Run ``packs`` (retrying those whose worker died); each finished one goes to
+        ``sink.add_pack``."""
+        import ray
+
+        if not packs:
+            return
         if self.splits_ref is None:
-            splits = self.splits if self.splits is not None else load_dataset(self.config.data)
-            self.splits_ref = ray.put(splits)
+            self.splits_ref = ray.put(self.splits)
         submit = _submitter(self.config, self.splits_ref, self.task, self.log_dir)
         pending = {submit(pack): (pack, 1) for pack in packs}
         while pending:
@@ -232,10 +238,10 @@ class _Run:
                 pack, attempt = pending.pop(ref)
                 if self.collect(ref, pack, attempt, sink):
                     pending[submit(pack)] = (pack, attempt + 1)
-            self.progress.update(self.recorder,
-                                 sum(len(pack.trials) for pack, _ in pending.values()))
-            self.live.tick()
-        return len(packs)
+            if self.progress is not None:
+                self.progress.update(self.recorder,
+                                     sum(len(pack.trials) for pack, _ in pending.values()))
+                self.live.tick()
 
     def collect(self, ref, pack: Pack, attempt: int, sink) -> bool:
         """Hand the finished pack behind ``ref`` to ``sink``; return True when it should be
@@ -349,9 +355,13 @@ class _Progress:
 
 def _summarise(store: PartStore, sweep_id: str, folder: str, ran_now: int, packs: int,
                top_n: int) -> SweepSummary:
+    from mnist_core.sweep.selection import seed_means
+
     ranked = ranked_trials(store.trials)
     count = {status: sum(row["status"] == status for row in store.trials)
              for status in ("pruned", "failed")}
+    several_seeds = len({row["seed"] for row in ranked}) > 1
+    settings = tuple(seed_means(ranked)[:top_n]) if several_seeds else ()
     return SweepSummary(sweep_id, folder, len(store.trials), len(ranked), count["pruned"],
                         count["failed"], ran_now, packs, tuple(ranked[:top_n]),
-                        diverged=sum(diverged(row) for row in ranked))
+                        diverged=sum(diverged(row) for row in ranked), settings=settings)

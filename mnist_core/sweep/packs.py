@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from mnist_core.config import TrialConfig
 from mnist_core.packed_training import PACKABLE_OPTIMIZERS
 from mnist_core.sweep.config import Trial
+from mnist_core.sweep.refit import Fold
 
 CPU_PACK_LIMIT = 128
 GPU_PACK_LIMIT = 4096
@@ -45,6 +46,7 @@ class Pack:
     trials: tuple[Trial, ...]
     budgets: tuple[int, ...] | None = None
     keep_all_models: bool = False  # else only the pack's best member sends its model back
+    view: Fold | str | None = None  # the data it trains on (``refit.view_splits``)
 
     @property
     def configs(self) -> list[TrialConfig]:
@@ -68,10 +70,11 @@ def pack_size_for(pending: int, slots: int, pack_size: int | str, on_gpu: bool) 
 
 
 def make_packs(trials: list[Trial], largest: int, budgets: dict[str, int] | None = None,
-               keep_all_models: bool = False) -> list[Pack]:
+               keep_all_models: bool = False, view: Fold | str | None = None) -> list[Pack]:
     """Split ``trials`` into packs of at most ``largest`` members sharing a ``pack_key``,
     sizes balanced within each key; unpackable optimizers get packs of one. ``budgets``:
-    epochs each trial trains now (by trial id), when not its config's."""
+    epochs each trial trains now (by trial id), when not its config's; ``view``: the data
+    they train on, when not the sweep's splits."""
     groups: dict[str, list[Trial]] = {}
     for trial in trials:
         groups.setdefault(pack_key(trial.config), []).append(trial)
@@ -85,5 +88,6 @@ def make_packs(trials: list[Trial], largest: int, budgets: dict[str, int] | None
         for index in range(count):
             chunk = tuple(members[index::count])
             budget = tuple(budgets[t.trial_id] for t in chunk) if budgets else None
-            packs.append(Pack(f"{run}-p{len(packs):05d}", chunk, budget, keep_all_models))
+            packs.append(Pack(f"{run}-p{len(packs):05d}", chunk, budget, keep_all_models,
+                              view))
     return packs

@@ -12,6 +12,7 @@ best ``TABLE_ROWS`` trials (every trial is in ``trials.parquet``) and the charts
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pyarrow as pa
@@ -26,6 +27,7 @@ from mnist_core.reports import (
     ranked_trials,
     selection_statistics,
 )
+from mnist_core.sweep.selection import describe_choice, seed_means
 
 TABLE_ROWS = 1000
 OTHER_ROWS = 200  # pruned and failed trials the table keeps room for, beside the best
@@ -35,11 +37,17 @@ _ROW_COLUMNS = ["trial_id", "status", "best_epoch", "val_accuracy", "test_accura
 
 def sweep_page(tables: dict[str, pa.Table], sweep_id: str, config_text: str,
                swept: list[str], log_scaled: frozenset[str] = frozenset(),
-               live: bool = False) -> str:
-    """The HTML of a sweep's report from its tables (``store.read_sweep``)."""
+               live: bool = False, best: dict | None = None) -> str:
+    """The HTML of a sweep's report from its tables (``store.read_sweep``) and ``best``
+    (its ``best/best.json``: how the setting was chosen, the finalists, the refit)."""
     trials = tables["trials"].to_pylist()
     ranked = ranked_trials(trials)
-    sections = [_summary(trials, ranked), _trials_table(trials, ranked, swept)]
+    sections = [_summary(trials, ranked)]
+    if best and "choice" in best:
+        sections.append(_choice(best))
+    if len({row["seed"] for row in ranked}) > 1:
+        sections.append(_seed_table(ranked, swept))
+    sections.append(_trials_table(trials, ranked, swept))
     if ranked:
         sections.append(_best_trial(tables, ranked[0]))
         sections.append(_search_charts(tables, trials, ranked, swept, log_scaled))
@@ -65,6 +73,51 @@ def _summary(trials: list[dict], ranked: list[dict]) -> str:
         f"validation loss, then the earlier trial.{trust}</p>")
     return (f"<p>{len(trials):,} trials on {cell(dataset)}: {statuses}. The test set chooses "
             f"nothing.{warning}</p>{chosen}")
+
+
+def _choice(best: dict) -> str:
+    """How the setting was chosen; the finalists' fold scores when they were compared."""
+    choice = best["choice"]
+    refit = best.get("refit", {})
+    refit_line = "" if "test_accuracy" not in refit else (
+        f" Trained again on training + validation data ({refit['train_images']:,} images, "
+        f"{refit['epochs']} epochs), it scores {refit['test_accuracy']:.4f} on the test set; "
+        "that model is best/model.keras.")
+    text = (f"<h2>The choice</h2><p>{escape(describe_choice(choice))}: "
+            f"<b>{cell(choice['trial_id'])}</b> (validation {best['val_accuracy']:.4f}, "
+            f"test {best['test_accuracy']:.4f}).{refit_line}</p>")
+    if "finalists" not in choice:
+        return text
+    rows = [{"trial_id": record["trial_id"], "status": "ok" if not record["failed_folds"]
+             else "failed", "rank_by_validation": record["rank_by_validation"],
+             "val_accuracy": _plain(record["val_accuracy"]),
+             "fold_mean": _plain(record["mean"]), "fold_std": _plain(record["std"]),
+             "fold_accuracies": " ".join(f"{value:.4f}" for value in
+                                         record["fold_accuracies"]),
+             "fold_epochs": " ".join(map(str, record["fold_epochs"]))}
+            for record in choice["finalists"]]
+    columns = ["trial_id", "status", "rank_by_validation", "val_accuracy", "fold_mean",
+               "fold_std", "fold_accuracies", "fold_epochs"]
+    return (text + f"<p>The {len(rows)} finalists, each trained on {choice['folds']} folds of "
+            "training + validation data (each fold's images score the model trained on the "
+            "others); the highest mean wins.</p>"
+            + table("finalists", columns, rows, ["ok", "failed"], "fold_mean"))
+
+
+def _seed_table(ranked: list[dict], swept: list[str]) -> str:
+    """Each setting's mean ± standard deviation over its seeds."""
+    records = seed_means(ranked)[:TABLE_ROWS]
+    names = [name for name in swept if name != "seed"]
+    rows = [{"trial_id": record["trial_id"], "status": "ok",
+             **{name: _plain(record[name]) for name in names}, "seeds": record["seeds"],
+             **{f"{metric}_{part}": _plain(record[f"{metric}_{part}"])
+                for metric in ("val_accuracy", "test_accuracy") for part in ("mean", "std")}}
+            for record in records]
+    columns = ["trial_id", *names, "seeds", "val_accuracy_mean", "val_accuracy_std",
+               "test_accuracy_mean", "test_accuracy_std"]
+    return ("<h2>Settings over seeds</h2><p>Each setting's mean and standard deviation over "
+            "its seeds (trial_id: its best seed), best mean validation accuracy first.</p>"
+            + table("settings", columns, rows, ["ok"], "val_accuracy_mean"))
 
 
 def _trials_table(trials: list[dict], ranked: list[dict], swept: list[str]) -> str:
@@ -134,6 +187,8 @@ def write_sweep_report(folder: str, live: bool = False) -> str:
 
     text = storage.read_bytes(storage.join(folder, "sweep.toml")).decode()
     config = parse_sweep_config(text)
+    location = storage.join(folder, "best", "best.json")
+    best = json.loads(storage.read_bytes(location)) if storage.exists(location) else None
     markup = sweep_page(read_sweep(folder), storage.name(folder), text, config.grid_names,
-                        config.log_scaled, live)
+                        config.log_scaled, live, best)
     return write_page(folder, markup)

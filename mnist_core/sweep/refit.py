@@ -14,12 +14,50 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 
 import numpy as np
 
 from mnist_core import storage
 from mnist_core.config import TrialConfig
 from mnist_core.data import Splits
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Fold ``index`` of ``count`` of training + validation data (stratified by label, dealt
+    by a generator seeded with ``seed``): its images validate, the others train."""
+
+    index: int
+    count: int
+    seed: int
+
+
+ALL_DATA = "all"  # a pack's view: training + validation data as one training set (refit)
+
+
+def view_splits(view: Fold | str | None, splits: Splits) -> Splits:
+    """The data a pack trains on: the sweep's splits (``None``), training + validation
+    (``ALL_DATA``), or a cross-validation fold of them."""
+    if view is None:
+        return splits
+    pooled = refit_splits(splits)
+    if view == ALL_DATA:
+        return pooled
+    held_out = fold_of_each(pooled.y_train, view.count, view.seed) == view.index
+    return dataclasses.replace(
+        pooled, x_train=pooled.x_train[~held_out], y_train=pooled.y_train[~held_out],
+        x_val=pooled.x_train[held_out], y_val=pooled.y_train[held_out])
+
+
+def fold_of_each(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Each image's fold: images shuffled, ordered by label, then dealt in turn, so every
+    fold holds each class in the same share."""
+    shuffled = np.random.default_rng(seed).permutation(len(labels))
+    by_label = shuffled[np.argsort(labels[shuffled], kind="stable")]
+    folds = np.empty(len(labels), np.int64)
+    folds[by_label] = np.arange(len(labels)) % count
+    return folds
 
 
 def refit_splits(splits: Splits) -> Splits:

@@ -207,22 +207,29 @@ class BestKeeper:
         if candidate is None or (self.best is not None
                                  and best_trial([self.best, candidate]) is self.best):
             return
-        self.best, result = candidate, results[candidate["trial_id"]]
+        self.keep(candidate, results[candidate["trial_id"]])
+
+    def keep(self, row: dict, result: TrialResult) -> None:
+        """Make ``row``'s trial (trained as ``result``) the one in ``best/``."""
+        self.best = row
         best = storage.join(self.folder, "best")
-        summary = {key: candidate[key] for key in ("trial_id", "val_accuracy", "test_accuracy")}
+        summary = {key: row[key] for key in ("trial_id", "val_accuracy", "test_accuracy")}
         with recording(self.folder):
             storage.write_bytes(storage.join(best, "model.keras"), result.model_bytes)
             storage.write_bytes(storage.join(best, "best.json"), json.dumps(
                 summary | result.config.as_record(), indent=2).encode())
 
-    def record_selection(self, rows: list[dict]) -> dict | None:
+    def record_selection(self, rows: list[dict], choice: dict | None = None) -> dict | None:
         """Add to ``best.json`` how far its validation figure can be trusted, against every
-        recorded trial (``reports.selection_statistics``); return those statistics."""
-        statistics = selection_statistics(rows)
+        recorded trial (``reports.selection_statistics``), and how it was chosen (``choice``,
+        see ``selection``); return those statistics."""
+        statistics = selection_statistics(rows, self.best)
         location = storage.join(self.folder, "best", "best.json")
         if statistics is None or not storage.exists(location):
             return statistics
         record = json.loads(storage.read_bytes(location)) | {"selection": statistics}
+        if choice is not None:
+            record["choice"] = choice
         with recording(self.folder):
             storage.write_bytes(location, json.dumps(record, indent=2).encode())
         return statistics

@@ -42,6 +42,7 @@ def train_pack_on_worker(pack: Pack, splits: Splits, num_cpus: float,
     """Set up this worker (once: its output to ``<log_dir>/worker-<pid>.log``, TensorFlow),
     train the pack, return its outcome."""
     from mnist_core import console, devices
+    from mnist_core.sweep.refit import view_splits
     from mnist_core.trial import run_pack
 
     if log_dir and not _state.get("logging"):
@@ -49,7 +50,7 @@ def train_pack_on_worker(pack: Pack, splits: Splits, num_cpus: float,
     gpu_ids = tuple(str(gpu) for gpu in ray.get_gpu_ids())
     setup = devices.configure(num_cpus=max(1, int(num_cpus)), use_gpu=bool(gpu_ids))
     try:
-        results = run_pack(pack.configs, splits, pack.budgets)
+        results = run_pack(pack.configs, view_splits(pack.view, splits), pack.budgets)
     except Exception as error:
         # TensorFlow's exception types would make the driver import TensorFlow to unpickle
         # them (its start-up lines on the user's console): send a plain one, traceback kept.

@@ -1,0 +1,167 @@
+"""After training: the sweep's setting chosen (``selection``), compared again by cross-validation
+when ``[selection] finalists`` asks, its model put in ``best/``, and refit.
+
+These steps train through the driver's pack runner (``run``: ``packs``, ``run_packs``,
+``splits``), so they retry dead workers and log like the sweep. Each step is resumable: the
+folds already scored are kept in ``finalists.parquet`` and its parts (``finalists/``), and
+``best.json`` says whose model ``best/`` holds and whose refit, so a resumed sweep trains
+again only what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+from mnist_core import storage
+from mnist_core.config import TrialConfig
+from mnist_core.sweep.config import SweepConfig, Trial
+from mnist_core.sweep.packs import Pack
+from mnist_core.sweep.refit import ALL_DATA, Fold, refit_config, refit_done, write_refit
+from mnist_core.sweep.selection import (
+    FOLDS_SCHEMA,
+    rank_finalists,
+    ranked_settings,
+    refit_epochs,
+    seed_means,
+)
+from mnist_core.sweep.store import BestKeeper, MemberRecord, recording
+
+
+def choose(config: SweepConfig, rows: list[dict], keeper: BestKeeper, run) -> dict:
+    """Choose the setting (``[selection] by``, then finalists by cross-validation), make its
+    trial the one in ``best/``, and return how it was chosen (what ``best.json`` records)."""
+    selection = config.selection
+    ranked = ranked_settings(rows, selection.by)
+    choice = {"chosen_by": "validation", "trial_id": ranked[0]["trial_id"]}
+    if selection.by == "seed_mean":
+        choice |= {"chosen_by": "seed_mean", "seed_mean": seed_means(rows)[0]}
+    if selection.cross_validates:
+        finalists = ranked[:selection.finalists]
+        fold_rows = cross_validate(config, keeper.folder, finalists, run)
+        records = rank_finalists(fold_rows, finalists)
+        if records[0]["mean"] is not None and not records[0]["failed_folds"]:
+            choice |= {"chosen_by": "cross_validation", "trial_id": records[0]["trial_id"]}
+        choice |= {"folds": selection.folds, "finalists": records}
+    chosen = next(row for row in rows if row["trial_id"] == choice["trial_id"])
+    _hold_in_best(keeper, chosen, run)
+    return choice
+
+
+def _hold_in_best(keeper: BestKeeper, chosen: dict, run) -> None:
+    """Put the chosen trial's model in ``best/``: the one kept while training when it is that
+    trial's, else the trial trained again exactly as before (same seed, same data)."""
+    location = storage.join(keeper.folder, "best", "best.json")
+    held = json.loads(storage.read_bytes(location)).get("trial_id") if storage.exists(
+        location) else None
+    if held == chosen["trial_id"]:
+        keeper.best = chosen
+        return
+    trial = Trial(chosen["trial_id"], TrialConfig.from_record(chosen))
+    member = run_one(run, Pack(f"chosen-{trial.trial_id}", (trial,), keep_all_models=True))
+    if member.result is None:
+        raise RuntimeError(f"training the chosen trial {trial.trial_id} again failed: "
+                           f"{member.error}")
+    keeper.keep(chosen, member.result)
+
+
+def refit_choice(keeper: BestKeeper, choice: dict, run) -> dict | None:
+    """Train the chosen setting again on training + validation data (``refit``) for the epochs
+    its validation chose; return its record (None when ``best/`` already holds it, an
+    ``error`` when the refit failed: the validation-time model then stays)."""
+    chosen = keeper.best
+    if refit_done(keeper.folder, chosen["trial_id"]):
+        return None
+    finalist = next((record for record in choice.get("finalists", [])
+                     if record["trial_id"] == chosen["trial_id"]), None)
+    config = refit_config(TrialConfig.from_record(chosen), refit_epochs(chosen, finalist))
+    pack = Pack(f"refit-{chosen['trial_id']}", (Trial(chosen["trial_id"], config),),
+                keep_all_models=True, view=ALL_DATA)
+    member = run_one(run, pack)
+    if member.result is None:
+        return {"trial_id": chosen["trial_id"], "error": member.error}
+    images = len(run.splits.y_train) + len(run.splits.y_val)
+    with recording(keeper.folder):
+        return write_refit(keeper.folder, chosen["trial_id"], member.result, images)
+
+
+def cross_validate(config: SweepConfig, folder: str, finalists: list[dict], run) -> list[dict]:
+    """Every finalist's score on every fold (one pack per fold, all folds at once); folds
+    already scored (a resumed sweep) are read back, not trained again."""
+    store = _FoldStore(folder)
+    done = {(row["trial_id"], row["fold"]) for row in store.rows}
+    count = config.selection.folds
+    packs = []
+    for index in range(count):
+        fold = Fold(index, count, config.space.search_seed if config.space else 0)
+        trials = [Trial(row["trial_id"], TrialConfig.from_record(row)) for row in finalists
+                  if (row["trial_id"], index) not in done]
+        packs += run.packs(trials, view=fold, keep_all_models=False)
+    store.folds = {pack.pack_id: pack.view for pack in packs}
+    run.run_packs(packs, store)
+    store.compact()
+    wanted = {row["trial_id"] for row in finalists}
+    return [row for row in store.rows if row["trial_id"] in wanted]
+
+
+class _FoldStore:
+    """Fold scores: ``finalists.parquet`` and one part per finished pack under
+    ``finalists/`` (the sink ``run_packs`` hands finished packs to)."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.compacted = storage.join(folder, "finalists.parquet")
+        self.rows = [row for location in self._files()
+                     for row in storage.read_table(location).to_pylist()]
+        self.folds: dict[str, Fold] = {}  # by pack id: the packs being run
+
+    def add_pack(self, pack_id: str, members: list[MemberRecord], placement: dict) -> None:
+        """Record one finished fold pack's scores."""
+        rows = [_fold_row(member, self.folds[pack_id]) for member in members]
+        with recording(self.folder):
+            storage.write_rows(storage.join(self.folder, "finalists", f"{pack_id}.parquet"),
+                               rows, FOLDS_SCHEMA)
+        self.rows += rows
+
+    def compact(self) -> None:
+        """Fold the parts into ``finalists.parquet``, then remove them."""
+        parts = self._files()[storage.exists(self.compacted):]
+        if not parts:
+            return
+        with recording(self.folder):
+            storage.write_table(self.compacted, pa.Table.from_pylist(self.rows, FOLDS_SCHEMA))
+            for part in parts:
+                storage.remove(part)
+
+    def _files(self) -> list[str]:
+        parts = [entry.location for entry in
+                 storage.list_files(storage.join(self.folder, "finalists"))]
+        return [self.compacted, *parts] if storage.exists(self.compacted) else parts
+
+
+def _fold_row(member: MemberRecord, fold: Fold) -> dict:
+    row = {"trial_id": member.trial_id, "fold": fold.index, "folds": fold.count,
+           "status": "ok" if member.result is not None else "failed", "error": member.error}
+    if member.result is not None:
+        row |= {"best_epoch": member.result.best_epoch,
+                "val_accuracy": member.result.val_accuracy,
+                "val_loss": member.result.val_loss, "val_images": member.result.val_images}
+    return row
+
+
+class _Collected:
+    """A sink that keeps the members of the packs handed to it."""
+
+    def __init__(self):
+        self.members: list[MemberRecord] = []
+
+    def add_pack(self, pack_id: str, members: list[MemberRecord], placement: dict) -> None:
+        self.members += members
+
+
+def run_one(run, pack: Pack) -> MemberRecord:
+    """Train a pack of one trial through ``run``; its member's record."""
+    sink = _Collected()
+    run.run_packs([pack], sink)
+    return sink.members[0]

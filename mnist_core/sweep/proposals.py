@@ -1,0 +1,124 @@
+"""Model-based sampling: TPE proposes a sweep's samples round by round (``[search] sampler``).
+
+Optuna's TPE sampler is driven by ask-and-tell: each round asks for ``round_size`` settings at
+once (with Optuna's constant-liar option, so a round's proposals spread out rather than pile up
+on one guess), every seed of each is trained as packs, and the round's results are told back
+before the next round is asked for. The ``[grid]`` distributions are searched, and plain lists
+of more than one value become categorical choices; a setting's value is its mean validation
+accuracy over the seeds (a setting whose every seed failed is told as failed).
+
+The sampler is seeded by ``[sweep] search_seed`` and every round is told in proposal order, so
+the same results give the same proposals: a resumed sweep asks again from the start, finds the
+trials of earlier rounds recorded, tells their recorded results, and so re-derives exactly the
+proposals the first run made, training only what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable
+
+from mnist_core.sweep.config import SearchSpace, SweepConfig, Trial, make_trial
+from mnist_core.sweep.store import PackRecorder
+
+TrainPacks = Callable[[list[Trial], dict[str, int] | None, object], int]
+
+
+def run_rounds(config: SweepConfig, recorder: PackRecorder, train: TrainPacks) -> int:
+    """Propose, train and tell every round of ``config``'s search; the packs trained."""
+    proposer = Proposer(config.space)
+    store, space = recorder.store, config.space
+    packs = proposed = 0
+    while proposed < space.samples:
+        count = min(config.search.round_size, space.samples - proposed)
+        asked = proposer.ask(count)
+        trials = [make_trial((proposed + number) * len(space.seeds) + position, values, seed)
+                  for number, (_, values) in enumerate(asked)
+                  for position, seed in enumerate(space.seeds)]
+        packs += train([trial for trial in trials if trial.trial_id not in store.finished_ids],
+                       None, recorder)
+        recorded = {row["trial_id"]: row for row in store.trials}
+        per_setting = len(space.seeds)
+        for number, (handle, _) in enumerate(asked):
+            group = trials[number * per_setting:(number + 1) * per_setting]
+            proposer.tell(handle, [recorded[trial.trial_id] for trial in group])
+        proposed += count
+    return packs
+
+
+class Proposer:
+    """Optuna's TPE sampler over a search space, asked and told through an in-memory study."""
+
+    def __init__(self, space: SearchSpace):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.space = space
+        self.distributions = _optuna_distributions(space)
+        with warnings.catch_warnings():  # constant_liar and multivariate are "experimental"
+            warnings.simplefilter("ignore")
+            sampler = optuna.samplers.TPESampler(seed=space.search_seed, constant_liar=True,
+                                                 multivariate=True)
+        self.study = optuna.create_study(direction="maximize", sampler=sampler)
+
+    def ask(self, count: int) -> list[tuple[object, dict]]:
+        """``count`` proposals at once: (the Optuna trial, the ``[grid]`` values)."""
+        asked = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in range(count):
+                handle = self.study.ask(self.distributions)
+                asked.append((handle, self._values(handle.params)))
+        return asked
+
+    def tell(self, handle, rows: list[dict]) -> None:
+        """Tell one proposal's result: the mean validation accuracy of its ok seeds."""
+        from optuna.trial import TrialState
+
+        scores = [row["val_accuracy"] for row in rows
+                  if row["status"] == "ok" and row["val_accuracy"] is not None]
+        if scores:
+            self.study.tell(handle, sum(scores) / len(scores))
+        else:
+            self.study.tell(handle, state=TrialState.FAIL)
+
+    def _values(self, params: dict) -> dict:
+        values = {key: options[0] for key, options in self.space.axes.items()}
+        for key, value in params.items():
+            values[key] = json.loads(value) if key in self._encoded else value
+        return values
+
+    @property
+    def _encoded(self) -> set[str]:
+        from optuna.distributions import CategoricalDistribution
+
+        return {key for key, spec in self.distributions.items()
+                if isinstance(spec, CategoricalDistribution)}
+
+
+def _optuna_distributions(space: SearchSpace) -> dict:
+    """Optuna's distribution for each searched key (choices as JSON text, so lists are
+    allowed and every choice is one Optuna accepts)."""
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    found = {}
+    for key, spec in space.distributions.items():
+        if spec.kind in ("loguniform", "uniform"):
+            found[key] = FloatDistribution(*spec.values, log=spec.kind == "loguniform")
+        elif spec.kind == "randint":
+            found[key] = IntDistribution(spec.values[0], spec.values[1] - 1)
+        else:
+            found[key] = CategoricalDistribution([json.dumps(_plain(v)) for v in spec.values])
+    for key, values in space.axes.items():
+        if len(values) > 1:
+            found[key] = CategoricalDistribution([json.dumps(value) for value in values])
+    return found
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
