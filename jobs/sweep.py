@@ -29,13 +29,13 @@ from jobs._cli import (
 from mnist_core import lock, storage
 from mnist_core.errors import ConfigError, DataNotFoundError, OutputBusy, RecordingError
 from mnist_core.reports import describe_selection
-from mnist_core.sweep.selection import describe_choice
 from mnist_core.sweep.config import (
     SWEEP_ID,
     SweepConfig,
     load_sweep_config,
     parse_sweep_config,
 )
+from mnist_core.sweep.selection import describe_choice
 from mnist_core.sweep.store import claim_sweep_folder
 
 DEFAULT_MLFLOW = "default"  # [tracking] mlflow = "default" or a bare --mlflow: <out>/mlflow.db

@@ -94,7 +94,6 @@ def rank_finalists(fold_rows: list[dict], finalists: list[dict]) -> list[dict]:
     for rank, row in enumerate(finalists, 1):
         folds = by_trial.get(row["trial_id"], [])
         scores = [fold["val_accuracy"] for fold in folds if fold["status"] == "ok"]
-        failed = len(scores) < len(folds) or not scores
         losses = [fold["val_loss"] for fold in folds if fold["status"] == "ok"]
         records.append({
             "trial_id": row["trial_id"], "rank_by_validation": rank,
