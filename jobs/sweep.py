@@ -168,7 +168,12 @@ def _load_config(args) -> SweepConfig:
 def _print_summary(summary, config: SweepConfig) -> None:
     pruned = f"{summary.pruned} pruned, " if summary.pruned else ""
     print(f"\n{summary.ok} ok, {pruned}{summary.failed} failed of {summary.total} trials "
-          f"({summary.ran_now} run now in {summary.packs} packs)")
+          f"({summary.ran_now} run now in {summary.packs} packs, {summary.trial_epochs:,} "
+          "trial-epochs)")
+    if len(summary.stage_idle) > 1:
+        stage = "rung" if config.halving else "round"
+        print(f"worker slots idle at each {stage}'s barrier: " + ", ".join(
+            f"{stage} {index} {share:.0%}" for index, share in enumerate(summary.stage_idle)))
     if summary.diverged:
         print(f"{summary.diverged} of the ok trials trained to chance level (validation "
               "accuracy near 1/10): flagged on the page")

@@ -21,6 +21,7 @@ the same trial trained alone ends (tested to 1e-5). Nadam is not packed
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from collections.abc import Sequence
@@ -42,14 +43,27 @@ _BETA_1, _BETA_2, _RHO, _ADAGRAD_START = 0.9, 0.999, 0.9, 0.1  # Keras's default
 
 
 @dataclass(frozen=True, eq=False)
+class MemberState:
+    """Where a member stopped, to go on from there (successive halving): the epochs its pack
+    has run, and as ``.npz`` bytes its last weights, optimizer slots, history, epoch choice
+    and best weights so far. Trained on from here, with the data order of the epochs that
+    follow, it ends where the member trained straight through would have."""
+
+    epoch: int
+    arrays: bytes
+
+
+@dataclass(frozen=True, eq=False)
 class MemberFit:
     """One member's outcome: per-epoch history, the kept epoch (1-based) and its weights
-    (Keras order: kernel, bias per layer), and why it failed (None when it did not)."""
+    (Keras order: kernel, bias per layer), why it failed (None when it did not), and, for a
+    member stopped short of its config's epochs, the state to go on from."""
 
     history: dict[str, list[float]]
     best_epoch: int
     weights: list[np.ndarray]
     error: str | None
+    state: MemberState | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,27 +84,73 @@ def initial_weights(config: TrialConfig, splits: Splits) -> list[np.ndarray]:
 
 
 def train_pack(configs: Sequence[TrialConfig], splits: Splits,
-               budgets: Sequence[int] | None = None) -> PackFit:
+               budgets: Sequence[int] | None = None,
+               starts: Sequence[MemberState] | None = None) -> PackFit:
     """Train every config of one pack together on ``splits``, each for its budget of epochs
-    (default: its config's; a schedule still spans the config's epochs)."""
+    (default: its config's; a schedule still spans the config's epochs). ``starts``: every
+    member's state to go on from (all at the same epoch), instead of epoch 0."""
     import tensorflow as tf
 
     start = time.perf_counter()
-    pack = _PackState(configs, initial_weights(configs[0], splits), splits)
-    run_epoch = _epoch_function(pack, splits)
-    measure = _metrics_function(pack, splits)
     members = [_Member(config, budget) for config, budget in
                zip(configs, budgets or [config.epochs for config in configs])]
+    pack = _PackState(configs, initial_weights(configs[0], splits), splits)
+    done = _resume(pack, members, starts) if starts else 0
+    run_epoch = _epoch_function(pack, splits)
+    measure = _metrics_function(pack, splits)
     shuffler = np.random.default_rng(configs[0].seed)
-    for epoch in range(1, max(member.budget for member in members) + 1):
+    for _ in range(done):  # the data order of the epochs already trained
+        shuffler.permutation(len(splits.y_train))
+    for epoch in range(done + 1, max(member.budget for member in members) + 1):
         order = tf.constant(shuffler.permutation(len(splits.y_train)).astype(np.int32))
         rows = dict(zip(("loss", "accuracy"), (value.numpy() for value in run_epoch(order))))
         if len(splits.y_val):
             rows |= dict(zip(("val_loss", "val_accuracy"),
                              (value.numpy() for value in measure())))
         _record_epoch(pack, epoch, rows, members)
-    return PackFit([member.fit(weights) for member, weights in
-                    zip(members, pack.member_weights())], time.perf_counter() - start)
+    weights, slots = pack.member_weights(), pack.member_slots()
+    return PackFit([member.fit(weights[index], _state(member, weights[index], slots[index]))
+                    for index, member in enumerate(members)], time.perf_counter() - start)
+
+
+def _state(member: _Member, weights: list[np.ndarray],
+           slots: dict[str, list[np.ndarray]]) -> MemberState | None:
+    """The state of a member stopped at its budget, short of its config's epochs (None
+    otherwise). A member frozen early (``patience``) stays frozen when it goes on."""
+    if member.error is not None or member.budget >= member.config.epochs:
+        return None
+    arrays = {f"weight_{index}": value for index, value in enumerate(weights)}
+    arrays |= {f"slot_{name}_{index}": value for name, values in slots.items()
+               for index, value in enumerate(values)}
+    arrays |= {f"best_{index}": value for index, value in enumerate(member.best_weights or [])}
+    arrays |= {f"history_{key}": np.asarray(values) for key, values in member.history.items()}
+    chooser = member.chooser
+    arrays["chooser"] = np.array([chooser.best_epoch, chooser.best_accuracy, chooser.stopped],
+                                 np.float64)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return MemberState(member.budget, buffer.getvalue())
+
+
+def _resume(pack: _PackState, members: list[_Member], starts: Sequence[MemberState]) -> int:
+    """Load every member's state into ``pack`` and ``members``; the epochs already run."""
+    (epoch,) = {state.epoch for state in starts}
+    loaded = [np.load(io.BytesIO(state.arrays), allow_pickle=False) for state in starts]
+    layers = len(pack.variables)
+    weights = [[arrays[f"weight_{index}"] for index in range(layers)] for arrays in loaded]
+    slots = {name: [[arrays.get(f"slot_{name}_{index}") for index in range(layers)]
+                    for arrays in loaded] for name in pack.slots}
+    pack.load(weights, slots, epoch)
+    for member, arrays in zip(members, loaded):
+        member.history = {key.removeprefix("history_"): [float(v) for v in arrays[key]]
+                          for key in arrays.files if key.startswith("history_")}
+        best_epoch, best_accuracy, stopped = arrays["chooser"]
+        member.chooser.best_epoch, member.chooser.best_accuracy = int(best_epoch), best_accuracy
+        member.chooser.stopped = bool(stopped)
+        if "best_0" in arrays.files:
+            member.best_weights = [arrays[f"best_{index}"] for index in range(layers)]
+    pack.active.assign([not member.finished(epoch) for member in members])
+    return epoch
 
 
 class _Member:
@@ -106,12 +166,12 @@ class _Member:
     def finished(self, epoch: int) -> bool:
         return self.error is not None or self.chooser.stopped or epoch >= self.budget
 
-    def fit(self, last_weights: list[np.ndarray]) -> MemberFit:
+    def fit(self, last_weights: list[np.ndarray], state: MemberState | None) -> MemberFit:
         if self.chooser.keeps_best():
             return MemberFit(self.history, self.chooser.best_epoch, self.best_weights,
-                             self.error)
+                             self.error, state)
         return MemberFit(self.history, len(self.history.get("loss", [])), last_weights,
-                         self.error)
+                         self.error, state)
 
 
 def _record_epoch(pack: _PackState, epoch: int, rows: dict, members: list[_Member]) -> None:
@@ -147,7 +207,7 @@ class _PackState:
         self.optimizer = configs[0].optimizer
         self.activation = configs[0].model.activation
         self.widths = [int(kernel.shape[1]) for kernel in start[0::2]]
-        self.variables = [tf.Variable(value) for value in _stack(start, self.size)]
+        self.variables = [tf.Variable(value) for value in _stack_members([start] * self.size)]
         self.steps = tf.Variable(0, dtype=tf.int64)
         self.active = tf.Variable(np.ones(self.size, bool))
         self.scale = np.float32(1.0 / splits.pixel_max)
@@ -208,7 +268,31 @@ class _PackState:
 
     def member_weights(self) -> list[list[np.ndarray]]:
         """Each member's weights, unstacked into Keras's order (kernel, bias per layer)."""
-        kernel, bias, *rest = [variable.numpy() for variable in self.variables]
+        return self._unstack(self.variables)
+
+    def member_slots(self) -> list[dict[str, list[np.ndarray]]]:
+        """Each member's optimizer slots, unstacked like its weights."""
+        unstacked = {name: self._unstack(values) for name, values in self.slots.items()}
+        return [{name: values[index] for name, values in unstacked.items()}
+                for index in range(self.size)]
+
+    def load(self, weights: list[list[np.ndarray]],
+             slots: dict[str, list[list[np.ndarray | None]]], epoch: int) -> None:
+        """Set every member's weights and slots (None: the slot's starting value) and the
+        step count to where ``epoch`` epochs end."""
+        for variable, value in zip(self.variables, _stack_members(weights)):
+            variable.assign(value)
+        fill = _ADAGRAD_START if self.optimizer == "adagrad" else 0.0
+        for name, members in slots.items():
+            for index, variable in enumerate(self.slots[name]):
+                variable.assign(_stack_layer(
+                    [member[index] if member[index] is not None
+                     else np.full_like(weights[position][index], fill)
+                     for position, member in enumerate(members)], index))
+        self.steps.assign(int(epoch * self.steps_per_epoch))
+
+    def _unstack(self, variables) -> list[list[np.ndarray]]:
+        kernel, bias, *rest = [variable.numpy() for variable in variables]
         width = self.widths[0]
         return [[kernel[:, index * width:(index + 1) * width],
                  bias[index * width:(index + 1) * width],
@@ -242,14 +326,20 @@ def _values(configs: Sequence[TrialConfig], name: str, dtype=np.float32) -> np.n
     return np.array([getattr(config, name) for config in configs], dtype=dtype)
 
 
-def _stack(weights: list[np.ndarray], size: int) -> list[np.ndarray]:
-    """Tile one member's Keras weights into the pack's layout."""
-    kernel, bias, *rest = weights
-    stacked = [np.tile(kernel, (1, size)), np.tile(bias, size)]
-    for position, value in enumerate(rest):
-        value = value if position % 2 == 0 else value.reshape(1, -1)
-        stacked.append(np.repeat(value[None], size, axis=0))
-    return stacked
+def _stack_members(members: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Each member's own Keras weights, stacked into the pack's layout."""
+    return [_stack_layer([weights[index] for weights in members], index)
+            for index in range(len(members[0]))]
+
+
+def _stack_layer(values: list[np.ndarray], index: int) -> np.ndarray:
+    """Layer ``index`` of every member, in the pack's layout: the first kernel and bias side
+    by side, later kernels and biases stacked on a leading member axis."""
+    if index < 2:
+        return np.concatenate(values, axis=-1)
+    if index % 2:  # a later bias: (K, 1, out)
+        return np.stack([value.reshape(1, -1) for value in values])
+    return np.stack(values)
 
 
 def _slots(optimizer: str, variables, uses_momentum: bool) -> dict[str, list]:

@@ -9,17 +9,22 @@ stopped being finite) comes back as a ``TrialFailure``, and the others are unaff
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mnist_core.config import TrialConfig
 from mnist_core.data import Splits
 from mnist_core.evaluation import Evaluation, evaluate
 from mnist_core.model import build_model
 from mnist_core.training import EpochCallback, train
+
+if TYPE_CHECKING:
+    from mnist_core.packed_training import MemberState
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,6 +41,7 @@ class TrialResult:
     train_seconds: float
     model_bytes: bytes
     val_images: int = 0
+    state: MemberState | None = None  # to go on from (``packed_training.MemberState``)
 
     @property
     def val_accuracy(self) -> float | None:
@@ -68,17 +74,22 @@ def run_trial(config: TrialConfig, splits: Splits, on_epoch: EpochCallback | Non
 
 
 def run_pack(configs: Sequence[TrialConfig], splits: Splits,
-             budgets: Sequence[int] | None = None) -> list[TrialResult | TrialFailure]:
+             budgets: Sequence[int] | None = None,
+             starts: Sequence[MemberState] | None = None) -> list[TrialResult | TrialFailure]:
     """Train ``configs`` (one pack: they share ``packs.pack_key``) together, each for its
-    budget of epochs (default its config's); a result or a failure per config, in order. A
-    pack of one, or of an unpackable optimizer, trains alone."""
+    budget of epochs (default its config's), going on from ``starts`` when given; a result or
+    a failure per config, in order, with the state to go on from for a member stopped short
+    of its epochs. An unpackable optimizer, or a pack of one trained to its epochs from the
+    start, trains alone (no state)."""
     from mnist_core.packed_training import PACKABLE_OPTIMIZERS, train_pack
 
     budgets = list(budgets or [config.epochs for config in configs])
-    if len(configs) == 1 or configs[0].optimizer not in PACKABLE_OPTIMIZERS:
+    short = any(budget < config.epochs for config, budget in zip(configs, budgets))
+    if configs[0].optimizer not in PACKABLE_OPTIMIZERS or (
+            len(configs) == 1 and not starts and not short):
         return [run_trial(config, splits, epochs=budget)
                 for config, budget in zip(configs, budgets)]
-    fit = train_pack(configs, splits, budgets)
+    fit = train_pack(configs, splits, budgets, starts)
     model = build_model(configs[0].model, splits.input_dim, splits.pixel_max)
     results = []
     for config, member in zip(configs, fit.members):
@@ -86,8 +97,9 @@ def run_pack(configs: Sequence[TrialConfig], splits: Splits,
             results.append(TrialFailure(config, member.error))
             continue
         model.set_weights(member.weights)
-        results.append(_result(config, model, member.history, member.best_epoch,
-                               fit.seconds / len(configs), splits))
+        results.append(dataclasses.replace(
+            _result(config, model, member.history, member.best_epoch,
+                    fit.seconds / len(configs), splits), state=member.state))
     return results
 
 

@@ -141,3 +141,29 @@ def test_a_budget_shorter_than_the_epochs_keeps_the_full_schedule(digits):
     alone = train(config, digits, epochs=2)
     assert len(packed.history["loss"]) == 2
     _assert_weights_close(packed.weights, alone.model.get_weights())
+
+
+@pytest.mark.parametrize(("optimizer", "extra"), [
+    ("sgd", {"momentum": 0.9, "nesterov": True, "l2": 1e-4, "schedule": "cosine",
+             "restore_best": True}),
+    ("sgd", {"schedule": "exponential", "decay_rate": 0.7, "patience": 2}),
+    ("adam", {"restore_best": True}),
+    ("adagrad", {}),
+])
+def test_a_pack_that_goes_on_from_its_state_equals_one_trained_straight_through(
+        digits, optimizer, extra):
+    configs = [dataclasses.replace(config, epochs=7, **extra)
+               for config in _configs(optimizer, hidden=(10, 8))[::8]]
+    straight = train_pack(configs, digits)
+    first = train_pack(configs, digits, budgets=[3] * len(configs))
+    assert all(member.state is not None and member.state.epoch == 3 for member in first.members)
+    assert all(member.state is None for member in straight.members)  # ran to their epochs
+    promoted = [2, 5, 7]  # a later rung trains a subset of the members on
+    goes_on = train_pack([configs[index] for index in promoted], digits,
+                         starts=[first.members[index].state for index in promoted])
+    for position, index in enumerate(promoted):
+        got, want = goes_on.members[position], straight.members[index]
+        _assert_weights_close(got.weights, want.weights)
+        assert got.best_epoch == want.best_epoch
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert got.history[key] == pytest.approx(want.history[key], rel=1e-5)

@@ -310,7 +310,32 @@ def _assert_halving_reports(folder: Path) -> None:
     went_on = [row["trial_id"] for row in trials if row["rung"] >= 1]
     stopped = [row["trial_id"] for row in trials if row["rung"] == 0]
     assert min(first_epoch[t] for t in went_on) >= max(first_epoch[t] for t in stopped)
-    assert not (folder / "rungs").exists() or not any((folder / "rungs").rglob("*.parquet"))
+    assert not any(path.is_file() for path in (folder / "rungs").rglob("*"))
+    _assert_as_if_trained_straight(folder, tables)
+
+
+def _assert_as_if_trained_straight(folder: Path, tables: dict) -> None:
+    """Promoted trials went on from their rung's state: every trial's history, and the
+    best model's weights, equal those of the trials trained straight to their epochs."""
+    from mnist_core.data import load_dataset
+    from mnist_core.packed_training import train_pack
+
+    config = load_sweep_config(folder / "sweep.toml")
+    rung = {row["trial_id"]: row["rung"] for row in tables["trials"]}
+    straight = train_pack([trial.config for trial in config.trials], load_dataset(config.data),
+                          [{0: 1, 1: 3, 2: 9}[rung[trial.trial_id]] for trial in config.trials])
+    best = json.loads((folder / "best" / "best.json").read_text())["trial_id"]
+    for trial, member in zip(config.trials, straight.members):
+        recorded = sorted((cell for cell in tables["epochs"] if cell["trial_id"] ==
+                           trial.trial_id), key=lambda cell: cell["epoch"])
+        assert [cell["val_accuracy"] for cell in recorded] == pytest.approx(
+            member.history["val_accuracy"], rel=1e-5)
+        assert [cell["loss"] for cell in recorded] == pytest.approx(member.history["loss"],
+                                                                    rel=1e-5)
+        if trial.trial_id == best:
+            weights = load_model(folder / "best" / "model.keras").get_weights()
+            for got, want in zip(weights, member.weights):
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_successive_halving_prunes_exactly_per_rung(ray_session, tmp_path, capsys):
@@ -319,7 +344,9 @@ def test_successive_halving_prunes_exactly_per_rung(ray_session, tmp_path, capsy
     out = tmp_path / "runs"
     assert main(["--config", str(config), "--out", str(out), "--no-progress"]) == 0
     _assert_halving_reports(_sweep_folder(out))
-    assert "1 ok, 8 pruned, 0 failed of 9 trials" in capsys.readouterr().out
+    # Promoted trials go on: 9 trials × 1 epoch, 3 × 2 more, 1 × 6 more (not 9 + 9 + 9).
+    printed = capsys.readouterr().out
+    assert "1 ok, 8 pruned, 0 failed of 9 trials" in printed and "21 trial-epochs" in printed
 
 
 def test_halving_resumes_after_a_kill_mid_rung(ray_session, tmp_path):

@@ -60,6 +60,8 @@ class SweepSummary:
     diverged: int = 0  # ok trials that trained to chance level
     choice: dict | None = None  # how the setting was chosen (``choosing.choose``)
     settings: tuple[dict, ...] = ()  # with several seeds: the best settings' seed means
+    trial_epochs: int = 0  # epochs trained now by the trials that finished ok
+    stage_idle: tuple[float, ...] = ()  # per rung (round): share of worker slot time idle
 
 
 def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool = True,
@@ -80,11 +82,13 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
     owed = config.trial_count - len(store.trials)
     setup = _Setup(cluster_can_grow, task, show_progress, splits)
     try:
-        packs = _train_all(config, recorder, setup)
+        packs, trial_epochs, idle = _train_all(config, recorder, setup)
     except KeyboardInterrupt:
         _track(config, folder, sweep_id, "KILLED")
         raise
-    summary = _summarise(store, sweep_id, folder, max(owed, 0), packs, top_n)
+    summary = dataclasses.replace(
+        _summarise(store, sweep_id, folder, max(owed, 0), packs, top_n),
+        trial_epochs=trial_epochs, stage_idle=idle)
     return _finish(config, out, recorder, summary, setup)
 
 
@@ -162,12 +166,14 @@ class _Setup:
     splits: Splits | None
 
 
-def _train_all(config: SweepConfig, recorder: PackRecorder, setup: _Setup) -> int:
+def _train_all(config: SweepConfig, recorder: PackRecorder,
+               setup: _Setup) -> tuple[int, int, tuple[float, ...]]:
     """Train the trials still owed (all rungs, with successive halving; round by round, with
-    proposals); the packs run."""
+    proposals); the packs run, the trial-epochs trained, and the share of slot time left
+    idle in each stage (rung or round): packs wait for the stage's last one."""
     store = recorder.store
     if len(store.finished_ids) >= config.trial_count:
-        return 0
+        return 0, 0, ()
     run = _Run(config, recorder, _slots(config, setup.cluster_can_grow), setup,
                _Progress(config.trial_count, len(store.trials), setup.show_progress))
     run.live.tick()
@@ -175,13 +181,16 @@ def _train_all(config: SweepConfig, recorder: PackRecorder, setup: _Setup) -> in
         if config.proposes:
             from mnist_core.sweep.proposals import run_rounds
 
-            return run_rounds(config, recorder, run.train)
-        if config.halving:
-            return run_halving(config.halving, list(config.trials), recorder, run.train)
-        todo = [trial for trial in config.trials if trial.trial_id not in store.finished_ids]
-        return run.train(todo, None, recorder)
+            packs = run_rounds(config, recorder, run.train)
+        elif config.halving:
+            packs = run_halving(config.halving, list(config.trials), recorder, run.train)
+        else:
+            todo = [trial for trial in config.trials
+                    if trial.trial_id not in store.finished_ids]
+            packs = run.train(todo, None, recorder)
     finally:
         run.progress.close()
+    return packs, run.trial_epochs, tuple(run.idle)
 
 
 class _Run:
@@ -191,6 +200,9 @@ class _Run:
                  setup: _Setup, progress: _Progress | None):
         self.config, self.recorder, self.slots, self.progress = config, recorder, slots, progress
         self.task, self._splits, self.splits_ref = setup.task, setup.splits, None
+        self.trial_epochs = 0  # epochs trained by the ok members of the packs run
+        self.busy_seconds = 0.0  # worker time spent on the packs run
+        self.idle: list[float] = []  # per stage (a rung, a round): share of slot time idle
         folder = recorder.store.folder
         self.log_dir = None if storage.is_uri(folder) else storage.join(folder, "logs")
         self.live = LivePage(folder)
@@ -202,15 +214,22 @@ class _Run:
             self._splits = load_dataset(self.config.data)
         return self._splits
 
-    def train(self, trials: list[Trial], budgets: dict[str, int] | None, sink) -> int:
-        """Train ``trials`` in packs (``budgets``: epochs per trial now, when not its own);
-        each finished pack goes to ``sink.add_pack``. Returns the number of packs."""
-        packs = self.packs(trials, budgets)
+    def train(self, trials: list[Trial], budgets: dict[str, int] | None, sink,
+              starts: dict | None = None) -> int:
+        """Train ``trials`` in packs (``budgets``: epochs per trial now, when not its own;
+        ``starts``: the states they go on from); each finished pack goes to
+        ``sink.add_pack``. Returns the number of packs."""
+        packs = self.packs(trials, budgets, starts=starts)
+        began, busy = time.monotonic(), self.busy_seconds
         self.run_packs(packs, sink)
+        if packs:  # the share of the slots' time this stage (a rung, a round) left idle
+            slot_seconds = (time.monotonic() - began) * self.slots
+            self.idle.append(max(0.0, 1.0 - (self.busy_seconds - busy) / slot_seconds))
         return len(packs)
 
     def packs(self, trials: list[Trial], budgets: dict[str, int] | None = None,
-              view=None, keep_all_models: bool | None = None) -> list[Pack]:
+              view=None, keep_all_models: bool | None = None,
+              starts: dict | None = None) -> list[Pack]:
         """``trials`` grouped into packs as wide as the slots and ``pack_size`` allow."""
         if not trials:
             return []
@@ -219,7 +238,7 @@ class _Run:
                                 resources.num_gpus > 0)
         if keep_all_models is None:
             keep_all_models = self.config.keep_models == "all"
-        return make_packs(trials, largest, budgets, keep_all_models, view)
+        return make_packs(trials, largest, budgets, keep_all_models, view, starts)
 
     def run_packs(self, packs: list[Pack], sink) -> None:
         """Run ``packs`` (retrying those whose worker died); each finished one goes to
@@ -270,6 +289,10 @@ class _Run:
         placement = {"node": outcome.node, "gpu_ids": list(outcome.gpu_ids),
                      "worker_pid": outcome.worker_pid,
                      "worker_setup_seconds": outcome.worker_setup_seconds}
+        self.busy_seconds += outcome.seconds
+        self.trial_epochs += sum(len(result.history.get("loss", [])) - pack.epochs_done
+                                 for result in outcome.results
+                                 if not isinstance(result, TrialFailure))
         members = [MemberRecord(trial.trial_id, trial.config.as_record(),
                                 None if isinstance(result, TrialFailure) else result,
                                 result.error if isinstance(result, TrialFailure) else None,

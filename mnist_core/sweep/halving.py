@@ -2,11 +2,14 @@
 
 At each rung every live trial trains to the rung's epochs; trials that reach their own epochs
 are recorded in the sweep's store, and the rest land in the rung's staging store
-(``rungs/r<k>/``). When the rung is done, only the best ``1/eta`` by validation accuracy go on;
-the others are copied from the staging store into the sweep's with status ``pruned``. A resumed
-sweep retrains nothing already recorded or staged, and recomputes each rung's choice from the
-staged results, so it prunes exactly what the first run would have. The staging stores go
-when the sweep is complete (``remove_stages``).
+(``rungs/r<k>/``) with the state they stopped in (``states/<trial_id>.npz``: weights,
+optimizer slots, history, epoch choice). When the rung is done, only the best ``1/eta`` by
+validation accuracy go on — from that state, with the data order they would have had trained
+straight through, so no epoch is trained twice and each ends as if trained straight to its
+epochs; the others are copied from the staging store into the sweep's with status ``pruned``.
+A resumed sweep retrains nothing already recorded or staged, and recomputes each rung's choice
+from the staged results, so it prunes exactly what the first run would have. The staging
+stores go when the sweep is complete (``remove_stages``).
 """
 
 from __future__ import annotations
@@ -15,17 +18,19 @@ import dataclasses
 from collections.abc import Callable
 
 from mnist_core import storage
+from mnist_core.packed_training import MemberState
 from mnist_core.reports import ranked_trials
 from mnist_core.sweep.config import Halving, Trial
-from mnist_core.sweep.store import MemberRecord, PackRecorder, PartStore
+from mnist_core.sweep.store import MemberRecord, PackRecorder, PartStore, recording
 
-TrainPacks = Callable[[list[Trial], dict[str, int], object], int]
+TrainPacks = Callable[..., int]  # (trials, budgets, sink, starts=...) -> packs trained
 
 
 def run_halving(halving: Halving, trials: list[Trial], recorder: PackRecorder,
                 train: TrainPacks) -> int:
-    """Run every rung over ``trials``; ``train(trials, budgets, sink)`` trains packs and hands
-    each finished one to ``sink``. Returns the number of packs trained."""
+    """Run every rung over ``trials``; ``train(trials, budgets, sink, starts=...)`` trains
+    packs (going on from ``starts``) and hands each finished one to ``sink``. Returns the
+    number of packs trained."""
     store = recorder.store
     rungs = halving.rungs(max(trial.config.epochs for trial in trials))
     alive, packs = trials, 0
@@ -36,9 +41,11 @@ def run_halving(halving: Halving, trials: list[Trial], recorder: PackRecorder,
         waiting = [trial for trial in alive if trial.trial_id not in store.finished_ids
                    and trial.trial_id not in stage.finished_ids]
         budgets = {trial.trial_id: min(epochs, trial.config.epochs) for trial in waiting}
+        starts = _states(store.folder, rung - 1, rungs[rung - 1], waiting) if rung else {}
         staging = PackRecorder(stage, recorder.sweep_id, recorder.dataset,
                                recorder.validation_split)  # keeps no models: still racing
-        packs += train(waiting, budgets, _RungSink(recorder, staging, final, rung))
+        packs += train(waiting, budgets, _RungSink(recorder, staging, final, rung),
+                       starts=starts)
         alive = _decide_rung(store, stage, [t for t in alive if t.trial_id not in final],
                              halving.eta)
     return packs
@@ -47,6 +54,21 @@ def run_halving(halving: Halving, trials: list[Trial], recorder: PackRecorder,
 def stage_folder(folder: str, rung: int) -> str:
     """The staging folder of ``rung`` inside sweep folder ``folder``."""
     return storage.join(folder, "rungs", f"r{rung}")
+
+
+def _states(folder: str, rung: int, epochs: int, trials: list[Trial]) -> dict[str, MemberState]:
+    """The states ``trials`` stopped in at ``rung`` (after ``epochs`` epochs), by trial id;
+    a trial without one (trained alone, unpackable) starts again from scratch."""
+    found = {}
+    for trial in trials:
+        location = _state_file(stage_folder(folder, rung), trial.trial_id)
+        if storage.exists(location):
+            found[trial.trial_id] = MemberState(epochs, storage.read_bytes(location))
+    return found
+
+
+def _state_file(stage: str, trial_id: str) -> str:
+    return storage.join(stage, "states", f"{trial_id}.npz")
 
 
 def remove_stages(folder: str) -> None:
@@ -70,6 +92,12 @@ class _RungSink:
         if done:
             self.recorder.add_pack(pack_id, done, placement)
         if racing:
+            stage = self.staging.store.folder
+            with recording(stage):  # the states first: the trials part commits the pack
+                for member in racing:
+                    if member.result.state is not None:
+                        storage.write_bytes(_state_file(stage, member.trial_id),
+                                            member.result.state.arrays)
             self.staging.add_pack(pack_id, racing, placement)
 
 

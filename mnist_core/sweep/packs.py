@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 
 from mnist_core.config import TrialConfig
-from mnist_core.packed_training import PACKABLE_OPTIMIZERS
+from mnist_core.packed_training import PACKABLE_OPTIMIZERS, MemberState
 from mnist_core.sweep.config import Trial
 from mnist_core.sweep.refit import Fold
 
@@ -47,6 +47,12 @@ class Pack:
     budgets: tuple[int, ...] | None = None
     keep_all_models: bool = False  # else only the pack's best member sends its model back
     view: Fold | str | None = None  # the data it trains on (``refit.view_splits``)
+    starts: tuple[MemberState, ...] | None = None  # each member's state to go on from
+
+    @property
+    def epochs_done(self) -> int:
+        """The epochs its members trained before this pack (0 unless they go on)."""
+        return self.starts[0].epoch if self.starts else 0
 
     @property
     def configs(self) -> list[TrialConfig]:
@@ -70,14 +76,19 @@ def pack_size_for(pending: int, slots: int, pack_size: int | str, on_gpu: bool) 
 
 
 def make_packs(trials: list[Trial], largest: int, budgets: dict[str, int] | None = None,
-               keep_all_models: bool = False, view: Fold | str | None = None) -> list[Pack]:
-    """Split ``trials`` into packs of at most ``largest`` members sharing a ``pack_key``,
-    sizes balanced within each key; unpackable optimizers get packs of one. ``budgets``:
-    epochs each trial trains now (by trial id), when not its config's; ``view``: the data
-    they train on, when not the sweep's splits."""
-    groups: dict[str, list[Trial]] = {}
+               keep_all_models: bool = False, view: Fold | str | None = None,
+               starts: dict[str, MemberState] | None = None) -> list[Pack]:
+    """Split ``trials`` into packs of at most ``largest`` members sharing a ``pack_key`` (and
+    the epoch they go on from), sizes balanced within each key; unpackable optimizers get
+    packs of one. ``budgets``: epochs each trial trains now (by trial id), when not its
+    config's; ``view``: the data they train on, when not the sweep's splits; ``starts``: the
+    state each trial goes on from (by trial id; the others start from scratch)."""
+    starts = starts or {}
+    groups: dict[tuple, list[Trial]] = {}
     for trial in trials:
-        groups.setdefault(pack_key(trial.config), []).append(trial)
+        start = starts.get(trial.trial_id)
+        key = (pack_key(trial.config), start.epoch if start else 0)
+        groups.setdefault(key, []).append(trial)
     run = uuid.uuid4().hex[:6]
     packs = []
     for members in groups.values():
@@ -88,6 +99,8 @@ def make_packs(trials: list[Trial], largest: int, budgets: dict[str, int] | None
         for index in range(count):
             chunk = tuple(members[index::count])
             budget = tuple(budgets[t.trial_id] for t in chunk) if budgets else None
+            start = tuple(starts[t.trial_id] for t in chunk) if chunk[0].trial_id in starts \
+                else None
             packs.append(Pack(f"{run}-p{len(packs):05d}", chunk, budget, keep_all_models,
-                              view))
+                              view, start))
     return packs

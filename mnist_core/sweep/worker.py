@@ -35,22 +35,28 @@ class PackOutcome:
     gpu_ids: tuple[str, ...]
     worker_pid: int
     worker_setup_seconds: float
+    seconds: float = 0.0  # the whole task on the worker: set-up, training, evaluation
 
 
 def train_pack_on_worker(pack: Pack, splits: Splits, num_cpus: float,
                          log_dir: str | None = None) -> PackOutcome:
     """Set up this worker (once: its output to ``<log_dir>/worker-<pid>.log``, TensorFlow),
     train the pack, return its outcome."""
+    import time
+
     from mnist_core import console, devices
     from mnist_core.sweep.refit import view_splits
     from mnist_core.trial import run_pack
+
+    started = time.perf_counter()
 
     if log_dir and not _state.get("logging"):
         _state["logging"] = console.to_log_file(f"{log_dir}/worker-{os.getpid()}.log")
     gpu_ids = tuple(str(gpu) for gpu in ray.get_gpu_ids())
     setup = devices.configure(num_cpus=max(1, int(num_cpus)), use_gpu=bool(gpu_ids))
     try:
-        results = run_pack(pack.configs, view_splits(pack.view, splits), pack.budgets)
+        results = run_pack(pack.configs, view_splits(pack.view, splits), pack.budgets,
+                           pack.starts)
     except Exception as error:
         # TensorFlow's exception types would make the driver import TensorFlow to unpickle
         # them (its start-up lines on the user's console): send a plain one, traceback kept.
@@ -61,6 +67,7 @@ def train_pack_on_worker(pack: Pack, splits: Splits, num_cpus: float,
         gpu_ids=gpu_ids,
         worker_pid=os.getpid(),
         worker_setup_seconds=setup.seconds,
+        seconds=time.perf_counter() - started,
     )
 
 
