@@ -223,6 +223,7 @@ class _PackState:
         self.uses = {name: any(getattr(config, name) for config in configs)
                      for name in ("momentum", "nesterov", "l2")}
         self.uses["schedule"] = any(config.schedule != "constant" for config in configs)
+        self.uses["only_nesterov"] = all(config.nesterov for config in configs)
         self.slots = _slots(self.optimizer, self.variables, self.uses["momentum"])
 
     def forward(self, x):
@@ -249,6 +250,13 @@ class _PackState:
         for kernel in rest:
             squares += tf.reduce_sum(tf.square(kernel), axis=(1, 2))
         return self.member["l2"] * squares
+
+    def with_penalty(self, gradients) -> list:
+        """``gradients`` plus the penalty's, ``2·l2·W`` on each kernel: written out rather
+        than taken through the tape, one fused step instead of the tape's broadcasts."""
+        twice = 2.0 * self.member["l2"]
+        return [gradient + self.spread(twice, index) * variable if index % 2 == 0 else gradient
+                for index, (variable, gradient) in enumerate(zip(self.variables, gradients))]
 
     def learning_rates(self):
         """Each member's learning rate (K,) at this step, as Keras's schedules give it."""
@@ -362,10 +370,14 @@ def _sgd(pack: _PackState, index: int, gradient, learning_rate):
         return -scaled
     momentum = pack.spread(tf.where(pack.active, pack.member["momentum"], 0.0), index)
     slot = pack.slots["momentum"][index]
-    slot.assign(slot * momentum - scaled)
+    velocity = slot * momentum - scaled
+    slot.assign(velocity)
     if not pack.uses["nesterov"]:
-        return slot
-    return tf.where(pack.spread(pack.member["nesterov"], index), slot * momentum - scaled, slot)
+        return velocity
+    step = velocity * momentum - scaled
+    if pack.uses["only_nesterov"]:
+        return step
+    return tf.where(pack.spread(pack.member["nesterov"], index), step, velocity)
 
 
 def _adam(pack: _PackState, index: int, gradient, learning_rate):
@@ -409,10 +421,12 @@ def _epoch_function(pack: _PackState, splits: Splits):
         with tf.GradientTape() as tape:
             logits = pack.forward(x_batch)
             losses = _mean_cross_entropy(logits, y_batch)
-            if pack.uses["l2"]:
-                losses += pack.penalty()
             total_loss = tf.reduce_sum(losses)  # members' gradients stay independent
-        pack.apply(tape.gradient(total_loss, pack.variables))
+        gradients = tape.gradient(total_loss, pack.variables)
+        if pack.uses["l2"]:  # the reported loss includes the penalty, as Keras's does
+            losses += pack.penalty()
+            gradients = pack.with_penalty(gradients)
+        pack.apply(gradients)
         return losses, _correct(logits, y_batch)
 
     epoch = minibatch_epoch(splits.x_train * pack.scale, splits.y_train,
