@@ -177,7 +177,8 @@ def _print_summary(summary, config: SweepConfig) -> None:
     if summary.diverged:
         print(f"{summary.diverged} of the ok trials trained to chance level (validation "
               "accuracy near 1/10): flagged on the page")
-    if summary.choice is not None and summary.choice["chosen_by"] != "validation":
+    if summary.choice is not None and (summary.choice["chosen_by"] != "validation"
+                                       or "error" in summary.choice):
         print(describe_choice(summary.choice))
     if summary.selection is not None:
         print(f"best {describe_selection(summary.selection)}")

@@ -45,25 +45,29 @@ def choose(config: SweepConfig, rows: list[dict], keeper: BestKeeper, run) -> di
             choice |= {"chosen_by": "cross_validation", "trial_id": records[0]["trial_id"]}
         choice |= {"folds": selection.folds, "finalists": records}
     chosen = next(row for row in rows if row["trial_id"] == choice["trial_id"])
-    _hold_in_best(keeper, chosen, run)
+    error = _hold_in_best(keeper, chosen, run)
+    if error is not None:  # best/ keeps the best trial by validation, and says why
+        choice |= {"chosen_by": "validation", "trial_id": keeper.best["trial_id"],
+                   "error": f"training {chosen['trial_id']} again for best/ failed: {error}"}
     return choice
 
 
-def _hold_in_best(keeper: BestKeeper, chosen: dict, run) -> None:
+def _hold_in_best(keeper: BestKeeper, chosen: dict, run) -> str | None:
     """Put the chosen trial's model in ``best/``: the one kept while training when it is that
-    trial's, else the trial trained again exactly as before (same seed, same data)."""
+    trial's, else the trial trained again exactly as before (same seed, same data). Returns
+    why that training failed, if it did."""
     location = storage.join(keeper.folder, "best", "best.json")
     held = json.loads(storage.read_bytes(location)).get("trial_id") if storage.exists(
         location) else None
     if held == chosen["trial_id"]:
         keeper.best = chosen
-        return
+        return None
     trial = Trial(chosen["trial_id"], TrialConfig.from_record(chosen))
     member = run_one(run, Pack(f"chosen-{trial.trial_id}", (trial,), keep_all_models=True))
     if member.result is None:
-        raise RuntimeError(f"training the chosen trial {trial.trial_id} again failed: "
-                           f"{member.error}")
+        return member.error
     keeper.keep(chosen, member.result)
+    return None
 
 
 def refit_choice(keeper: BestKeeper, choice: dict, run) -> dict | None:

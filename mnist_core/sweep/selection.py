@@ -120,6 +120,8 @@ def refit_epochs(chosen: dict, finalist: dict | None) -> int:
 def describe_choice(choice: dict) -> str:
     """One line on how the setting was chosen, for the console."""
     how = choice["chosen_by"]
+    if "error" in choice:
+        return f"{choice['error']}; chosen by validation accuracy: {choice['trial_id']}"
     if how == "cross_validation":
         record = choice["finalists"][0]
         return (f"chosen by {choice['folds']}-fold cross-validation of "
