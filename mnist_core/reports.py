@@ -106,7 +106,14 @@ def best_trial(rows: list[dict]) -> dict | None:
 def _choice_key(row: dict) -> tuple:
     loss = row.get("val_loss")
     return (-(row["val_accuracy"] if row["val_accuracy"] is not None else float("-inf")),
-            loss if loss is not None else float("inf"), row["trial_id"])
+            loss if loss is not None else float("inf"), trial_position(row["trial_id"]))
+
+
+def trial_position(trial_id: str) -> tuple[int, str]:
+    """Sorts trial ids in trial order: by the position they start with (``t0042-…``, and past
+    9,999 ``t10000-…``, which plain string order would put before ``t1001-…``)."""
+    digits = trial_id[1:].split("-", 1)[0]
+    return (int(digits), trial_id) if digits.isdigit() else (-1, trial_id)
 
 
 def selection_statistics(rows: list[dict], chosen: dict | None = None) -> dict | None:

@@ -37,3 +37,12 @@ def test_a_trial_at_chance_level_is_flagged_diverged():
     assert diverged(_row("t0000", 0.0972)) and diverged(_row("t0001", 0.15))
     assert not diverged(_row("t0002", 0.16))
     assert not diverged(_row("t0003", 0.05, status="failed"))
+
+
+def test_ties_go_to_the_earlier_trial_past_ten_thousand_trials():
+    from mnist_core.reports import best_trial
+
+    rows = [{"trial_id": trial_id, "status": "ok", "val_accuracy": 0.9, "val_loss": 0.3}
+            for trial_id in ("t10000-aaaaaaaa", "t1001-bbbbbbbb", "t0999-cccccccc")]
+    assert best_trial(rows)["trial_id"] == "t0999-cccccccc"
+    assert best_trial(rows[:2])["trial_id"] == "t1001-bbbbbbbb"  # not string order
