@@ -96,7 +96,10 @@ def _child(trials: int, out: Path) -> dict:
                                task=_stand_in_task(), splits=splits)
     cpu = time.process_time() - started_cpu
     assert summary.total == trials, summary
+    sizes = {name: (out / "scale" / f"{name}.parquet").stat().st_size
+             for name in ("trials", "epochs", "confusion", "per_class")}
     return {"wall_s": round(time.perf_counter() - started, 1),
+            "report_mb": {name: round(size / 2**20, 1) for name, size in sizes.items()},
             "driver_cpu_ms_per_trial": round(1000 * cpu / trials, 3),
             "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                                         / 1024),
@@ -194,7 +197,7 @@ def _report(rows: list[dict], tune: dict | None) -> None:
     for row in rows:
         print(f"{row['trials']:>10,} {row['wall_s']:>8} {row['driver_cpu_ms_per_trial']:>20} "
               f"{row['driver_peak_rss_mb']:>12,} {row['compaction_s']:>13} "
-              f"{row['resume_scan_s']:>14}")
+              f"{row['resume_scan_s']:>14}   reports (MB): {row['report_mb']}")
     if tune:
         theirs, ours = tune["driver_cpu_ms_per_trial"], rows[-1]["driver_cpu_ms_per_trial"]
         print(f"Ray Tune, {tune['trials']:,} trivial trials: {tune['wall_s']} s, driver CPU "

@@ -29,9 +29,11 @@ from mnist_core.sweep.selection import (
 from mnist_core.sweep.store import BestKeeper, MemberRecord, recording
 
 
-def choose(config: SweepConfig, rows: list[dict], keeper: BestKeeper, run) -> dict:
+def choose(config: SweepConfig, rows: list[dict], keeper: BestKeeper, run,
+           say=lambda line: None) -> dict:
     """Choose the setting (``[selection] by``, then finalists by cross-validation), make its
-    trial the one in ``best/``, and return how it was chosen (what ``best.json`` records)."""
+    trial the one in ``best/``, and return how it was chosen (what ``best.json`` records).
+    ``say``: where a line announcing each step that trains goes."""
     selection = config.selection
     ranked = ranked_settings(rows, selection.by)
     choice = {"chosen_by": "validation", "trial_id": ranked[0]["trial_id"]}
@@ -39,20 +41,22 @@ def choose(config: SweepConfig, rows: list[dict], keeper: BestKeeper, run) -> di
         choice |= {"chosen_by": "seed_mean", "seed_mean": seed_means(rows)[0]}
     if selection.cross_validates:
         finalists = ranked[:selection.finalists]
+        say(f"cross-validating the {len(finalists)} best settings on {selection.folds} folds "
+            "of training + validation data")
         fold_rows = cross_validate(config, keeper.folder, finalists, run)
         records = rank_finalists(fold_rows, finalists)
         if records[0]["mean"] is not None and not records[0]["failed_folds"]:
             choice |= {"chosen_by": "cross_validation", "trial_id": records[0]["trial_id"]}
         choice |= {"folds": selection.folds, "finalists": records}
     chosen = next(row for row in rows if row["trial_id"] == choice["trial_id"])
-    error = _hold_in_best(keeper, chosen, run)
+    error = _hold_in_best(keeper, chosen, run, say)
     if error is not None:  # best/ keeps the best trial by validation, and says why
         choice |= {"chosen_by": "validation", "trial_id": keeper.best["trial_id"],
                    "error": f"training {chosen['trial_id']} again for best/ failed: {error}"}
     return choice
 
 
-def _hold_in_best(keeper: BestKeeper, chosen: dict, run) -> str | None:
+def _hold_in_best(keeper: BestKeeper, chosen: dict, run, say) -> str | None:
     """Put the chosen trial's model in ``best/``: the one kept while training when it is that
     trial's, else the trial trained again exactly as before (same seed, same data). Returns
     why that training failed, if it did."""
@@ -63,6 +67,7 @@ def _hold_in_best(keeper: BestKeeper, chosen: dict, run) -> str | None:
         keeper.best = chosen
         return None
     trial = Trial(chosen["trial_id"], TrialConfig.from_record(chosen))
+    say(f"training the chosen trial {trial.trial_id} again for best/ (its model was not kept)")
     member = run_one(run, Pack(f"chosen-{trial.trial_id}", (trial,), keep_all_models=True))
     if member.result is None:
         return member.error
@@ -70,7 +75,7 @@ def _hold_in_best(keeper: BestKeeper, chosen: dict, run) -> str | None:
     return None
 
 
-def refit_choice(keeper: BestKeeper, choice: dict, run) -> dict | None:
+def refit_choice(keeper: BestKeeper, choice: dict, run, say=lambda line: None) -> dict | None:
     """Train the chosen setting again on training + validation data (``refit``) for the epochs
     its validation chose; return its record (None when ``best/`` already holds it, an
     ``error`` when the refit failed: the validation-time model then stays)."""
@@ -82,6 +87,8 @@ def refit_choice(keeper: BestKeeper, choice: dict, run) -> dict | None:
     config = refit_config(TrialConfig.from_record(chosen), refit_epochs(chosen, finalist))
     pack = Pack(f"refit-{chosen['trial_id']}", (Trial(chosen["trial_id"], config),),
                 keep_all_models=True, view=ALL_DATA)
+    say(f"refitting {chosen['trial_id']} on training + validation data ({config.epochs} "
+        "epochs)")
     member = run_one(run, pack)
     if member.result is None:
         return {"trial_id": chosen["trial_id"], "error": member.error}

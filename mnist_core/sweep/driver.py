@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import re
 import time
@@ -107,9 +108,10 @@ def _finish(config: SweepConfig, out: str, recorder: PackRecorder, summary: Swee
     choice = refit = None
     if complete and recorder.keeper.best is not None:
         run = _Run(config, recorder, _slots(config, setup.cluster_can_grow), setup, None)
-        choice = choose(config, store.trials, recorder.keeper, run)
+        say = functools.partial(print, flush=True)  # a line per step: each can take minutes
+        choice = choose(config, store.trials, recorder.keeper, run, say)
         if config.selection.refit:
-            refit = refit_choice(recorder.keeper, choice, run)
+            refit = refit_choice(recorder.keeper, choice, run, say)
     selection = recorder.keeper.record_selection(store.trials, choice)
     write_sweep_report(folder)
     _track(config, folder, summary.sweep_id, "FAILED" if summary.failed else "FINISHED")
