@@ -135,6 +135,9 @@ def test_seed_mean_and_cross_validated_finalists_choose_and_refit(ray_session, t
     assert "top 3 settings by mean validation accuracy over seeds" in printed
     page = (folder / "report.html").read_text()
     assert "The choice" in page and "Settings over seeds" in page and "fold_mean" in page
+    # The page's summary and its confusion matrix and curves are the chosen trial's.
+    assert f"Best trial {choice['trial_id']}" in page
+    assert f"<b>{choice['trial_id']}</b> — validation" in page
     # Resumed: nothing is trained again, the choice stands.
     written = (folder / "finalists.parquet").stat().st_mtime_ns
     assert main(["--resume", folder.name, "--out", str(out), "--no-progress"]) == 0

@@ -42,20 +42,25 @@ def sweep_page(tables: dict[str, pa.Table], sweep_id: str, config_text: str,
     (its ``best/best.json``: how the setting was chosen, the finalists, the refit)."""
     trials = tables["trials"].to_pylist()
     ranked = ranked_trials(trials)
-    sections = [_summary(trials, ranked)]
+    chosen_id = best["choice"]["trial_id"] if best and "choice" in best else None
+    chosen = next((row for row in ranked if row["trial_id"] == chosen_id),
+                  ranked[0] if ranked else None)
+    sections = [_summary(trials, chosen, chosen is not None and chosen is not ranked[0])]
     if best and "choice" in best:
         sections.append(_choice(best))
     if len({row["seed"] for row in ranked}) > 1:
         sections.append(_seed_table(ranked, swept))
     sections.append(_trials_table(trials, ranked, swept))
     if ranked:
-        sections.append(_best_trial(tables, ranked[0]))
+        sections.append(_best_trial(tables, chosen))
         sections.append(_search_charts(tables, trials, ranked, swept, log_scaled))
     sections.append(f"<h2>Config</h2><pre>{escape(config_text)}</pre>")
     return page(f"Sweep {sweep_id}", sections, live)
 
 
-def _summary(trials: list[dict], ranked: list[dict]) -> str:
+def _summary(trials: list[dict], best: dict | None, not_first: bool) -> str:
+    """Counts, and the chosen trial (``not_first``: chosen by more than its rank on the one
+    validation split, see "The choice")."""
     counts = Counter(row["status"] for row in trials)
     statuses = ", ".join(f"<span class={status}>{counts[status]:,} {status}</span>"
                          for status in ("ok", "pruned", "failed") if counts[status])
@@ -63,11 +68,11 @@ def _summary(trials: list[dict], ranked: list[dict]) -> str:
     at_chance = sum(diverged(row) for row in trials)
     warning = ("" if not at_chance else f" <span class=diverged>{at_chance:,} trained to chance "
                "level (validation accuracy near 1/10): flagged in the table.</span>")
-    best = ranked[0] if ranked else None
-    statistics = selection_statistics(trials)
+    statistics = selection_statistics(trials, best)
     trust = "" if statistics is None else f" It was {escape(describe_selection(statistics))}."
+    label = "Chosen (see The choice)" if not_first else "Best by validation accuracy"
     chosen = "" if best is None else (
-        f"<p>Best by validation accuracy: <b>{cell(best['trial_id'])}</b> — validation "
+        f"<p>{label}: <b>{cell(best['trial_id'])}</b> — validation "
         f"{best['val_accuracy']:.4f}, test {best['test_accuracy']:.4f} (epoch "
         f"{cell(best['best_epoch'])} of {cell(best['epochs'])}). Ties go to the lower "
         f"validation loss, then the earlier trial.{trust}</p>")
