@@ -107,27 +107,24 @@ def all_curves(epochs_by_trial: dict[str, list[dict]], ranked: list[dict]):
                    "validation accuracy")
 
 
-def history(trials: list[dict]):
-    """Best validation accuracy so far against trials finished, and against wall time."""
+def history(steps: list[dict]):
+    """Best validation accuracy so far against trials finished, and against wall time.
+    ``steps``: each trial that raised the best so far (and the last), with ``finished`` (how
+    many trials had finished by then), ``best`` and ``finished_at``."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    finished = sorted((row for row in trials if row["status"] != "failed"
-                       and row["val_accuracy"] is not None),
-                      key=lambda row: (row["finished_at"] is None, row["finished_at"] or 0,
-                                       row["trial_id"]))
-    best = np.maximum.accumulate([row["val_accuracy"] for row in finished]) if finished else []
-    keep = [i for i in range(len(best)) if i == 0 or best[i] > best[i - 1] or i == len(best) - 1]
     figure = make_subplots(rows=1, cols=2, subplot_titles=("by trials finished",
                                                           "by wall time"))
-    figure.add_trace(go.Scatter(x=[i + 1 for i in keep], y=[best[i] for i in keep],
+    best = [step["best"] for step in steps]
+    figure.add_trace(go.Scatter(x=[step["finished"] for step in steps], y=best,
                                 mode="lines+markers", line_shape="hv", name="best so far",
-                                text=[finished[i]["trial_id"] for i in keep],
+                                text=[step["trial_id"] for step in steps],
                                 hovertemplate="%{text}: %{y:.4f} after %{x} trials"
                                               "<extra></extra>"), row=1, col=1)
-    times = [finished[i]["finished_at"] for i in keep]
+    times = [step["finished_at"] for step in steps]
     if all(moment is not None for moment in times):
-        figure.add_trace(go.Scatter(x=times, y=[best[i] for i in keep], mode="lines+markers",
+        figure.add_trace(go.Scatter(x=times, y=best, mode="lines+markers",
                                     line_shape="hv", name="best so far (time)",
                                     showlegend=False), row=1, col=2)
     _layout(figure, "Best validation accuracy so far", "", "best validation accuracy")

@@ -17,6 +17,7 @@ import io
 import os
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mnist_core.errors import DataFormatError, OutputError
+
+BATCH_ROWS = 65_536  # rows per record batch when a table is streamed
 
 
 @dataclass(frozen=True, order=True)
@@ -103,12 +106,81 @@ def write_table(location: str, table: pa.Table) -> None:
     write_bytes(location, buffer.getvalue())
 
 
-def read_table(location: str) -> pa.Table:
-    """Read the Parquet file at ``location`` (its bytes once, so a concurrent replace is safe);
-    a truncated or corrupt file is a ``DataFormatError`` naming it."""
+def read_table(location: str, columns: list[str] | None = None) -> pa.Table:
+    """Read the Parquet file at ``location`` (its bytes once, so a concurrent replace is safe),
+    only ``columns`` when given; a truncated or corrupt file is a ``DataFormatError`` naming
+    it."""
     data = read_bytes(location)
+    with _readable(location):
+        return pq.read_table(io.BytesIO(data), columns=columns)
+
+
+def read_batches(location: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """The Parquet file at ``location`` in record batches, never all of it in memory at once
+    (a compacted table of a million-trial sweep holds 100 million confusion cells)."""
+    with _readable(location), _input_file(location) as source:
+        parquet = pq.ParquetFile(source)
+        if columns is not None:  # a file written before a column existed lacks it
+            columns = [name for name in columns if name in parquet.schema_arrow.names]
+        yield from parquet.iter_batches(BATCH_ROWS, columns=columns)
+
+
+def read_metadata(location: str) -> dict[bytes, bytes]:
+    """The key-value metadata of the Parquet file at ``location`` (its footer alone)."""
+    with _readable(location), _input_file(location) as source:
+        return pq.ParquetFile(source).schema_arrow.metadata or {}
+
+
+@contextlib.contextmanager
+def table_writer(location: str, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+    """A Parquet writer whose file appears at ``location`` only once it is closed whole (as
+    ``write_bytes``: a temporary file renamed, or a temporary key copied into place)."""
+    if is_uri(location):
+        filesystem, path = _filesystem(location)
+        folder, leaf = path.rsplit("/", 1)
+        filesystem.create_dir(folder, recursive=True)
+        temporary = f"{folder}/.{leaf}.{uuid.uuid4().hex}.tmp"
+        try:
+            with filesystem.open_output_stream(temporary) as stream, \
+                    pq.ParquetWriter(stream, schema) as writer:
+                yield writer
+            filesystem.copy_file(temporary, path)
+        finally:
+            with contextlib.suppress(Exception):
+                filesystem.delete_file(temporary)
+        return
+    target = Path(_local(location))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
-        return pq.read_table(io.BytesIO(data))
+        with os.fdopen(handle, "wb") as stream:
+            with pq.ParquetWriter(stream, schema) as writer:
+                yield writer
+            stream.flush()
+            os.fchmod(stream.fileno(), 0o666 & ~_umask())
+            os.fsync(stream.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def _input_file(location: str):
+    if not is_uri(location):
+        with open(_local(location), "rb") as source:
+            yield source
+        return
+    filesystem, path = _filesystem(location)
+    with filesystem.open_input_file(path) as source:
+        yield source
+
+
+@contextlib.contextmanager
+def _readable(location: str) -> Iterator[None]:
+    """A Parquet file that cannot be read is a ``DataFormatError`` naming it."""
+    try:
+        yield
     except pa.ArrowException as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         reason = reason.replace("Could not open Parquet input source '<Buffer>': ", "")

@@ -109,3 +109,35 @@ def test_a_first_compaction_cut_short_resumes_with_every_row(sweep, capsys):
     shutil.copy(sweep / "parts" / "epochs" / "p1.parquet", sweep / "epochs.parquet")
     assert _resume(sweep, capsys)[0] == 0
     _assert_every_row(sweep)
+
+
+def test_a_later_compaction_cut_short_after_its_detail_files_keeps_each_row_once(sweep, capsys):
+    """Compacted trials.parquet records the first trial; the second is in parts; the detail
+    files were already rewritten by a compaction killed before its trials file (their token
+    differs): each trial's rows are read once, from one place, and a resume keeps them all."""
+    import pyarrow as pa
+
+    from mnist_core.sweep.store import GENERATION, read_sweep
+
+    tables = {name: pq.read_table(sweep / f"{name}.parquet") for name in TABLES}
+    first, second = tables["trials"].column("trial_id").to_pylist()
+
+    def rows_of(name, trial_id):
+        table = tables[name]
+        return table.filter(pa.compute.equal(table.column("trial_id"), trial_id))
+
+    old, new = {GENERATION: b"old"}, {GENERATION: b"new"}
+    pq.write_table(rows_of("trials", first).replace_schema_metadata(old),
+                   sweep / "trials.parquet")
+    for name in TABLES:
+        (sweep / "parts" / name).mkdir(parents=True, exist_ok=True)
+        pq.write_table(rows_of(name, second), sweep / "parts" / name / "p2.parquet")
+        if name != "trials":
+            pq.write_table(tables[name].replace_schema_metadata(new), sweep / f"{name}.parquet")
+    read = read_sweep(str(sweep))
+    assert {name: read[name].num_rows for name in TABLES} == {
+        "trials": 2, "epochs": 4, "confusion": 200, "per_class": 20}
+    assert _resume(sweep, capsys)[0] == 0
+    _assert_every_row(sweep)
+    tokens = {pq.read_schema(sweep / f"{name}.parquet").metadata[GENERATION] for name in TABLES}
+    assert len(tokens) == 1 and tokens != {b"new"}

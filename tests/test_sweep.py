@@ -171,6 +171,51 @@ def test_a_killed_worker_is_retried(ray_session, tmp_path, retries, status, atte
     assert all(row["attempts"] == 1 and row["status"] == "ok" for row in others)
 
 
+def _dies_mid_write_task(markers: Path):
+    """A pack task that, on its first try, writes part of its pack's detail parts as the real
+    worker would (a whole but wrong epochs part, a confusion part cut off mid-write) and then
+    kills its worker process; later tries train and write as usual."""
+    import ray
+
+    from mnist_core import storage
+    from mnist_core.reports import EPOCHS_SCHEMA
+    from mnist_core.sweep.store import part_location
+    from mnist_core.sweep.worker import train_pack_on_worker
+
+    @ray.remote(max_calls=0)
+    def dies_mid_write(pack, splits, num_cpus, log_dir):
+        assert pack.details_to is not None, "a local Ray's workers reach the sweep's folder"
+        marker = markers / f"{pack.trials[0].trial_id}.died"
+        if not marker.exists():
+            marker.touch()
+            wrong = [{"trial_id": trial.trial_id, "epoch": 99} for trial in pack.trials]
+            storage.write_rows(part_location(pack.details_to, "epochs", pack.pack_id), wrong,
+                               EPOCHS_SCHEMA)
+            half = Path(part_location(pack.details_to, "confusion", pack.pack_id))
+            half.parent.mkdir(parents=True, exist_ok=True)
+            (half.parent / f".{half.name}.cut").write_bytes(b"PAR1\x15\x04")
+            os._exit(1)
+        return train_pack_on_worker(pack, splits, num_cpus, log_dir)
+
+    return dies_mid_write
+
+
+@pytest.mark.parametrize(("retries", "ok"), [(1, 4), (0, 0)])
+def test_a_worker_dying_mid_write_leaves_every_trial_exactly_once(ray_session, tmp_path,
+                                                                   retries, ok):
+    config = load_sweep_config(_config(tmp_path, name="midwrite", retries=retries))
+    summary = sweep.run_sweep(config, str(tmp_path / "runs"), "midwrite", show_progress=False,
+                              task=_dies_mid_write_task(tmp_path))
+    assert (summary.total, summary.ok) == (4, ok)
+    folder = tmp_path / "runs" / "midwrite"
+    tables = _assert_reports_consistent(folder, trials=4, epochs=3)
+    assert all(row["epoch"] in (1, 2, 3) for row in tables["epochs"])  # the wrong part is gone
+    assert not [path for path in (folder / "parts").rglob("*") if path.is_file()]
+    # a resume finds nothing owed and changes no row
+    again = sweep.run_sweep(config, str(tmp_path / "runs"), "midwrite", show_progress=False)
+    assert again.ran_now == 0 and _tables(folder) == tables
+
+
 def test_resume_after_the_driver_is_killed(ray_session, tmp_path):
     config_path = _config(tmp_path, name="resume", epochs=30)
     out = tmp_path / "runs"

@@ -170,3 +170,53 @@ def test_tpe_sweeps_count_their_trials_before_any_is_proposed():
     assert config.trials == () and config.trial_count == 16 and config.proposes
     assert config.grid_names == ["learning_rate", "seed"]
     assert config.selection.refit  # a search: refit by default
+
+
+def test_a_million_trial_sweep_holds_its_draws_not_a_million_configs():
+    import tracemalloc
+
+    text = """
+[sweep]
+dataset = "digits"
+samples = 200000
+seeds = [0, 1, 2, 3, 4]
+[grid]
+learning_rate = {loguniform = [0.01, 3.0]}
+"""
+    tracemalloc.start()
+    config = parse_sweep_config(text)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(config.trials) == config.trial_count == 1_000_000
+    assert peak < 40 * 2**20  # 200,000 draws and their list: a million configs hold ~1.5 GB
+    last = config.trials[-1]
+    assert last.trial_id.startswith("t999999-") and last.config.seed == 4
+    assert config.trials[999_995].config.learning_rate == last.config.learning_rate
+    assert config.grid_names == ["learning_rate", "seed"]
+
+
+def test_trials_are_made_in_the_order_of_the_product_of_samples_points_and_seeds():
+    import itertools
+
+    config = parse_sweep_config(VALID.replace('learning_rate = [0.1, 0.5, 1]',
+                                              'learning_rate = {uniform = [0.1, 1.0]}')
+                                .replace('seeds = [0, 1]', 'seeds = [0, 1]\nsamples = 3'))
+    points = list(itertools.product([(10,), (32, 16)], ["sigmoid", "relu"]))
+    expected = [(units, activation, seed) for _ in range(3) for units, activation in points
+                for seed in (0, 1)]
+    made = [(trial.config.model.hidden_units, trial.config.model.activation,
+             trial.config.seed) for trial in config.trials]
+    assert made == expected
+    rates = [trial.config.learning_rate for trial in config.trials]
+    assert len(set(rates)) == 3 and rates[:8] == [rates[0]] * 8
+    assert [trial.trial_id[:6] for trial in config.trials[:2]] == ["t0000-", "t0001-"]
+    assert config.trials[2:4] == [config.trials[2], config.trials[3]]
+
+
+@pytest.mark.parametrize("grid", [
+    'optimizer = ["sgd", "adam"]\nmomentum = {uniform = [0.0, 0.9]}',
+    'optimizer = {choice = ["sgd", "adam"]}\nmomentum = [0.5]',
+])
+def test_a_value_no_trial_may_take_is_refused_at_parse_time(grid):
+    with pytest.raises(ConfigError, match="momentum and nesterov apply to sgd only"):
+        parse_sweep_config(f'[sweep]\ndataset = "digits"\nsamples = 50\n[grid]\n{grid}\n')

@@ -26,15 +26,17 @@ from mnist_core.sweep.selection import (
     refit_epochs,
     seed_means,
 )
-from mnist_core.sweep.store import BestKeeper, MemberRecord, recording
+from mnist_core.sweep.store import BestKeeper, MemberRecord, PartStore, recording
 
 
-def choose(config: SweepConfig, rows: list[dict], keeper: BestKeeper, run,
+def choose(config: SweepConfig, store: PartStore, keeper: BestKeeper, run,
            say=lambda line: None) -> dict:
-    """Choose the setting (``[selection] by``, then finalists by cross-validation), make its
-    trial the one in ``best/``, and return how it was chosen (what ``best.json`` records).
-    ``say``: where a line announcing each step that trains goes."""
+    """Choose the setting (``[selection] by``, then finalists by cross-validation) among the
+    trials ``store`` recorded, make its trial the one in ``best/``, and return how it was
+    chosen (what ``best.json`` records). ``say``: where a line announcing each step that
+    trains goes."""
     selection = config.selection
+    rows = _candidates(config, store)
     ranked = ranked_settings(rows, selection.by)
     choice = {"chosen_by": "validation", "trial_id": ranked[0]["trial_id"]}
     if selection.by == "seed_mean":
@@ -54,6 +56,15 @@ def choose(config: SweepConfig, rows: list[dict], keeper: BestKeeper, run,
         choice |= {"chosen_by": "validation", "trial_id": keeper.best["trial_id"],
                    "error": f"training {chosen['trial_id']} again for best/ failed: {error}"}
     return choice
+
+
+def _candidates(config: SweepConfig, store: PartStore) -> list[dict]:
+    """The rows the choice needs: every ok trial for seed means, else the best few (enough
+    for the finalists' settings over every seed), so a million-trial sweep reads a handful."""
+    if config.selection.by == "seed_mean":
+        return [row for row in store.rows() if row["status"] == "ok"]
+    seeds = len(config.space.seeds) if config.space else 1
+    return store.ranked_rows(max(1, config.selection.finalists) * seeds)
 
 
 def _hold_in_best(keeper: BestKeeper, chosen: dict, run, say) -> str | None:

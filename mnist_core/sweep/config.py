@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
 import math
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +37,12 @@ from mnist_core.config import (
     hyperparameter_fields,
 )
 from mnist_core.errors import ConfigError, DataNotFoundError
-from mnist_core.sweep.search_space import Distribution, draw_samples, parse_distribution
+from mnist_core.sweep.search_space import (
+    Distribution,
+    draw_samples,
+    parse_distribution,
+    sample_values,
+)
 
 MODEL_KEYS = tuple(field.name for field in dataclasses.fields(ModelConfig))
 GRID_KEYS = tuple(name for name in HYPERPARAMETERS if name != "seed")  # seeds: [sweep] seeds
@@ -193,13 +198,65 @@ class Trial:
     config: TrialConfig
 
 
+class TrialGrid(Sequence):
+    """A grid sweep's trials, made when asked for: trial ``index`` is (sample, grid point,
+    seed) in ``itertools.product`` order, built from the grid's lists and the samples' drawn
+    columns. A million-trial sweep holds its draws (a few arrays), not a million configs."""
+
+    def __init__(self, axes: dict[str, list], samples: dict | None, sample_count: int,
+                 seeds: list):
+        self.axes, self.samples, self.seeds = axes, samples or {}, list(seeds)
+        self.sizes = [len(values) for values in axes.values()]
+        self.points = math.prod(self.sizes)
+        self.count = sample_count * self.points * len(self.seeds)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[position] for position in range(*index.indices(self.count))]
+        if not -self.count <= index < self.count:
+            raise IndexError(f"trial {index} of {self.count}")
+        index %= self.count
+        rest, seed = divmod(index, len(self.seeds))
+        sample, point = divmod(rest, self.points)
+        values = {}
+        for key, size in reversed(list(zip(self.axes, self.sizes))):  # the last axis varies fastest
+            point, position = divmod(point, size)
+            values[key] = self.axes[key][position]
+        return make_trial(index, values | sample_values(self.samples, sample), self.seeds[seed])
+
+    def validate(self) -> None:
+        """Build every grid point (for each seed) with the samples that could break it: the
+        first, each numeric column's lowest and highest draw, each choice's first draw. A
+        value no trial may take is a ``ConfigError`` now, not in the middle of the sweep."""
+        telling = {0}
+        for values in self.samples.values():
+            if isinstance(values, np.ndarray):
+                telling |= {int(values.argmin()), int(values.argmax())}
+            else:
+                telling |= {values.index(choice) for choice in
+                            {json.dumps(value): value for value in values}.values()}
+        seeds = len(self.seeds)
+        for sample in sorted(telling):
+            for offset in range(self.points * seeds):
+                self[sample * self.points * seeds + offset]
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and len(other) == self.count and all(
+            mine == theirs for mine, theirs in zip(self, other))
+
+    __hash__ = None
+
+
 @dataclass(frozen=True)
 class SweepConfig:
     """A whole sweep: its name, the data, the trial configs and the resources per trial."""
 
     name: str
     data: DataConfig
-    trials: tuple[Trial, ...]
+    trials: Sequence[Trial]  # a TrialGrid, or () when TPE proposes them
     resources: Resources
     source_text: str
     halving: Halving | None = None
@@ -234,9 +291,12 @@ class SweepConfig:
                                               if len(values) > 1)}
             return [name for name in HYPERPARAMETERS
                     if name in varied or (name == "seed" and len(space.seeds) > 1)]
-        records = [trial.config.as_record() for trial in self.trials]
+        space = self.space
+        varied = {*(key for key, values in space.axes.items()
+                    if len({json.dumps(value) for value in values}) > 1),
+                  *(space.distributions if space.samples > 1 else ())}
         return [name for name in HYPERPARAMETERS
-                if len({json.dumps(r[name]) for r in records}) > 1]
+                if name in varied or (name == "seed" and len(set(space.seeds)) > 1)]
 
 
 def load_sweep_config(path: str | Path) -> SweepConfig:
@@ -279,7 +339,8 @@ def parse_sweep_config(text: str) -> SweepConfig:
         _samples(sweep, distributions)  # checks samples and search_seed; TPE draws later
         trials = ()
     else:
-        trials = _expand(axes, _samples(sweep, distributions), seeds)
+        trials = TrialGrid(axes, _samples(sweep, distributions), space.samples, seeds)
+        trials.validate()
     log_scaled = frozenset(key for key, spec in distributions.items() if spec.kind == "loguniform")
     return SweepConfig(name, data, trials,
                        _section("resources", Resources, **document.get("resources", {})), text,
@@ -343,26 +404,20 @@ def _check_trial_count(sweep: dict, axes: dict[str, list],
             "max_trials to run them")
 
 
-def _samples(sweep: dict, distributions: dict[str, Distribution]) -> list[dict]:
-    """The drawn values of every sample ([{}] when the grid has no distributions)."""
+def _samples(sweep: dict, distributions: dict[str, Distribution]) -> dict | None:
+    """The drawn values of every sample, one column per key (None without distributions)."""
     count, seed = sweep.get("samples"), sweep.get("search_seed", 0)
     if count is None:
         if distributions:
             raise ConfigError(f"[sweep] samples is required: [grid] {', '.join(distributions)} "
                               "are distributions to draw from")
-        return [{}]
+        return None
     _section("sweep", check_int, name="samples", value=count, lowest=1)
     if not distributions:
         raise ConfigError("[sweep] samples needs at least one distribution in [grid], "
                           "e.g. learning_rate = {loguniform = [0.01, 3.0]}")
     _section("sweep", check_type, name="search_seed", value=seed, kinds=int)
     return draw_samples(distributions, count, np.random.default_rng(seed))
-
-
-def _expand(axes: dict[str, list], samples: list[dict], seeds: list) -> tuple[Trial, ...]:
-    points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
-    return tuple(make_trial(index, point | sample, seed) for index, (sample, point, seed)
-                 in enumerate(itertools.product(samples, points, seeds)))
 
 
 def make_trial(index: int, values: dict, seed: int) -> Trial:

@@ -18,17 +18,22 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import math
 import re
 import time
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import pyarrow.compute as pc
+
 from mnist_core import storage
+from mnist_core.config import NUM_CLASSES
 from mnist_core.data import Splits, load_dataset
 from mnist_core.errors import ConfigError
 from mnist_core.model_ref import write_latest
-from mnist_core.reports import diverged, ranked_trials
+from mnist_core.reports import CHANCE_MARGIN
 from mnist_core.sweep.config import SweepConfig, Trial
 from mnist_core.sweep.halving import remove_stages, run_halving
 from mnist_core.sweep.packs import Pack, PackFailed, make_packs, pack_size_for
@@ -41,6 +46,9 @@ from mnist_core.sweep.store import (
     read_sweep,
 )
 from mnist_core.trial import TrialFailure
+
+WINDOW_TRIALS = 16_384  # trials grouped into packs at a time (made as they are needed)
+IN_FLIGHT_GROWING = 32  # packs submitted at once where an autoscaler may add nodes
 
 
 @dataclass(frozen=True)
@@ -79,8 +87,8 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
     storage.write_bytes(storage.join(folder, "sweep.toml"), config.source_text.encode())
     store = PartStore(folder)
     recorder = PackRecorder(store, sweep_id, config.data.dataset, config.data.validation_split,
-                            BestKeeper(folder, store.trials), config.keep_models == "all")
-    owed = config.trial_count - len(store.trials)
+                            BestKeeper(folder, store), config.keep_models == "all")
+    owed = config.trial_count - store.recorded
     setup = _Setup(cluster_can_grow, task, show_progress, splits)
     try:
         packs, trial_epochs, idle = _train_all(config, recorder, setup)
@@ -101,7 +109,7 @@ def _finish(config: SweepConfig, out: str, recorder: PackRecorder, summary: Swee
     from mnist_core.sweep.choosing import choose, refit_choice
 
     store, folder = recorder.store, summary.folder
-    complete = len(store.finished_ids) >= config.trial_count
+    complete = store.recorded >= config.trial_count
     store.compact()
     if complete:
         remove_stages(folder)
@@ -109,10 +117,10 @@ def _finish(config: SweepConfig, out: str, recorder: PackRecorder, summary: Swee
     if complete and recorder.keeper.best is not None:
         run = _Run(config, recorder, _slots(config, setup.cluster_can_grow), setup, None)
         say = functools.partial(print, flush=True)  # a line per step: each can take minutes
-        choice = choose(config, store.trials, recorder.keeper, run, say)
+        choice = choose(config, store, recorder.keeper, run, say)
         if config.selection.refit:
             refit = refit_choice(recorder.keeper, choice, run, say)
-    selection = recorder.keeper.record_selection(store.trials, choice)
+    selection = recorder.keeper.record_selection(store, choice)
     write_sweep_report(folder)
     _track(config, folder, summary.sweep_id, "FAILED" if summary.failed else "FINISHED")
     if recorder.keeper.best is not None and complete:
@@ -174,10 +182,10 @@ def _train_all(config: SweepConfig, recorder: PackRecorder,
     proposals); the packs run, the trial-epochs trained, and the share of slot time left
     idle in each stage (rung or round): packs wait for the stage's last one."""
     store = recorder.store
-    if len(store.finished_ids) >= config.trial_count:
+    if store.recorded >= config.trial_count:
         return 0, 0, ()
     run = _Run(config, recorder, _slots(config, setup.cluster_can_grow), setup,
-               _Progress(config.trial_count, len(store.trials), setup.show_progress))
+               _Progress(config.trial_count, store.recorded, setup.show_progress))
     run.live.tick()
     try:
         if config.proposes:
@@ -186,10 +194,10 @@ def _train_all(config: SweepConfig, recorder: PackRecorder,
             packs = run_rounds(config, recorder, run.train)
         elif config.halving:
             packs = run_halving(config.halving, list(config.trials), recorder, run.train)
-        else:
-            todo = [trial for trial in config.trials
-                    if trial.trial_id not in store.finished_ids]
-            packs = run.train(todo, None, recorder)
+        else:  # made as packs are needed: a million trials are never all in memory
+            todo = (trial for trial in config.trials if trial.trial_id not in store.finished_ids)
+            packs = run.train(todo, None, recorder, count=config.trial_count - store.recorded,
+                              details_to=_details_folder(store.folder))
     finally:
         run.progress.close()
     return packs, run.trial_epochs, tuple(run.idle)
@@ -202,6 +210,7 @@ class _Run:
                  setup: _Setup, progress: _Progress | None):
         self.config, self.recorder, self.slots, self.progress = config, recorder, slots, progress
         self.task, self._splits, self.splits_ref = setup.task, setup.splits, None
+        self.cluster_can_grow = setup.cluster_can_grow
         self.trial_epochs = 0  # epochs trained by the ok members of the packs run
         self.busy_seconds = 0.0  # worker time spent on the packs run
         self.idle: list[float] = []  # per stage (a rung, a round): share of slot time idle
@@ -216,44 +225,60 @@ class _Run:
             self._splits = load_dataset(self.config.data)
         return self._splits
 
-    def train(self, trials: list[Trial], budgets: dict[str, int] | None, sink,
-              starts: dict | None = None) -> int:
+    def train(self, trials: Iterable[Trial], budgets: dict[str, int] | None, sink,
+              starts: dict | None = None, count: int | None = None,
+              details_to: str | None = None) -> int:
         """Train ``trials`` in packs (``budgets``: epochs per trial now, when not its own;
-        ``starts``: the states they go on from); each finished pack goes to
+        ``starts``: the states they go on from; ``count``: how many there are, when
+        ``trials`` is an iterator; ``details_to``: the folder whose parts the workers write
+        the packs' detail rows to, see ``worker``); each finished pack goes to
         ``sink.add_pack``. Returns the number of packs."""
-        packs = self.packs(trials, budgets, starts=starts)
+        trials = trials if count is not None else list(trials)
+        largest = self.largest(count if count is not None else len(trials))
+        window = max(WINDOW_TRIALS, 2 * largest * self.slots)
+        packs = (dataclasses.replace(pack, details_to=details_to)
+                 for chunk in _chunks(trials, window)
+                 for pack in self.packs(chunk, budgets, starts=starts, largest=largest))
         began, busy = time.monotonic(), self.busy_seconds
-        self.run_packs(packs, sink)
-        if packs:  # the share of the slots' time this stage (a rung, a round) left idle
+        ran = self.run_packs(packs, sink)
+        if ran:  # the share of the slots' time this stage (a rung, a round) left idle
             slot_seconds = (time.monotonic() - began) * self.slots
             self.idle.append(max(0.0, 1.0 - (self.busy_seconds - busy) / slot_seconds))
-        return len(packs)
+        return ran
+
+    def largest(self, count: int) -> int:
+        """The most members a pack of ``count`` trials may have (``packs.pack_size_for``)."""
+        resources = self.config.resources
+        return pack_size_for(count, self.slots, resources.pack_size, resources.num_gpus > 0)
 
     def packs(self, trials: list[Trial], budgets: dict[str, int] | None = None,
               view=None, keep_all_models: bool | None = None,
-              starts: dict | None = None) -> list[Pack]:
+              starts: dict | None = None, largest: int | None = None) -> list[Pack]:
         """``trials`` grouped into packs as wide as the slots and ``pack_size`` allow."""
         if not trials:
             return []
-        resources = self.config.resources
-        largest = pack_size_for(len(trials), self.slots, resources.pack_size,
-                                resources.num_gpus > 0)
         if keep_all_models is None:
             keep_all_models = self.config.keep_models == "all"
-        return make_packs(trials, largest, budgets, keep_all_models, view, starts)
+        return make_packs(trials, largest or self.largest(len(trials)), budgets,
+                          keep_all_models, view, starts)
 
-    def run_packs(self, packs: list[Pack], sink) -> None:
-        """Run ``packs`` (retrying those whose worker died); each finished one goes to
-        ``sink.add_pack``."""
+    def run_packs(self, packs: Iterable[Pack], sink) -> int:
+        """Run ``packs`` (retrying those whose worker died), a bounded number in flight so
+        an iterator of a million trials is made as it is needed; each finished one goes to
+        ``sink.add_pack``. Returns the number of packs run."""
         import ray
 
-        if not packs:
-            return
-        if self.splits_ref is None:
-            self.splits_ref = ray.put(self.splits)
-        submit = _submitter(self.config, self.splits_ref, self.task, self.log_dir)
-        pending = {submit(pack): (pack, 1) for pack in packs}
-        while pending:
+        packs, ran = iter(packs), 0
+        pending: dict = {}
+        submit = None
+        while True:
+            while len(pending) < self.in_flight and (pack := next(packs, None)) is not None:
+                if submit is None:
+                    submit = self._submitter()
+                pending[submit(pack)] = (pack, 1)
+                ran += 1
+            if not pending:
+                return ran
             done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in done:
                 pack, attempt = pending.pop(ref)
@@ -263,6 +288,19 @@ class _Run:
                 self.progress.update(self.recorder,
                                      sum(len(pack.trials) for pack, _ in pending.values()))
                 self.live.tick()
+
+    @property
+    def in_flight(self) -> int:
+        """Packs submitted at once: each slot's next pack queued behind the one it runs; on
+        a cluster that can grow, enough waiting for the autoscaler to see the demand."""
+        return max(2 * self.slots, IN_FLIGHT_GROWING if self.cluster_can_grow else 2)
+
+    def _submitter(self):
+        import ray
+
+        if self.splits_ref is None:
+            self.splits_ref = ray.put(self.splits)
+        return _submitter(self.config, self.splits_ref, self.task, self.log_dir)
 
     def collect(self, ref, pack: Pack, attempt: int, sink) -> bool:
         """Hand the finished pack behind ``ref`` to ``sink``; return True when it should be
@@ -300,7 +338,8 @@ class _Run:
                                 result.error if isinstance(result, TrialFailure) else None,
                                 attempt)
                    for trial, result in zip(pack.trials, outcome.results)]
-        sink.add_pack(pack.pack_id, members, placement)
+        written = {"details_written": True} if pack.details_to else {}  # only a recorder's
+        sink.add_pack(pack.pack_id, members, placement, **written)
         return False
 
     def _save_traceback(self, pack: Pack, text: str) -> str:
@@ -363,15 +402,13 @@ class _Progress:
 
         self.bar = tqdm(total=total, initial=initial, unit="trial", desc="sweep",
                         disable=not enabled, dynamic_ncols=True)
-        self.counted = self.failed = 0
 
     def update(self, recorder: PackRecorder, pending: int) -> None:
-        trials, best = recorder.store.trials, recorder.keeper.best
-        self.failed += sum(row["status"] == "failed" for row in trials[self.counted:])
-        self.counted = self.bar.n = len(trials)
+        store, best = recorder.store, recorder.keeper.best
+        self.bar.n = store.recorded
         best = best["val_accuracy"] if best else float("nan")
-        self.bar.set_postfix(failed=self.failed, pending=pending, best_val=f"{best:.4f}",
-                             refresh=False)
+        self.bar.set_postfix(failed=store.counts["failed"], pending=pending,
+                             best_val=f"{best:.4f}", refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:
@@ -382,11 +419,34 @@ def _summarise(store: PartStore, sweep_id: str, folder: str, ran_now: int, packs
                top_n: int) -> SweepSummary:
     from mnist_core.sweep.selection import seed_means
 
-    ranked = ranked_trials(store.trials)
-    count = {status: sum(row["status"] == status for row in store.trials)
-             for status in ("pruned", "failed")}
-    several_seeds = len({row["seed"] for row in ranked}) > 1
-    settings = tuple(seed_means(ranked)[:top_n]) if several_seeds else ()
-    return SweepSummary(sweep_id, folder, len(store.trials), len(ranked), count["pruned"],
-                        count["failed"], ran_now, packs, tuple(ranked[:top_n]),
-                        diverged=sum(diverged(row) for row in ranked), settings=settings)
+    index = store.index()
+    ok = index.filter(pc.equal(index.column("status"), "ok"))
+    several_seeds = pc.count_distinct(ok.column("seed")).as_py() > 1
+    settings = ()
+    if several_seeds:  # seed means group whole rows: these sweeps hold every ok row here
+        settings = tuple(seed_means([row for row in store.rows() if row["status"] == "ok"])
+                         [:top_n])
+    at_chance = pc.less_equal(ok.column("val_accuracy"), 1 / NUM_CLASSES + CHANCE_MARGIN)
+    return SweepSummary(sweep_id, folder, store.recorded, ok.num_rows, store.counts["pruned"],
+                        store.counts["failed"], ran_now, packs,
+                        tuple(store.ranked_rows(top_n)),
+                        diverged=pc.sum(at_chance).as_py() or 0, settings=settings)
+
+
+def _details_folder(folder: str) -> str | None:
+    """Where workers can write a pack's detail parts themselves: the sweep's folder when it is
+    on an object store, or on a local disk while every Ray node is this machine; else None
+    and the driver writes them."""
+    import ray
+
+    if storage.is_uri(folder):
+        return folder
+    here = ray.util.get_node_ip_address()
+    nodes = {node["NodeManagerAddress"] for node in ray.nodes() if node["Alive"]}
+    return folder if nodes == {here} else None
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk

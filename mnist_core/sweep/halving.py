@@ -108,7 +108,7 @@ def _decide_rung(store: PartStore, stage: PartStore, racing: list[Trial],
     if not racing:
         return []
     wanted = {trial.trial_id for trial in racing}
-    ranked = [row["trial_id"] for row in ranked_trials(stage.trials)
+    ranked = [row["trial_id"] for row in ranked_trials(stage.index().to_pylist())
               if row["trial_id"] in wanted]
     keep = set(ranked[:max(1, len(ranked) // eta)])
     store.adopt(stage, {trial_id for trial_id in ranked[len(keep):]

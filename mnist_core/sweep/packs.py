@@ -48,6 +48,7 @@ class Pack:
     keep_all_models: bool = False  # else only the pack's best member sends its model back
     view: Fold | str | None = None  # the data it trains on (``refit.view_splits``)
     starts: tuple[MemberState, ...] | None = None  # each member's state to go on from
+    details_to: str | None = None  # the sweep folder its worker writes detail parts to
 
     @property
     def epochs_done(self) -> int:

@@ -14,34 +14,58 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from mnist_core import charts, storage
+from mnist_core.config import HYPERPARAMETERS, NUM_CLASSES
 from mnist_core.html import cell, escape, figure, page, table, write_page
 from mnist_core.importance import hyperparameter_importance
 from mnist_core.reports import (
+    CHANCE_MARGIN,
     describe_selection,
     diverged,
     ranked_trials,
-    selection_statistics,
+    trust_in,
 )
 from mnist_core.sweep.selection import describe_choice, seed_means
 
 TABLE_ROWS = 1000
+PAGE_ROWS = 20_000  # a bigger sweep's page draws from the best and a sample (``PageTrials``)
+PAGE_COLUMNS = ["trial_id", "status", "error", "seed", "epochs", "best_epoch", "val_accuracy",
+                "val_loss", "val_images", "test_accuracy", "train_seconds", "rung", "pack_id",
+                "dataset", "finished_at"]
 OTHER_ROWS = 200  # pruned and failed trials the table keeps room for, beside the best
 _ROW_COLUMNS = ["trial_id", "status", "best_epoch", "val_accuracy", "test_accuracy",
                 "train_seconds", "rung", "pack_id", "error"]
 
 
-def sweep_page(tables: dict[str, pa.Table], sweep_id: str, config_text: str,
-               swept: list[str], log_scaled: frozenset[str] = frozenset(),
-               live: bool = False, best: dict | None = None) -> str:
-    """The HTML of a sweep's report from its tables (``store.read_sweep``) and ``best``
-    (its ``best/best.json``: how the setting was chosen, the finalists, the refit)."""
-    trials = tables["trials"].to_pylist()
-    ranked = ranked_trials(trials)
+@dataclass(frozen=True)
+class PageTrials:
+    """What the page draws from: ``rows``, every trial of a sweep of up to ``PAGE_ROWS`` (else
+    the best ``TABLE_ROWS``, the first ``OTHER_ROWS`` others, each best-so-far step and a
+    seeded sample); ``table``, the page's columns of every trial (for counts and statistics);
+    ``details(name, ids)``, the ``epochs`` or ``confusion`` rows of a few trials."""
+
+    rows: list[dict]
+    table: pa.Table
+    details: Callable[[str, list[str]], list[dict]]
+
+    @property
+    def sampled(self) -> bool:
+        return len(self.rows) < self.table.num_rows
+
+
+def sweep_page(trials: PageTrials, sweep_id: str, config_text: str, swept: list[str],
+               log_scaled: frozenset[str] = frozenset(), live: bool = False,
+               best: dict | None = None) -> str:
+    """The HTML of a sweep's report from its trials (``page_trials``) and ``best`` (its
+    ``best/best.json``: how the setting was chosen, the finalists, the refit)."""
+    ranked = ranked_trials(trials.rows)
     chosen_id = best["choice"]["trial_id"] if best and "choice" in best else None
     chosen = next((row for row in ranked if row["trial_id"] == chosen_id),
                   ranked[0] if ranked else None)
@@ -52,23 +76,28 @@ def sweep_page(tables: dict[str, pa.Table], sweep_id: str, config_text: str,
         sections.append(_seed_table(ranked, swept))
     sections.append(_trials_table(trials, ranked, swept))
     if ranked:
-        sections.append(_best_trial(tables, chosen))
-        sections.append(_search_charts(tables, trials, ranked, swept, log_scaled))
+        sections.append(_best_trial(trials, chosen))
+        sections.append(_search_charts(trials, ranked, swept, log_scaled))
     sections.append(f"<h2>Config</h2><pre>{escape(config_text)}</pre>")
     return page(f"Sweep {sweep_id}", sections, live)
 
 
-def _summary(trials: list[dict], best: dict | None, not_first: bool) -> str:
+def _summary(trials: PageTrials, best: dict | None, not_first: bool) -> str:
     """Counts, and the chosen trial (``not_first``: chosen by more than its rank on the one
     validation split, see "The choice")."""
-    counts = Counter(row["status"] for row in trials)
+    table = trials.table
+    counts = Counter({item["values"]: item["counts"]
+                      for item in pc.value_counts(table.column("status")).to_pylist()})
     statuses = ", ".join(f"<span class={status}>{counts[status]:,} {status}</span>"
                          for status in ("ok", "pruned", "failed") if counts[status])
-    dataset = trials[0]["dataset"] if trials else "?"
-    at_chance = sum(diverged(row) for row in trials)
+    dataset = trials.rows[0]["dataset"] if trials.rows else "?"
+    ok = table.filter(pc.equal(table.column("status"), "ok"))
+    at_chance = pc.sum(pc.less_equal(ok.column("val_accuracy"),
+                                     1 / NUM_CLASSES + CHANCE_MARGIN)).as_py() or 0
     warning = ("" if not at_chance else f" <span class=diverged>{at_chance:,} trained to chance "
                "level (validation accuracy near 1/10): flagged in the table.</span>")
-    statistics = selection_statistics(trials, best)
+    others = ok.filter(pc.not_equal(ok.column("trial_id"), (best or {}).get("trial_id", "")))
+    statistics = trust_in(best, others.column("val_accuracy").to_numpy(False))
     trust = "" if statistics is None else f" It was {escape(describe_selection(statistics))}."
     label = "Chosen (see The choice)" if not_first else "Best by validation accuracy"
     chosen = "" if best is None else (
@@ -76,8 +105,11 @@ def _summary(trials: list[dict], best: dict | None, not_first: bool) -> str:
         f"{best['val_accuracy']:.4f}, test {best['test_accuracy']:.4f} (epoch "
         f"{cell(best['best_epoch'])} of {cell(best['epochs'])}). Ties go to the lower "
         f"validation loss, then the earlier trial.{trust}</p>")
-    return (f"<p>{len(trials):,} trials on {cell(dataset)}: {statuses}. The test set chooses "
-            f"nothing.{warning}</p>{chosen}")
+    sampled = "" if not trials.sampled else (
+        f" Charts and tables draw from {len(trials.rows):,} of them: the best, each step of "
+        "the best so far, and a seeded sample; every trial is in trials.parquet.")
+    return (f"<p>{table.num_rows:,} trials on {cell(dataset)}: {statuses}. The test set "
+            f"chooses nothing.{warning}{sampled}</p>{chosen}")
 
 
 def _choice(best: dict) -> str:
@@ -125,40 +157,40 @@ def _seed_table(ranked: list[dict], swept: list[str]) -> str:
             + table("settings", columns, rows, ["ok"], "val_accuracy_mean"))
 
 
-def _trials_table(trials: list[dict], ranked: list[dict], swept: list[str]) -> str:
+def _trials_table(trials: PageTrials, ranked: list[dict], swept: list[str]) -> str:
     shown = ranked[:TABLE_ROWS]
     kept = {row["trial_id"] for row in shown}
-    others = [row for row in trials if row["trial_id"] not in kept]
+    others = [row for row in trials.rows if row["trial_id"] not in kept]
     shown += others[:max(OTHER_ROWS, TABLE_ROWS - len(shown))]
     columns = [*_ROW_COLUMNS[:2], *swept, *_ROW_COLUMNS[2:]]
     rows = [{name: _plain(row.get(name)) for name in columns} | {"diverged": diverged(row)}
             for row in shown]
-    note = ("" if len(shown) == len(trials) else
+    total = trials.table.num_rows
+    note = ("" if len(shown) == total else
             f" The best {len(ranked[:TABLE_ROWS]):,} by validation accuracy (and some of the "
-            f"others) of {len(trials):,}; every trial is in trials.parquet.")
+            f"others) of {total:,}; every trial is in trials.parquet.")
     return (f"<h2>Trials</h2><p>Click a header to sort (▲ ascending, ▼ descending); filter by "
             f"status or search any column.{note}</p>"
             + table("trials", columns, rows, ["ok", "pruned", "failed"], "val_accuracy"))
 
 
-def _best_trial(tables: dict[str, pa.Table], best: dict) -> str:
-    cells = _rows_of(tables["confusion"], [best["trial_id"]])
-    epochs = sorted(_rows_of(tables["epochs"], [best["trial_id"]]),
-                    key=lambda row: row["epoch"])
+def _best_trial(trials: PageTrials, best: dict) -> str:
+    cells = trials.details("confusion", [best["trial_id"]])
+    epochs = sorted(trials.details("epochs", [best["trial_id"]]), key=lambda row: row["epoch"])
     return (f"<h2>Best trial {cell(best['trial_id'])}</h2><div class=grid>"
             + figure(charts.confusion(cells, "Confusion matrix (test set)"), "confusion")
             + figure(charts.learning_curves(epochs, "Learning curves"), "curves") + "</div>")
 
 
-def _search_charts(tables: dict[str, pa.Table], trials: list[dict], ranked: list[dict],
-                   swept: list[str], log_scaled: frozenset[str]) -> str:
+def _search_charts(trials: PageTrials, ranked: list[dict], swept: list[str],
+                   log_scaled: frozenset[str]) -> str:
     curves = ranked[:charts.MAX_CURVES]
     by_trial: dict[str, list[dict]] = {}
-    for row in sorted(_rows_of(tables["epochs"], [r["trial_id"] for r in curves]),
+    for row in sorted(trials.details("epochs", [r["trial_id"] for r in curves]),
                       key=lambda row: row["epoch"]):
         by_trial.setdefault(row["trial_id"], []).append(row)
     parts = ["<h2>The search</h2><div class=grid>",
-             figure(charts.history(trials), "history"),
+             figure(charts.history(_best_so_far(trials.table)), "history"),
              figure(charts.all_curves(by_trial, curves), "all-curves")]
     shares = hyperparameter_importance(ranked, swept, log_scaled)
     if shares:
@@ -172,9 +204,54 @@ def _search_charts(tables: dict[str, pa.Table], trials: list[dict], ranked: list
     return "".join(parts)
 
 
-def _rows_of(table: pa.Table, trial_ids: list[str]) -> list[dict]:
-    wanted = pa.array(trial_ids, pa.string())
-    return table.filter(pc.is_in(table.column("trial_id"), value_set=wanted)).to_pylist()
+def page_trials(folder: str, swept: list[str]) -> PageTrials:
+    """The page's view of the sweep in ``folder`` (``PageTrials``), read column by column."""
+    from mnist_core.sweep.store import read_rows
+
+    names = [*dict.fromkeys([*PAGE_COLUMNS, *HYPERPARAMETERS, *swept])]
+    table = read_rows(folder, "trials", columns=names)
+    if table.num_rows > PAGE_ROWS:
+        picked = sorted(_drawn_positions(table))
+        rows = table.take(pa.array(picked, pa.int64())).to_pylist()
+    else:
+        rows = table.to_pylist()
+    return PageTrials(rows, table, lambda name, ids: read_rows(folder, name, set(ids))
+                      .to_pylist())
+
+
+def _drawn_positions(table: pa.Table) -> set[int]:
+    """Which rows a big sweep's page draws: the best ``TABLE_ROWS`` ok trials (and ties), the
+    first ``OTHER_ROWS`` others, each step of the best so far, and a seeded sample."""
+    status = table.column("status")
+    accuracy = pc.fill_null(table.column("val_accuracy"), -1.0)
+    scores = pc.if_else(pc.equal(status, "ok"), accuracy, -2.0).to_numpy()
+    best = np.argsort(-scores, kind="stable")[:TABLE_ROWS]
+    others = np.flatnonzero(scores == -2.0)[:OTHER_ROWS]
+    positions = {*best.tolist(), *others.tolist()}
+    positions |= {int(row["position"]) for row in _best_so_far(table)}
+    sample = np.random.default_rng(0).choice(table.num_rows, PAGE_ROWS, replace=False)
+    return positions | set(sample.tolist())
+
+
+def _best_so_far(table: pa.Table) -> list[dict]:
+    """Each trial that raised the best validation accuracy so far, in the order trials finished
+    (failed ones aside): its row, and ``finished``, how many had finished by then."""
+    counted = pc.and_(pc.not_equal(table.column("status"), "failed"),
+                      pc.is_valid(table.column("val_accuracy")))
+    positions = np.flatnonzero(counted.to_numpy(zero_copy_only=False))
+    if not len(positions):
+        return []
+    finished = table.take(pa.array(positions)).select(["finished_at", "trial_id"])
+    order = pc.sort_indices(finished, [("finished_at", "ascending", "at_end"),
+                                       ("trial_id", "ascending", "at_end")]).to_numpy()
+    positions = positions[order]
+    values = table.column("val_accuracy").to_numpy(zero_copy_only=False)[positions]
+    running = np.maximum.accumulate(values)
+    steps = [0, *np.flatnonzero(running[1:] > running[:-1]) + 1]
+    steps += [len(values) - 1] if steps[-1] != len(values) - 1 else []
+    picked = table.take(pa.array(positions[steps])).to_pylist()
+    return [row | {"finished": int(step) + 1, "best": float(running[step]),
+                   "position": int(positions[step])} for row, step in zip(picked, steps)]
 
 
 def _plain(value):
@@ -188,12 +265,11 @@ def _plain(value):
 def write_sweep_report(folder: str, live: bool = False) -> str:
     """Build ``<folder>/report.html`` from a sweep's files; return its location."""
     from mnist_core.sweep.config import parse_sweep_config
-    from mnist_core.sweep.store import read_sweep
 
     text = storage.read_bytes(storage.join(folder, "sweep.toml")).decode()
     config = parse_sweep_config(text)
     location = storage.join(folder, "best", "best.json")
     best = json.loads(storage.read_bytes(location)) if storage.exists(location) else None
-    markup = sweep_page(read_sweep(folder), storage.name(folder), text, config.grid_names,
-                        config.log_scaled, live, best)
+    markup = sweep_page(page_trials(folder, config.grid_names), storage.name(folder), text,
+                        config.grid_names, config.log_scaled, live, best)
     return write_page(folder, markup)

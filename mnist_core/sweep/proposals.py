@@ -38,7 +38,7 @@ def run_rounds(config: SweepConfig, recorder: PackRecorder, train: TrainPacks) -
                   for position, seed in enumerate(space.seeds)]
         packs += train([trial for trial in trials if trial.trial_id not in store.finished_ids],
                        None, recorder)
-        recorded = {row["trial_id"]: row for row in store.trials}
+        recorded = {row["trial_id"]: row for row in store.index().to_pylist()}
         per_setting = len(space.seeds)
         for number, (handle, _) in enumerate(asked):
             group = trials[number * per_setting:(number + 1) * per_setting]

@@ -28,11 +28,15 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mnist_core import storage
 from mnist_core.errors import DataFormatError, RecordingError
@@ -46,13 +50,17 @@ from mnist_core.reports import (
     epoch_rows,
     metric_values,
     per_class_rows,
-    selection_statistics,
+    ranked_trials,
+    trust_in,
 )
 from mnist_core.trial import TrialResult
 
 DETAIL_SCHEMAS = {"epochs": EPOCHS_SCHEMA, "confusion": CONFUSION_SCHEMA,
                   "per_class": PER_CLASS_SCHEMA}
 SCHEMAS = {**DETAIL_SCHEMAS, "trials": TRIALS_SCHEMA}
+INDEX_COLUMNS = ["trial_id", "status", "val_accuracy", "val_loss", "seed"]
+INDEX_SCHEMA = pa.schema([TRIALS_SCHEMA.field(name) for name in INDEX_COLUMNS])
+GENERATION = b"mnist_core.compaction"  # one token per compaction, in each file's metadata
 
 
 @dataclass(frozen=True)
@@ -70,23 +78,62 @@ class MemberRecord:
 
 def read_sweep(folder: str) -> dict[str, pa.Table]:
     """Every table of a sweep, finished or still running: the compacted files plus the parts
-    of every finished pack, each trial taken from exactly one of them."""
-    tables: dict[str, list[pa.Table]] = {name: [] for name in SCHEMAS}
-    seen: set[str] = set()
+    of every finished pack, each trial taken from exactly one of them. Whole tables in
+    memory: for reports and pages; the driver reads only what it needs (``read_index``)."""
     sources = _sources(folder)
     _check_orphans(folder, sources)
-    for source in sources:
-        _check_complete(source)
-        trials = _read(source["trials"], TRIALS_SCHEMA)
-        ids = [trial_id for trial_id in trials.column("trial_id").to_pylist()
-               if trial_id not in seen]
-        seen.update(ids)
-        keep = pa.array(ids, pa.string())
-        tables["trials"].append(_rows_of(trials, keep))
-        for name, schema in DETAIL_SCHEMAS.items():
-            tables[name].append(_rows_of(_read(source[name], schema), keep))
-    return {name: pa.concat_tables(parts) if parts else SCHEMAS[name].empty_table()
-            for name, parts in tables.items()}
+    keep = _kept_ids(sources)
+    return {name: _concat([batch for source, ids in zip(sources, keep)
+                           for batch in _kept_batches(source[name], schema, ids)], schema)
+            for name, schema in SCHEMAS.items()}
+
+
+def read_index(folder: str) -> pa.Table:
+    """The ``INDEX_COLUMNS`` of every recorded trial (what a resume needs to know), read from
+    the trials files alone, each trial from exactly one source."""
+    sources = _sources(folder)
+    _check_orphans(folder, sources)
+    keep = _kept_ids(sources)
+    return _concat([batch for source, ids in zip(sources, keep)
+                    for batch in _kept_batches(source["trials"], INDEX_SCHEMA, ids)],
+                   INDEX_SCHEMA)
+
+
+def read_trials(folder: str, trial_ids: set[str] | None = None,
+                columns: list[str] | None = None) -> pa.Table:
+    """Whole ``trials`` rows (only ``columns``, when given): of ``trial_ids``, or of every
+    recorded trial."""
+    return read_rows(folder, "trials", trial_ids, columns)
+
+
+def read_rows(folder: str, name: str, trial_ids: set[str] | None = None,
+              columns: list[str] | None = None) -> pa.Table:
+    """The rows of table ``name`` (only ``columns``) of ``trial_ids``, or of every recorded
+    trial, streamed from the files: a page needs the curves of a few hundred trials, not a
+    hundred million confusion cells."""
+    schema = SCHEMAS[name]
+    if columns is not None:
+        schema = pa.schema([schema.field(column) for column in columns])
+    sources = _sources(folder)
+    keep = _kept_ids(sources)
+    if trial_ids is not None:
+        wanted = pa.array(sorted(trial_ids), pa.string())
+        keep = [_Kept(pc.filter(ids.ids, pc.is_in(ids.ids, value_set=wanted)), ids.generation,
+                      subset=True) for ids in keep]
+    return _concat([batch for source, ids in zip(sources, keep) if len(ids.ids)
+                    for batch in _kept_batches(source[name], schema, ids)], schema)
+
+
+def top_ids(index: pa.Table, count: int) -> set[str]:
+    """The ids of the best ``count`` ok trials of ``index`` by validation accuracy, and of any
+    tied with the last of them (``reports.ranked_trials`` breaks the ties)."""
+    ok = index.filter(pc.equal(index.column("status"), "ok"))
+    accuracy = pc.fill_null(ok.column("val_accuracy"), -1.0)
+    if ok.num_rows <= count:
+        return set(ok.column("trial_id").to_pylist())
+    threshold = pc.select_k_unstable(accuracy, count, [("dummy", "descending")])
+    lowest = accuracy.take(threshold[-1:])[0]
+    return set(ok.filter(pc.greater_equal(accuracy, lowest)).column("trial_id").to_pylist())
 
 
 def trial_rows(sweep_id: str, dataset: str, validation_split: float,
@@ -106,16 +153,29 @@ def trial_rows(sweep_id: str, dataset: str, validation_split: float,
     return rows
 
 
-def detail_rows(members: list[MemberRecord]) -> dict[str, list[dict]]:
-    """The ``epochs``, ``confusion`` and ``per_class`` rows of a finished pack's ok members."""
+def detail_rows(results: list[tuple[str, TrialResult | None]]) -> dict[str, list[dict]]:
+    """The ``epochs``, ``confusion`` and ``per_class`` rows of a finished pack's ok members
+    (``results``: each member's trial id and result, None when it failed)."""
     details = {name: [] for name in DETAIL_SCHEMAS}
-    for member in members:
-        if member.result is not None:
-            details["epochs"] += epoch_rows(member.trial_id, member.result.history)
-            details["confusion"] += confusion_rows(member.trial_id,
-                                                   member.result.evaluation.confusion)
-            details["per_class"] += per_class_rows(member.trial_id, member.result)
+    for trial_id, result in results:
+        if result is not None:
+            details["epochs"] += epoch_rows(trial_id, result.history)
+            details["confusion"] += confusion_rows(trial_id, result.evaluation.confusion)
+            details["per_class"] += per_class_rows(trial_id, result)
     return details
+
+
+def write_details(folder: str, pack_id: str, details: dict[str, list[dict]]) -> None:
+    """A pack's detail parts in ``folder`` (each atomically; its trials part, written after
+    them, is what records the pack)."""
+    with recording(folder):
+        for name, schema in DETAIL_SCHEMAS.items():
+            storage.write_rows(part_location(folder, name, pack_id), details[name], schema)
+
+
+def part_location(folder: str, name: str, pack_id: str) -> str:
+    """Where the part of table ``name`` of pack ``pack_id`` lives in ``folder``."""
+    return storage.join(folder, "parts", name, f"{pack_id}.parquet")
 
 
 def claim_sweep_folder(out: str, base_id: str) -> str:
@@ -133,25 +193,59 @@ class PartStore:
     """The part files of one folder (a sweep's, or a rung's staging folder under
     ``rungs/r<k>/``): records finished packs, knows which trials are recorded, compacts.
 
-    ``trials`` holds the recorded rows (read once, then kept up to date as packs land).
+    What it holds in memory stays small at any sweep size: the ids recorded
+    (``finished_ids``), a count per status, and the ``INDEX_COLUMNS`` of every recorded trial
+    as Arrow columns (about 40 bytes a trial) — what the driver needs to rank trials. Whole
+    rows are read from the files when asked for (``rows``, ``ranked_rows``).
     """
 
     def __init__(self, folder: str):
         self.folder = folder
-        self.trials = read_sweep(folder)["trials"].to_pylist()
+        for name in DETAIL_SCHEMAS:  # a damaged compacted table stops a resume, not a report
+            location = storage.join(folder, f"{name}.parquet")
+            if storage.exists(location):
+                storage.read_metadata(location)
+        index = read_index(folder)
+        self._index = [index]
+        self.finished_ids = set(index.column("trial_id").to_pylist())
+        self.counts = Counter(index.column("status").to_pylist())
 
     @property
-    def finished_ids(self) -> set[str]:
-        """Ids of the trials already recorded, in any status."""
-        return {row["trial_id"] for row in self.trials}
+    def recorded(self) -> int:
+        """How many trials are recorded, in any status."""
+        return len(self.finished_ids)
 
-    def add(self, pack_id: str, rows: list[dict], details: dict[str, list[dict]]) -> None:
-        """Record a finished pack: its detail parts, then its trials part (the commit)."""
+    def index(self) -> pa.Table:
+        """The ``INDEX_COLUMNS`` of every recorded trial, in the order they were recorded."""
+        if len(self._index) > 1:
+            self._index = [pa.concat_tables(self._index).combine_chunks()]
+        return self._index[0]
+
+    def rows(self, trial_ids: set[str] | None = None) -> list[dict]:
+        """Whole ``trials`` rows from the files: of ``trial_ids``, or of every recorded trial."""
+        return read_trials(self.folder, trial_ids).to_pylist()
+
+    def ranked_rows(self, count: int) -> list[dict]:
+        """The best ``count`` ok trials (``reports.ranked_trials``' order), whole rows."""
+        return ranked_trials(self.rows(top_ids(self.index(), count)))[:count]
+
+    def add(self, pack_id: str, rows: list[dict],
+            details: dict[str, list[dict]] | None) -> None:
+        """Record a finished pack: its detail parts (``None``: its worker wrote them), then
+        its trials part (the commit)."""
+        if details is not None:
+            write_details(self.folder, pack_id, details)
         with recording(self.folder):
-            for name, schema in DETAIL_SCHEMAS.items():
-                storage.write_rows(self._part(name, pack_id), details[name], schema)
             storage.write_rows(self._part("trials", pack_id), rows, TRIALS_SCHEMA)
-        self.trials += rows
+        self._note(pa.Table.from_pylist([{name: row.get(name) for name in INDEX_COLUMNS}
+                                         for row in rows], INDEX_SCHEMA))
+
+    def _note(self, index: pa.Table) -> None:
+        self._index.append(index)
+        if len(self._index) >= 256:  # a small table per pack costs more than its rows
+            self.index()
+        self.finished_ids.update(index.column("trial_id").to_pylist())
+        self.counts.update(index.column("status").to_pylist())
 
     def adopt(self, other: PartStore, trial_ids: set[str], status: str) -> None:
         """Copy ``other``'s records of ``trial_ids`` into this store with ``status``."""
@@ -167,18 +261,27 @@ class PartStore:
             for name in DETAIL_SCHEMAS:
                 storage.write_table(self._part(name, pack_id), _rows_of(tables[name], keep))
             storage.write_table(self._part("trials", pack_id), trials)
-        self.trials += trials.to_pylist()
+        self._note(trials.select(INDEX_COLUMNS))
 
     def compact(self) -> None:
-        """Fold every part into the four report files (trials last), then remove the parts."""
+        """Fold every part into the four report files (trials last), then remove the parts.
+        Streamed: each source's rows go to the new file as they are read (the compacted
+        files batch by batch), never a whole table in memory."""
         parts = [entry.location for entry in storage.list_files(storage.join(self.folder,
                                                                              "parts"))]
         if not parts:
             return
-        tables = read_sweep(self.folder)
+        sources = _sources(self.folder)
+        _check_orphans(self.folder, sources)
+        keep = _kept_ids(sources)
+        generation = {GENERATION: uuid.uuid4().hex.encode()}
         with recording(self.folder):
             for name in (*DETAIL_SCHEMAS, "trials"):
-                storage.write_table(storage.join(self.folder, f"{name}.parquet"), tables[name])
+                with storage.table_writer(storage.join(self.folder, f"{name}.parquet"),
+                                          SCHEMAS[name].with_metadata(generation)) as writer:
+                    for source, ids in zip(sources, keep):
+                        for batch in _kept_batches(source[name], SCHEMAS[name], ids):
+                            writer.write_table(batch)
             for part in parts:
                 storage.remove(part)
 
@@ -188,16 +291,16 @@ class PartStore:
             storage.remove(entry.location)
 
     def _part(self, name: str, pack_id: str) -> str:
-        return storage.join(self.folder, "parts", name, f"{pack_id}.parquet")
+        return part_location(self.folder, name, pack_id)
 
 
 class BestKeeper:
     """Keeps the sweep's chosen trial (``reports.best_trial``) in ``best/``: its model, its
     and ``best.json`` (its charts are on the sweep's page)."""
 
-    def __init__(self, folder: str, rows: list[dict]):
+    def __init__(self, folder: str, store: PartStore):
         self.folder = folder
-        self.best = best_trial(rows)
+        self.best = next(iter(store.ranked_rows(1)), None)
 
     def offer(self, rows: list[dict], members: list[MemberRecord]) -> None:
         """Keep the best of a finished pack's members if it beats the best so far."""
@@ -219,11 +322,14 @@ class BestKeeper:
             storage.write_bytes(storage.join(best, "best.json"), json.dumps(
                 summary | result.config.as_record(), indent=2).encode())
 
-    def record_selection(self, rows: list[dict], choice: dict | None = None) -> dict | None:
+    def record_selection(self, store: PartStore, choice: dict | None = None) -> dict | None:
         """Add to ``best.json`` how far its validation figure can be trusted, against every
-        recorded trial (``reports.selection_statistics``), and how it was chosen (``choice``,
-        see ``selection``); return those statistics."""
-        statistics = selection_statistics(rows, self.best)
+        trial ``store`` recorded (``reports.selection_statistics``), and how it was chosen
+        (``choice``, see ``selection``); return those statistics."""
+        index = store.index()
+        others = index.filter(pc.and_(pc.equal(index.column("status"), "ok"), pc.not_equal(
+            index.column("trial_id"), (self.best or {}).get("trial_id", ""))))
+        statistics = trust_in(self.best, others.column("val_accuracy").to_numpy(False))
         location = storage.join(self.folder, "best", "best.json")
         if statistics is None or not storage.exists(location):
             return statistics
@@ -244,18 +350,22 @@ class PackRecorder:
         self.store, self.keeper, self.keep_all_models = store, keeper, keep_all_models
         self.sweep_id, self.dataset, self.validation_split = sweep_id, dataset, validation_split
 
-    def add_pack(self, pack_id: str, members: list[MemberRecord], placement: dict) -> None:
-        """Record a finished pack's members (``placement``: node, GPUs, worker). The models
-        go first (the best, and with ``keep_models = "all"`` every one under ``models/``) and
-        the trials part, the commit, last: a run cut off in between retrains the pack on
-        resume, and ``best/`` never lags the recorded trials."""
+    def add_pack(self, pack_id: str, members: list[MemberRecord], placement: dict,
+                 details_written: bool = False) -> None:
+        """Record a finished pack's members (``placement``: node, GPUs, worker;
+        ``details_written``: its worker wrote the detail parts). The models go first (the
+        best, and with ``keep_models = "all"`` every one under ``models/``) and the trials
+        part, the commit, last: a run cut off in between retrains the pack on resume, and
+        ``best/`` never lags the recorded trials."""
         rows = trial_rows(self.sweep_id, self.dataset, self.validation_split, members,
                           placement | {"pack_id": pack_id, "pack_size": len(members)})
         if self.keeper is not None:
             self.keeper.offer(rows, members)
         if self.keep_all_models:
             _write_models(self.store.folder, members)
-        self.store.add(pack_id, rows, detail_rows(members))
+        details = None if details_written else detail_rows(
+            [(member.trial_id, member.result) for member in members])
+        self.store.add(pack_id, rows, details)
 
 
 def _write_models(folder: str, members: list[MemberRecord]) -> None:
@@ -321,10 +431,68 @@ def _check_orphans(folder: str, sources: list[dict[str, str]]) -> None:
                 "compacted tables so that resuming the sweep trains those trials again")
 
 
+@dataclass(frozen=True)
+class _Kept:
+    """The ids a source contributes (each trial from the first source that records it), and
+    its trials file's compaction token (``GENERATION``; None for a part or an old file)."""
+
+    ids: pa.Array
+    generation: bytes | None
+    subset: bool = False  # only some of its trials are wanted: filter even a streamed file
+
+
+def _kept_ids(sources: list[dict[str, str]]) -> list[_Kept]:
+    """What each source contributes (``read_sweep``'s rule: each trial from the first source
+    that records it), from its trials file's ids, as Arrow arrays (no Python strings)."""
+    id_arrays = []
+    for source in sources:
+        _check_complete(source)
+        ids = storage.read_table(source["trials"], ["trial_id"]).column("trial_id")
+        id_arrays.append(ids.combine_chunks().cast(pa.string()))
+    if not id_arrays:
+        return []
+    codes = pc.dictionary_encode(pa.chunked_array(id_arrays, pa.string()).combine_chunks())
+    first = np.zeros(len(codes), bool)
+    first[np.unique(codes.indices.to_numpy(zero_copy_only=False), return_index=True)[1]] = True
+    kept, offset = [], 0
+    for source, ids in zip(sources, id_arrays):
+        mask = first[offset:offset + len(ids)]
+        offset += len(ids)
+        whole = bool(mask.all())
+        kept.append(_Kept(ids if whole else ids.filter(pa.array(mask)),
+                          _generation(source["trials"]) if whole else None))
+    return kept
+
+
+def _generation(location: str) -> bytes | None:
+    return storage.read_metadata(location).get(GENERATION)
+
+
+def _kept_batches(location: str, schema: pa.Schema, kept: _Kept) -> Iterator[pa.Table]:
+    """The rows of ``location`` that ``kept`` contributes, conformed to ``schema``. A file of
+    the same compaction as its source's trials file holds exactly its trials and streams in
+    batches; any other (a part, a compaction cut short) is read whole and filtered."""
+    if not storage.exists(location):
+        return
+    if kept.generation is not None and _generation(location) == kept.generation:
+        for batch in storage.read_batches(location, schema.names):
+            table = _conformed(pa.Table.from_batches([batch]), schema)
+            yield _rows_of(table, kept.ids) if kept.subset else table
+    else:
+        yield _rows_of(_read(location, schema), kept.ids)
+
+
+def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
 def _read(location: str, schema: pa.Schema) -> pa.Table:
     if not storage.exists(location):
         return schema.empty_table()
-    table = storage.read_table(location)
+    return _conformed(storage.read_table(location), schema)
+
+
+def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
     missing = [field for field in schema if field.name not in table.column_names]
     for field in missing:  # reports written before a column existed
         table = table.append_column(field, pa.nulls(table.num_rows, field.type))
@@ -332,6 +500,4 @@ def _read(location: str, schema: pa.Schema) -> pa.Table:
 
 
 def _rows_of(table: pa.Table, trial_ids: pa.Array) -> pa.Table:
-    import pyarrow.compute as pc
-
     return table.filter(pc.is_in(table.column("trial_id"), value_set=trial_ids))

@@ -16,9 +16,11 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import ray
 
 from mnist_core.data import Splits
+from mnist_core.evaluation import Evaluation
 from mnist_core.sweep.packs import Pack, PackFailed
 from mnist_core.trial import TrialFailure, TrialResult
 
@@ -61,8 +63,12 @@ def train_pack_on_worker(pack: Pack, splits: Splits, num_cpus: float,
         # TensorFlow's exception types would make the driver import TensorFlow to unpickle
         # them (its start-up lines on the user's console): send a plain one, traceback kept.
         raise PackFailed(f"{type(error).__name__}: {error}") from error
+    if not pack.keep_all_models:
+        results = best_model_only(pack, results)
+    if pack.details_to is not None:
+        results = details_written(pack, results)
     return PackOutcome(
-        results=results if pack.keep_all_models else best_model_only(pack, results),
+        results=results,
         node=ray.get_runtime_context().get_node_id(),
         gpu_ids=gpu_ids,
         worker_pid=os.getpid(),
@@ -88,6 +94,26 @@ def best_model_only(pack: Pack, results: list) -> list:
     return [result if not isinstance(result, TrialResult) or trial.trial_id == keep
             else dataclasses.replace(result, model_bytes=b"")
             for trial, result in zip(pack.trials, results)]
+
+
+def details_written(pack: Pack, results: list) -> list:
+    """Write the pack's detail parts (epochs, confusion, per-class rows) to its sweep folder
+    and return the results without the per-class arrays: what crosses to the driver is each
+    member's summary (status, metrics, history), so its work per pack is O(members)."""
+    from mnist_core.sweep.store import detail_rows, write_details
+
+    ok = [result if isinstance(result, TrialResult) else None for result in results]
+    write_details(pack.details_to, pack.pack_id,
+                  detail_rows([(trial.trial_id, result) for trial, result in zip(pack.trials, ok)]))
+    return [dataclasses.replace(result, evaluation=summary_only(result.evaluation))
+            if isinstance(result, TrialResult) else result for result in results]
+
+
+def summary_only(evaluation: Evaluation) -> Evaluation:
+    """``evaluation`` with its loss and accuracy, its per-class arrays empty."""
+    empty = np.zeros(0)
+    return dataclasses.replace(evaluation, confusion=np.zeros((0, 0), np.int64),
+                               precision=empty, recall=empty, f1=empty, support=empty)
 
 
 @ray.remote(max_calls=0)
