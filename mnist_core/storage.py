@@ -112,7 +112,10 @@ def read_table(location: str, columns: list[str] | None = None) -> pa.Table:
     it."""
     data = read_bytes(location)
     with _readable(location):
-        return pq.read_table(io.BytesIO(data), columns=columns)
+        # One thread: pyarrow 25's threaded decoding of an in-memory file leaves its thread
+        # pool to abort the interpreter at exit ("terminate called without an active
+        # exception", exit 134); our files are small, or streamed by ``read_batches``.
+        return pq.read_table(io.BytesIO(data), columns=columns, use_threads=False)
 
 
 def read_batches(location: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
@@ -123,6 +126,29 @@ def read_batches(location: str, columns: list[str] | None = None) -> Iterator[pa
         if columns is not None:  # a file written before a column existed lacks it
             columns = [name for name in columns if name in parquet.schema_arrow.names]
         yield from parquet.iter_batches(BATCH_ROWS, columns=columns)
+
+
+def scan(locations: list[str], schema: pa.Schema,
+         columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """The Parquet files at ``locations`` (all local, or all on one filesystem) as one dataset
+    with ``schema`` (a column a file lacks is null), read by several threads at once, in
+    order; ``columns`` may name ``__fragment_index`` (which file a row came from)."""
+    import pyarrow.dataset as ds
+
+    if is_uri(locations[0]):
+        filesystem, paths = _filesystem(locations[0])[0], [_filesystem(location)[1]
+                                                           for location in locations]
+    else:
+        filesystem, paths = None, [_local(location) for location in locations]
+    with _readable(locations[0] if len(locations) == 1 else _group_name(locations)):
+        dataset = ds.dataset(paths, schema=schema, format="parquet", filesystem=filesystem)
+        yield from dataset.to_batches(columns=columns, batch_size=BATCH_ROWS,
+                                      batch_readahead=4, fragment_readahead=8)
+
+
+def _group_name(locations: list[str]) -> str:
+    """How an error names a group of files: the first, and how many others."""
+    return f"{locations[0]} (or one of {len(locations) - 1} files after it)"
 
 
 def read_metadata(location: str) -> dict[bytes, bytes]:

@@ -13,6 +13,7 @@ effect here.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -68,6 +69,7 @@ _LATER_FIELDS = tuple(item.name for item in hyperparameter_fields()
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # A sweep's id: its name, the start time and, when two started in the same second, a suffix.
 SWEEP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
+_DEFAULTS = TrialConfig().as_record()
 
 
 @dataclass(frozen=True)
@@ -203,12 +205,21 @@ class TrialGrid(Sequence):
     seed) in ``itertools.product`` order, built from the grid's lists and the samples' drawn
     columns. A million-trial sweep holds its draws (a few arrays), not a million configs."""
 
-    def __init__(self, axes: dict[str, list], samples: dict | None, sample_count: int,
-                 seeds: list):
-        self.axes, self.samples, self.seeds = axes, samples or {}, list(seeds)
+    def __init__(self, axes: dict[str, list], space: SearchSpace):
+        self.axes, self.space, self.seeds = axes, space, list(space.seeds)
         self.sizes = [len(values) for values in axes.values()]
         self.points = math.prod(self.sizes)
-        self.count = sample_count * self.points * len(self.seeds)
+        self.count = space.trial_count
+
+    @functools.cached_property
+    def samples(self) -> dict:
+        """The drawn columns (``search_space.draw_samples``), drawn when first needed: a page
+        reading the config draws nothing."""
+        space = self.space
+        if not space.distributions:
+            return {}
+        return draw_samples(space.distributions, space.samples,
+                            np.random.default_rng(space.search_seed))
 
     def __len__(self) -> int:
         return self.count
@@ -313,8 +324,9 @@ def load_sweep_config(path: str | Path) -> SweepConfig:
         raise ConfigError(f"{path}: {error}") from None
 
 
-def parse_sweep_config(text: str) -> SweepConfig:
-    """Validate TOML text into a ``SweepConfig``."""
+def parse_sweep_config(text: str, expand: bool = True) -> SweepConfig:
+    """Validate TOML text into a ``SweepConfig``; with ``expand`` false the trials are not
+    drawn or checked until used (for readers of a sweep that ran, such as its page)."""
     document = tomllib.loads(text)
     _check_keys(document)
     sweep, grid = document.get("sweep", {}), document.get("grid", {})
@@ -336,11 +348,13 @@ def parse_sweep_config(text: str) -> SweepConfig:
                         sweep.get("samples", 1) if distributions else 1,
                         sweep.get("search_seed", 0))
     if search.sampler == "tpe":
-        _samples(sweep, distributions)  # checks samples and search_seed; TPE draws later
+        _check_samples(sweep, distributions)  # TPE draws later
         trials = ()
     else:
-        trials = TrialGrid(axes, _samples(sweep, distributions), space.samples, seeds)
-        trials.validate()
+        _check_samples(sweep, distributions)
+        trials = TrialGrid(axes, space)
+        if expand:
+            trials.validate()
     log_scaled = frozenset(key for key, spec in distributions.items() if spec.kind == "loguniform")
     return SweepConfig(name, data, trials,
                        _section("resources", Resources, **document.get("resources", {})), text,
@@ -404,20 +418,19 @@ def _check_trial_count(sweep: dict, axes: dict[str, list],
             "max_trials to run them")
 
 
-def _samples(sweep: dict, distributions: dict[str, Distribution]) -> dict | None:
-    """The drawn values of every sample, one column per key (None without distributions)."""
+def _check_samples(sweep: dict, distributions: dict[str, Distribution]) -> None:
+    """``[sweep] samples`` and ``search_seed`` fit the grid's distributions."""
     count, seed = sweep.get("samples"), sweep.get("search_seed", 0)
     if count is None:
         if distributions:
             raise ConfigError(f"[sweep] samples is required: [grid] {', '.join(distributions)} "
                               "are distributions to draw from")
-        return None
+        return
     _section("sweep", check_int, name="samples", value=count, lowest=1)
     if not distributions:
         raise ConfigError("[sweep] samples needs at least one distribution in [grid], "
                           "e.g. learning_rate = {loguniform = [0.01, 3.0]}")
     _section("sweep", check_type, name="search_seed", value=seed, kinds=int)
-    return draw_samples(distributions, count, np.random.default_rng(seed))
 
 
 def make_trial(index: int, values: dict, seed: int) -> Trial:
@@ -480,7 +493,7 @@ def _section(section: str, factory, **fields):
 
 
 def _trial_id(index: int, config: TrialConfig) -> str:
-    record, defaults = config.as_record(), TrialConfig().as_record()
+    record, defaults = config.as_record(), _DEFAULTS
     hashed = {key: value for key, value in record.items()
               if key not in _LATER_FIELDS or value != defaults[key]}
     digest = hashlib.sha1(json.dumps(hashed, sort_keys=True).encode()).hexdigest()

@@ -35,7 +35,8 @@ from mnist_core.reports import (
 from mnist_core.sweep.selection import describe_choice, seed_means
 
 TABLE_ROWS = 1000
-PAGE_ROWS = 20_000  # a bigger sweep's page draws from the best and a sample (``PageTrials``)
+PAGE_ROWS = 5_000  # a bigger sweep's page draws from the best and a sample (``PageTrials``)
+COUNTED_COLUMNS = ["trial_id", "status", "val_accuracy", "finished_at"]  # of every trial
 PAGE_COLUMNS = ["trial_id", "status", "error", "seed", "epochs", "best_epoch", "val_accuracy",
                 "val_loss", "val_images", "test_accuracy", "train_seconds", "rung", "pack_id",
                 "dataset", "finished_at"]
@@ -48,11 +49,11 @@ _ROW_COLUMNS = ["trial_id", "status", "best_epoch", "val_accuracy", "test_accura
 class PageTrials:
     """What the page draws from: ``rows``, every trial of a sweep of up to ``PAGE_ROWS`` (else
     the best ``TABLE_ROWS``, the first ``OTHER_ROWS`` others, each best-so-far step and a
-    seeded sample); ``table``, the page's columns of every trial (for counts and statistics);
+    seeded sample); ``table``, a few columns of every trial (for counts and statistics);
     ``details(name, ids)``, the ``epochs`` or ``confusion`` rows of a few trials."""
 
     rows: list[dict]
-    table: pa.Table
+    table: pa.Table  # ``COUNTED_COLUMNS`` of every trial
     details: Callable[[str, list[str]], list[dict]]
 
     @property
@@ -209,12 +210,13 @@ def page_trials(folder: str, swept: list[str]) -> PageTrials:
     from mnist_core.sweep.store import read_rows
 
     names = [*dict.fromkeys([*PAGE_COLUMNS, *HYPERPARAMETERS, *swept])]
-    table = read_rows(folder, "trials", columns=names)
-    if table.num_rows > PAGE_ROWS:
-        picked = sorted(_drawn_positions(table))
-        rows = table.take(pa.array(picked, pa.int64())).to_pylist()
+    table = read_rows(folder, "trials", columns=COUNTED_COLUMNS)
+    if table.num_rows > PAGE_ROWS:  # every trial's few columns, the drawn ones' all
+        picked = pa.array(sorted(_drawn_positions(table)), pa.int64())
+        wanted = set(table.column("trial_id").take(picked).to_pylist())
+        rows = read_rows(folder, "trials", wanted, names).to_pylist()
     else:
-        rows = table.to_pylist()
+        rows = read_rows(folder, "trials", columns=names).to_pylist()
     return PageTrials(rows, table, lambda name, ids: read_rows(folder, name, set(ids))
                       .to_pylist())
 
@@ -267,7 +269,7 @@ def write_sweep_report(folder: str, live: bool = False) -> str:
     from mnist_core.sweep.config import parse_sweep_config
 
     text = storage.read_bytes(storage.join(folder, "sweep.toml")).decode()
-    config = parse_sweep_config(text)
+    config = parse_sweep_config(text, expand=False)
     location = storage.join(folder, "best", "best.json")
     best = json.loads(storage.read_bytes(location)) if storage.exists(location) else None
     markup = sweep_page(page_trials(folder, config.grid_names), storage.name(folder), text,

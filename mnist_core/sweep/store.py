@@ -61,6 +61,7 @@ SCHEMAS = {**DETAIL_SCHEMAS, "trials": TRIALS_SCHEMA}
 INDEX_COLUMNS = ["trial_id", "status", "val_accuracy", "val_loss", "seed"]
 INDEX_SCHEMA = pa.schema([TRIALS_SCHEMA.field(name) for name in INDEX_COLUMNS])
 GENERATION = b"mnist_core.compaction"  # one token per compaction, in each file's metadata
+ROW_GROUP_ROWS = 262_144  # rows per row group of a compacted file
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,7 @@ def read_sweep(folder: str) -> dict[str, pa.Table]:
     sources = _sources(folder)
     _check_orphans(folder, sources)
     keep = _kept_ids(sources)
-    return {name: _concat([batch for source, ids in zip(sources, keep)
-                           for batch in _kept_batches(source[name], schema, ids)], schema)
+    return {name: _concat(list(_source_tables(sources, keep, name, schema)), schema)
             for name, schema in SCHEMAS.items()}
 
 
@@ -94,9 +94,7 @@ def read_index(folder: str) -> pa.Table:
     sources = _sources(folder)
     _check_orphans(folder, sources)
     keep = _kept_ids(sources)
-    return _concat([batch for source, ids in zip(sources, keep)
-                    for batch in _kept_batches(source["trials"], INDEX_SCHEMA, ids)],
-                   INDEX_SCHEMA)
+    return _concat(list(_source_tables(sources, keep, "trials", INDEX_SCHEMA)), INDEX_SCHEMA)
 
 
 def read_trials(folder: str, trial_ids: set[str] | None = None,
@@ -118,10 +116,8 @@ def read_rows(folder: str, name: str, trial_ids: set[str] | None = None,
     keep = _kept_ids(sources)
     if trial_ids is not None:
         wanted = pa.array(sorted(trial_ids), pa.string())
-        keep = [_Kept(pc.filter(ids.ids, pc.is_in(ids.ids, value_set=wanted)), ids.generation,
-                      subset=True) for ids in keep]
-    return _concat([batch for source, ids in zip(sources, keep) if len(ids.ids)
-                    for batch in _kept_batches(source[name], schema, ids)], schema)
+        keep = [kept.wanting(wanted) for kept in keep]
+    return _concat(list(_source_tables(sources, keep, name, schema)), schema)
 
 
 def top_ids(index: pa.Table, count: int) -> set[str]:
@@ -279,9 +275,9 @@ class PartStore:
             for name in (*DETAIL_SCHEMAS, "trials"):
                 with storage.table_writer(storage.join(self.folder, f"{name}.parquet"),
                                           SCHEMAS[name].with_metadata(generation)) as writer:
-                    for source, ids in zip(sources, keep):
-                        for batch in _kept_batches(source[name], SCHEMAS[name], ids):
-                            writer.write_table(batch)
+                    for table in _row_groups(_source_tables(sources, keep, name,
+                                                            SCHEMAS[name])):
+                        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
             for part in parts:
                 storage.remove(part)
 
@@ -414,41 +410,46 @@ def _check_complete(source: dict[str, str]) -> None:
 def _check_orphans(folder: str, sources: list[dict[str, str]]) -> None:
     """Compacted detail files without ``trials.parquet`` are fine while every trial they hold
     is in a part (a first compaction cut short); rows of any other trial would be lost."""
-    if storage.exists(storage.join(folder, "trials.parquet")):
+    compacted = [storage.join(folder, f"{name}.parquet") for name in DETAIL_SCHEMAS]
+    compacted = [location for location in compacted if storage.exists(location)]
+    if not compacted or storage.exists(storage.join(folder, "trials.parquet")):
         return
-    in_parts = set()
-    for source in sources:
-        in_parts.update(_read(source["trials"], TRIALS_SCHEMA).column("trial_id").to_pylist())
-    for name, schema in DETAIL_SCHEMAS.items():
-        location = storage.join(folder, f"{name}.parquet")
-        if not storage.exists(location):
-            continue
-        orphans = set(_read(location, schema).column("trial_id").to_pylist()) - in_parts
+    in_parts = pa.chunked_array(_trial_ids([source["trials"] for source in sources]),
+                                pa.string())
+    for location in compacted:
+        held = pc.unique(storage.read_table(location, ["trial_id"]).column("trial_id"))
+        orphans = pc.sum(pc.invert(pc.is_in(held, value_set=in_parts))).as_py()
         if orphans:
             raise DataFormatError(
                 f"{storage.join(folder, 'trials.parquet')}: missing, but {location} holds rows "
-                f"of {len(orphans)} trial(s) no part records; restore it, or remove the "
+                f"of {orphans} trial(s) no part records; restore it, or remove the "
                 "compacted tables so that resuming the sweep trains those trials again")
 
 
 @dataclass(frozen=True)
 class _Kept:
     """The ids a source contributes (each trial from the first source that records it), and
-    its trials file's compaction token (``GENERATION``; None for a part or an old file)."""
+    how its other files may be read: ``whole``, every row of them belongs (a part whose trials
+    are all new, or a compacted file of the same compaction, ``GENERATION``, as its trials
+    file); ``subset``, only some of its trials are wanted."""
 
     ids: pa.Array
-    generation: bytes | None
-    subset: bool = False  # only some of its trials are wanted: filter even a streamed file
+    whole: bool
+    generation: bytes | None = None  # a compacted trials file's token
+    subset: bool = False
+
+    def wanting(self, wanted: pa.Array) -> _Kept:
+        """The same source, contributing only the ids in ``wanted``."""
+        return _Kept(pc.filter(self.ids, pc.is_in(self.ids, value_set=wanted)), self.whole,
+                     self.generation, subset=True)
 
 
 def _kept_ids(sources: list[dict[str, str]]) -> list[_Kept]:
     """What each source contributes (``read_sweep``'s rule: each trial from the first source
     that records it), from its trials file's ids, as Arrow arrays (no Python strings)."""
-    id_arrays = []
     for source in sources:
         _check_complete(source)
-        ids = storage.read_table(source["trials"], ["trial_id"]).column("trial_id")
-        id_arrays.append(ids.combine_chunks().cast(pa.string()))
+    id_arrays = _trial_ids([source["trials"] for source in sources])
     if not id_arrays:
         return []
     codes = pc.dictionary_encode(pa.chunked_array(id_arrays, pa.string()).combine_chunks())
@@ -458,28 +459,104 @@ def _kept_ids(sources: list[dict[str, str]]) -> list[_Kept]:
     for source, ids in zip(sources, id_arrays):
         mask = first[offset:offset + len(ids)]
         offset += len(ids)
-        whole = bool(mask.all())
-        kept.append(_Kept(ids if whole else ids.filter(pa.array(mask)),
-                          _generation(source["trials"]) if whole else None))
+        if not mask.all():
+            kept.append(_Kept(ids.filter(pa.array(mask)), False))
+        elif _is_part(source["trials"]):
+            kept.append(_Kept(ids, True))
+        else:
+            kept.append(_Kept(ids, True, _generation(source["trials"])))
     return kept
+
+
+def _trial_ids(locations: list[str]) -> list[pa.Array]:
+    """The trial ids of each trials file, its parts read in one multi-threaded scan."""
+    parts = [location for location in locations if _is_part(location)]
+    ids = [storage.read_table(location, ["trial_id"]).column("trial_id").combine_chunks()
+           .cast(pa.string()) for location in locations if not _is_part(location)]
+    if parts:
+        table = _scan_table(parts, pa.schema([TRIALS_SCHEMA.field("trial_id")]),
+                            ["trial_id", "__fragment_index"])
+        fragment = table.column("__fragment_index").to_numpy()
+        ends = np.searchsorted(fragment, np.arange(len(parts)), side="right")
+        column = table.column("trial_id").combine_chunks()
+        ids += [column.slice(start, end - start)
+                for start, end in zip([0, *ends[:-1]], ends)]
+    return ids
+
+
+def _scan_table(locations: list[str], schema: pa.Schema, columns: list[str]) -> pa.Table:
+    """``columns`` of many small Parquet files, in their order; a damaged one is named."""
+    try:
+        return pa.Table.from_batches(list(storage.scan(locations, schema, columns)))
+    except DataFormatError:
+        for location in locations:
+            storage.read_table(location)
+        raise
+
+
+def _is_part(location: str) -> bool:
+    return storage.name(storage.parent(storage.parent(location))) == "parts"
 
 
 def _generation(location: str) -> bytes | None:
     return storage.read_metadata(location).get(GENERATION)
 
 
-def _kept_batches(location: str, schema: pa.Schema, kept: _Kept) -> Iterator[pa.Table]:
-    """The rows of ``location`` that ``kept`` contributes, conformed to ``schema``. A file of
-    the same compaction as its source's trials file holds exactly its trials and streams in
-    batches; any other (a part, a compaction cut short) is read whole and filtered."""
-    if not storage.exists(location):
+def _source_tables(sources: list[dict[str, str]], keep: list[_Kept], name: str,
+                   schema: pa.Schema) -> Iterator[pa.Table]:
+    """The rows of table ``name`` that each source contributes, in order, conformed to
+    ``schema``: whole parts in multi-threaded scans of many files at a time, a compacted
+    file of its trials' compaction streamed in batches, anything else read and filtered."""
+    group: list[str] = []
+    for source, kept in zip(sources, keep):
+        location = source[name]
+        if not len(kept.ids) or not storage.exists(location):
+            continue
+        if kept.whole and not kept.subset and _is_part(location):
+            group.append(location)
+            continue
+        yield from _scanned(group, schema)
+        group = []
+        yield from _kept_batches(location, schema, kept)
+    yield from _scanned(group, schema)
+
+
+def _scanned(locations: list[str], schema: pa.Schema) -> Iterator[pa.Table]:
+    """Many small files' rows, batch by batch as a multi-threaded scan reads them."""
+    if not locations:
         return
+    try:
+        for batch in storage.scan(locations, schema, schema.names):
+            yield pa.Table.from_batches([batch])
+    except DataFormatError:
+        for location in locations:  # which file: reading each alone names it
+            storage.read_table(location)
+        raise
+
+
+def _kept_batches(location: str, schema: pa.Schema, kept: _Kept) -> Iterator[pa.Table]:
+    """The rows of one file that ``kept`` contributes: streamed in batches when the file is of
+    the same compaction as its source's trials file, else read whole and filtered."""
     if kept.generation is not None and _generation(location) == kept.generation:
         for batch in storage.read_batches(location, schema.names):
             table = _conformed(pa.Table.from_batches([batch]), schema)
             yield _rows_of(table, kept.ids) if kept.subset else table
     else:
         yield _rows_of(_read(location, schema), kept.ids)
+
+
+def _row_groups(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """``tables`` gathered into tables of about ``ROW_GROUP_ROWS`` rows: a row group per small
+    part would make the compacted file slow to write and to read."""
+    gathered, rows = [], 0
+    for table in tables:
+        gathered.append(table)
+        rows += table.num_rows
+        if rows >= ROW_GROUP_ROWS:
+            yield pa.concat_tables(gathered)
+            gathered, rows = [], 0
+    if gathered:
+        yield pa.concat_tables(gathered)
 
 
 def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
