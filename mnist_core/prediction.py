@@ -67,6 +67,17 @@ class DenseForward:
         weights[0] = weights[0] * np.float32(1 / pixel_max)  # the Rescaling, folded in
         return cls(tuple(weights), tuple(biases), tuple(activations), pixel_max)
 
+    @classmethod
+    def from_weights(cls, weights: list[np.ndarray], activation: str,
+                     pixel_max: float) -> DenseForward:
+        """The network ``build_model`` makes, from its ``get_weights()`` (kernel, bias per
+        layer), ``activation`` on the hidden layers and its pixel range."""
+        kernels = [np.asarray(kernel, np.float32) for kernel in weights[0::2]]
+        kernels[0] = kernels[0] * np.float32(1 / pixel_max)  # the Rescaling, folded in
+        biases = tuple(np.asarray(bias, np.float32) for bias in weights[1::2])
+        activations = (activation,) * (len(kernels) - 1) + ("softmax",)
+        return cls(tuple(kernels), biases, activations, pixel_max)
+
     @property
     def input_dim(self) -> int:
         """Number of input features the first layer expects."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from mnist_core.config import TrialConfig
 from mnist_core.data import Splits
-from mnist_core.evaluation import Evaluation, evaluate
+from mnist_core.evaluation import Evaluation, evaluate, evaluate_weights
 from mnist_core.model import build_model
 from mnist_core.training import EpochCallback, train
 
@@ -42,6 +42,7 @@ class TrialResult:
     model_bytes: bytes
     val_images: int = 0
     state: MemberState | None = None  # to go on from (``packed_training.MemberState``)
+    weights: list | None = None  # a pack member's weights, until its model file is made
 
     @property
     def val_accuracy(self) -> float | None:
@@ -79,8 +80,9 @@ def run_pack(configs: Sequence[TrialConfig], splits: Splits,
     """Train ``configs`` (one pack: they share ``packs.pack_key``) together, each for its
     budget of epochs (default its config's), going on from ``starts`` when given; a result or
     a failure per config, in order, with the state to go on from for a member stopped short
-    of its epochs. An unpackable optimizer, or a pack of one trained to its epochs from the
-    start, trains alone (no state)."""
+    of its epochs. A pack's members come back with their weights, not a model file: the
+    caller makes the files it keeps (``with_model``). An unpackable optimizer, or a pack of
+    one trained to its epochs from the start, trains alone (no state)."""
     from mnist_core.packed_training import PACKABLE_OPTIMIZERS, train_pack
 
     budgets = list(budgets or [config.epochs for config in configs])
@@ -90,17 +92,28 @@ def run_pack(configs: Sequence[TrialConfig], splits: Splits,
         return [run_trial(config, splits, epochs=budget)
                 for config, budget in zip(configs, budgets)]
     fit = train_pack(configs, splits, budgets, starts)
-    model = build_model(configs[0].model, splits.input_dim, splits.pixel_max)
     results = []
     for config, member in zip(configs, fit.members):
         if member.error is not None:
             results.append(TrialFailure(config, member.error))
             continue
-        model.set_weights(member.weights)
-        results.append(dataclasses.replace(
-            _result(config, model, member.history, member.best_epoch,
-                    fit.seconds / len(configs), splits), state=member.state))
+        evaluation = evaluate_weights(member.weights, config.model.activation,
+                                      splits.pixel_max, splits.x_test, splits.y_test)
+        results.append(TrialResult(
+            config, sum(int(array.size) for array in member.weights), member.history,
+            member.best_epoch, evaluation, fit.seconds / len(configs), b"",
+            len(splits.y_val), member.state, member.weights))
     return results
+
+
+def with_model(result: TrialResult, splits: Splits) -> TrialResult:
+    """``result`` with its model file made from its weights (a pack's member: the model of
+    only the members a sweep keeps is written, about 20 ms each saved for the others)."""
+    if result.weights is None:
+        return result
+    model = build_model(result.config.model, splits.input_dim, splits.pixel_max)
+    model.set_weights(result.weights)
+    return dataclasses.replace(result, model_bytes=model_to_bytes(model), weights=None)
 
 
 def non_finite_loss(history: dict[str, list[float]]) -> str | None:

@@ -46,3 +46,34 @@ def test_confusion_keeps_ten_labels_when_classes_are_missing():
     assert result.confusion[2, 1] == 1 and result.confusion[1, 1] == 1
     assert result.accuracy == pytest.approx(2 / 3)
     assert result.support.tolist() == [0, 1, 2, 0, 0, 0, 0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu", "tanh"])
+def test_a_pack_members_weights_score_as_its_keras_model(digits, activation):
+    """What a pack's members are scored with (weights, numpy counts) equals ``evaluate`` of
+    the Keras model holding those weights (scikit-learn's per-class scores)."""
+    from mnist_core.config import ModelConfig
+    from mnist_core.evaluation import evaluate_weights
+
+    config = TrialConfig(model=ModelConfig(hidden_units=(12, 8), activation=activation),
+                         epochs=2)
+    model = train(config, digits).model
+    packed = evaluate_weights(model.get_weights(), activation, digits.pixel_max,
+                              digits.x_test, digits.y_test)
+    keras = evaluate(model, digits.x_test, digits.y_test)
+    np.testing.assert_array_equal(packed.confusion, keras.confusion)
+    for name in ("precision", "recall", "f1", "support"):
+        np.testing.assert_allclose(getattr(packed, name), getattr(keras, name), atol=1e-12)
+    assert (packed.loss, packed.accuracy) == pytest.approx((keras.loss, keras.accuracy))
+
+
+def test_scores_without_a_prediction_for_a_label_are_zero_as_scikit_learns():
+    from mnist_core.evaluation import evaluate_counts
+
+    labels = np.array([0, 0, 1, 2, 2, 3])
+    probabilities = np.eye(10)[[0, 1, 1, 2, 0, 0]] * 0.9 + 0.01
+    counted = evaluate_counts(probabilities, labels)
+    reference = evaluate_probabilities(probabilities, labels)
+    for name in ("precision", "recall", "f1", "support"):
+        np.testing.assert_allclose(getattr(counted, name), getattr(reference, name))
+    np.testing.assert_array_equal(counted.confusion, reference.confusion)

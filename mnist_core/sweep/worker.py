@@ -63,8 +63,7 @@ def train_pack_on_worker(pack: Pack, splits: Splits, num_cpus: float,
         # TensorFlow's exception types would make the driver import TensorFlow to unpickle
         # them (its start-up lines on the user's console): send a plain one, traceback kept.
         raise PackFailed(f"{type(error).__name__}: {error}") from error
-    if not pack.keep_all_models:
-        results = best_model_only(pack, results)
+    results = with_models(pack, results, splits)
     if pack.details_to is not None:
         results = details_written(pack, results)
     return PackOutcome(
@@ -77,11 +76,23 @@ def train_pack_on_worker(pack: Pack, splits: Splits, num_cpus: float,
     )
 
 
-def best_model_only(pack: Pack, results: list) -> list:
-    """The results with every model file dropped but the pack's best member's (by
-    ``reports.best_trial``, among members trained to their own epochs: a member still racing
-    in successive halving cannot be chosen yet): the driver keeps one model per sweep, so
-    only a candidate for it crosses to the driver (about 20 KB a member saved)."""
+def with_models(pack: Pack, results: list, splits: Splits) -> list:
+    """The results with a model file for every member (``keep_models = "all"``) or only for
+    the pack's best (``best_member``), and no weights: what crosses to the driver."""
+    from mnist_core.trial import with_model
+
+    kept = range(len(results)) if pack.keep_all_models else best_member(pack, results)
+    return [result if not isinstance(result, TrialResult)
+            else with_model(result, splits) if index in kept
+            else dataclasses.replace(result, weights=None, model_bytes=b"")
+            for index, result in enumerate(results)]
+
+
+def best_member(pack: Pack, results: list) -> list[int]:
+    """The position of the pack's best member (by ``reports.best_trial``, among members
+    trained to their own epochs: a member still racing in successive halving cannot be chosen
+    yet), in a list, or none: the driver keeps one model per sweep, so only a candidate for
+    it crosses to the driver (about 20 KB a member saved)."""
     from mnist_core.reports import best_trial
 
     budgets = pack.budgets or [trial.config.epochs for trial in pack.trials]
@@ -91,9 +102,7 @@ def best_model_only(pack: Pack, results: list) -> list:
             if isinstance(result, TrialResult) and budget == trial.config.epochs]
     best = best_trial(rows) if rows and rows[0]["val_accuracy"] is not None else None
     keep = best["trial_id"] if best else None
-    return [result if not isinstance(result, TrialResult) or trial.trial_id == keep
-            else dataclasses.replace(result, model_bytes=b"")
-            for trial, result in zip(pack.trials, results)]
+    return [index for index, trial in enumerate(pack.trials) if trial.trial_id == keep]
 
 
 def details_written(pack: Pack, results: list) -> list:
