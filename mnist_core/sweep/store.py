@@ -61,7 +61,8 @@ SCHEMAS = {**DETAIL_SCHEMAS, "trials": TRIALS_SCHEMA}
 INDEX_COLUMNS = ["trial_id", "status", "val_accuracy", "val_loss", "seed"]
 INDEX_SCHEMA = pa.schema([TRIALS_SCHEMA.field(name) for name in INDEX_COLUMNS])
 GENERATION = b"mnist_core.compaction"  # one token per compaction, in each file's metadata
-ROW_GROUP_ROWS = 262_144  # rows per row group of a compacted file
+ROW_GROUP_ROWS = 65_536  # rows per row group of a compacted file
+SCAN_FILES = 64  # part files per multi-threaded scan: its memory grows with its files
 
 
 @dataclass(frozen=True)
@@ -473,25 +474,18 @@ def _trial_ids(locations: list[str]) -> list[pa.Array]:
     parts = [location for location in locations if _is_part(location)]
     ids = [storage.read_table(location, ["trial_id"]).column("trial_id").combine_chunks()
            .cast(pa.string()) for location in locations if not _is_part(location)]
-    if parts:
-        table = _scan_table(parts, pa.schema([TRIALS_SCHEMA.field("trial_id")]),
-                            ["trial_id", "__fragment_index"])
+    schema = pa.schema([TRIALS_SCHEMA.field("trial_id")])
+    for start in range(0, len(parts), SCAN_FILES):
+        group = parts[start:start + SCAN_FILES]
+        table = pa.Table.from_batches(list(_scanned_batches(group, schema,
+                                                            ["trial_id", "__fragment_index"])),
+                                      pa.schema([*schema, pa.field("__fragment_index",
+                                                                   pa.int32())]))
         fragment = table.column("__fragment_index").to_numpy()
-        ends = np.searchsorted(fragment, np.arange(len(parts)), side="right")
+        ends = np.searchsorted(fragment, np.arange(len(group)), side="right")
         column = table.column("trial_id").combine_chunks()
-        ids += [column.slice(start, end - start)
-                for start, end in zip([0, *ends[:-1]], ends)]
+        ids += [column.slice(begin, end - begin) for begin, end in zip([0, *ends[:-1]], ends)]
     return ids
-
-
-def _scan_table(locations: list[str], schema: pa.Schema, columns: list[str]) -> pa.Table:
-    """``columns`` of many small Parquet files, in their order; a damaged one is named."""
-    try:
-        return pa.Table.from_batches(list(storage.scan(locations, schema, columns)))
-    except DataFormatError:
-        for location in locations:
-            storage.read_table(location)
-        raise
 
 
 def _is_part(location: str) -> bool:
@@ -522,12 +516,19 @@ def _source_tables(sources: list[dict[str, str]], keep: list[_Kept], name: str,
 
 
 def _scanned(locations: list[str], schema: pa.Schema) -> Iterator[pa.Table]:
-    """Many small files' rows, batch by batch as a multi-threaded scan reads them."""
-    if not locations:
-        return
-    try:
-        for batch in storage.scan(locations, schema, schema.names):
+    """Many small files' rows, batch by batch as multi-threaded scans of ``SCAN_FILES`` at a
+    time read them (a scan holds what it learnt of each of its files until it ends)."""
+    for start in range(0, len(locations), SCAN_FILES):
+        for batch in _scanned_batches(locations[start:start + SCAN_FILES], schema,
+                                      schema.names):
             yield pa.Table.from_batches([batch])
+
+
+def _scanned_batches(locations: list[str], schema: pa.Schema,
+                     columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """``columns`` of a few small files in one scan; a damaged file is named."""
+    try:
+        yield from storage.scan(locations, schema, columns)
     except DataFormatError:
         for location in locations:  # which file: reading each alone names it
             storage.read_table(location)
