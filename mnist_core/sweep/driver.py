@@ -95,6 +95,7 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
     except KeyboardInterrupt:
         _track(config, folder, sweep_id, "KILLED")
         raise
+    store.compact()  # first: what follows reads one file per table, not every pack's parts
     summary = dataclasses.replace(
         _summarise(store, sweep_id, folder, max(owed, 0), packs, top_n),
         trial_epochs=trial_epochs, stage_idle=idle)
@@ -103,14 +104,13 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
 
 def _finish(config: SweepConfig, out: str, recorder: PackRecorder, summary: SweepSummary,
             setup: _Setup) -> SweepSummary:
-    """After training: compact the parts, choose the setting (``choosing``: seed means,
+    """After training and compaction: choose the setting (``choosing``: seed means,
     cross-validated finalists, refit), say how far the choice can be trusted, write the page,
     track, and point ``latest`` at a complete sweep."""
     from mnist_core.sweep.choosing import choose, refit_choice
 
     store, folder = recorder.store, summary.folder
     complete = store.recorded >= config.trial_count
-    store.compact()
     if complete:
         remove_stages(folder)
     choice = refit = None

@@ -451,6 +451,9 @@ def _kept_ids(sources: list[dict[str, str]]) -> list[_Kept]:
     for source in sources:
         _check_complete(source)
     id_arrays = _trial_ids([source["trials"] for source in sources])
+    if len(id_arrays) == 1:  # one source (a compacted sweep): nothing to take from another
+        (location,) = [source["trials"] for source in sources]
+        return [_Kept(id_arrays[0], True, None if _is_part(location) else _generation(location))]
     if not id_arrays:
         return []
     codes = pc.dictionary_encode(pa.chunked_array(id_arrays, pa.string()).combine_chunks())
