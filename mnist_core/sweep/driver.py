@@ -395,7 +395,7 @@ def _slots(config: SweepConfig, cluster_can_grow: bool) -> int:
 
 class _Progress:
     """A tqdm bar of trials recorded, with failed, running and best validation accuracy; each
-    update looks only at the rows recorded since the last (O(1) per trial, not per sweep)."""
+    update reads the store's counts (O(1), not per trial)."""
 
     def __init__(self, total: int, initial: int, enabled: bool):
         from tqdm import tqdm

@@ -4,9 +4,13 @@ Folder layout once a sweep run ends: ``trials``, ``epochs``, ``confusion`` and `
 Parquet files (one row per trial, per epoch, per confusion cell, per label), ``sweep.toml``
 (the config that made it) and ``best/`` (model, ``best.json``). While it runs, each
 finished pack adds one part file per table under ``parts/<table>/<pack_id>.parquet`` — the
-detail tables first, ``trials`` last, each atomically — so writing costs O(rows written) in
-total however many trials a sweep has, where rewriting whole tables after every trial was
-quadratic. ``compact`` folds the parts into the four files at the end of every run.
+detail tables first (by the pack's worker where it can reach the folder, ``write_details``),
+``trials`` last (by the driver), each atomically — so writing costs O(rows written) in total
+however many trials a sweep has. ``compact`` streams the parts into the four files at the end
+of every run, in multi-threaded scans and row groups, never a whole table in memory; each
+compaction marks its files with one token (``GENERATION``), so a compacted file known whole
+streams without a filter. Readers take only what they need: ``read_index`` (what a resume
+needs), ``read_rows`` (some columns, some trials), ``read_sweep`` (everything, for reports).
 
 Three small classes share the work: ``PartStore`` (the part files of one folder: record,
 read, compact), ``BestKeeper`` (the chosen trial's model in ``best/``) and
@@ -19,7 +23,7 @@ driver killed mid-write) are ignored and removed, and ``read_sweep`` takes every
 exactly one place, so a resumed sweep neither loses nor repeats a trial, even when it was
 killed halfway through a compaction. What no crash can leave but a lost or damaged file can —
 a recorded source missing a detail file, compacted details whose ``trials.parquet`` is gone,
-a truncated file — stops ``read_sweep`` with one line naming the file (``DataFormatError``,
+a truncated file — stops the reader with one line naming the file (``DataFormatError``,
 exit 3), never a silent loss of rows.
 """
 
