@@ -60,6 +60,11 @@ class PageTrials:
     def sampled(self) -> bool:
         return len(self.rows) < self.table.num_rows
 
+    @property
+    def ok_count(self) -> int:
+        """How many trials of the whole sweep are ok."""
+        return pc.sum(pc.equal(self.table.column("status"), "ok")).as_py() or 0
+
 
 def sweep_page(trials: PageTrials, sweep_id: str, config_text: str, swept: list[str],
                log_scaled: frozenset[str] = frozenset(), live: bool = False,
@@ -196,11 +201,12 @@ def _search_charts(trials: PageTrials, ranked: list[dict], swept: list[str],
     shares = hyperparameter_importance(ranked, swept, log_scaled)
     if shares:
         parts.append(figure(charts.importance(shares), "importance"))
-    parts += [figure(charts.slice_plot(ranked, name, name in log_scaled, len(ranked)),
+    total = trials.ok_count  # the charts say "n of total": every ok trial, not the drawn ones
+    parts += [figure(charts.slice_plot(ranked, name, name in log_scaled, total),
                      f"slice-{index}") for index, name in enumerate(swept)]
     parts.append("</div>")
     if swept:
-        parts.append(figure(charts.parallel(ranked, swept, log_scaled, len(ranked)),
+        parts.append(figure(charts.parallel(ranked, swept, log_scaled, total),
                             "parallel"))
     return "".join(parts)
 
