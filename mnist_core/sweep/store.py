@@ -422,12 +422,15 @@ def _check_orphans(folder: str, sources: list[dict[str, str]]) -> None:
     in_parts = pa.chunked_array(_trial_ids([source["trials"] for source in sources]),
                                 pa.string())
     for location in compacted:
-        held = pc.unique(storage.read_table(location, ["trial_id"]).column("trial_id"))
-        orphans = pc.sum(pc.invert(pc.is_in(held, value_set=in_parts))).as_py()
+        orphans = set()  # streamed: a compacted confusion table holds 100 rows a trial
+        for batch in storage.read_batches(location, ["trial_id"]):
+            held = pc.unique(batch.column(0))
+            orphans.update(held.filter(pc.invert(pc.is_in(held, value_set=in_parts)))
+                           .to_pylist())
         if orphans:
             raise DataFormatError(
                 f"{storage.join(folder, 'trials.parquet')}: missing, but {location} holds rows "
-                f"of {orphans} trial(s) no part records; restore it, or remove the "
+                f"of {len(orphans)} trial(s) no part records; restore it, or remove the "
                 "compacted tables so that resuming the sweep trains those trials again")
 
 
@@ -479,8 +482,7 @@ def _kept_ids(sources: list[dict[str, str]]) -> list[_Kept]:
 def _trial_ids(locations: list[str]) -> list[pa.Array]:
     """The trial ids of each trials file, its parts read in one multi-threaded scan."""
     parts = [location for location in locations if _is_part(location)]
-    ids = [storage.read_table(location, ["trial_id"]).column("trial_id").combine_chunks()
-           .cast(pa.string()) for location in locations if not _is_part(location)]
+    ids = [_column(location, "trial_id") for location in locations if not _is_part(location)]
     schema = pa.schema([TRIALS_SCHEMA.field("trial_id")])
     for start in range(0, len(parts), SCAN_FILES):
         group = parts[start:start + SCAN_FILES]
@@ -493,6 +495,15 @@ def _trial_ids(locations: list[str]) -> list[pa.Array]:
         column = table.column("trial_id").combine_chunks()
         ids += [column.slice(begin, end - begin) for begin, end in zip([0, *ends[:-1]], ends)]
     return ids
+
+
+def _column(location: str, name: str) -> pa.Array:
+    """One column of a (compacted, large) file, read batch by batch: not the whole file's
+    bytes, as ``storage.read_table`` would."""
+    batches = list(storage.read_batches(location, [name]))
+    schema = pa.schema([TRIALS_SCHEMA.field(name)])
+    table = pa.Table.from_batches(batches) if batches else schema.empty_table()
+    return table.column(name).combine_chunks().cast(pa.string())
 
 
 def _is_part(location: str) -> bool:
