@@ -93,10 +93,8 @@ def read_bytes(location: str) -> bytes:
 
 def write_bytes(location: str, data: bytes) -> None:
     """Atomically replace the file at ``location`` with ``data``, creating folders as needed."""
-    if is_uri(location):
-        _write_object(location, data)
-    else:
-        _write_local(Path(_local(location)), data)
+    with _atomic_output(location) as stream:
+        stream.write(data)
 
 
 def write_table(location: str, table: pa.Table) -> None:
@@ -161,34 +159,8 @@ def read_metadata(location: str) -> dict[bytes, bytes]:
 def table_writer(location: str, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
     """A Parquet writer whose file appears at ``location`` only once it is closed whole (as
     ``write_bytes``: a temporary file renamed, or a temporary key copied into place)."""
-    if is_uri(location):
-        filesystem, path = _filesystem(location)
-        folder, leaf = path.rsplit("/", 1)
-        filesystem.create_dir(folder, recursive=True)
-        temporary = f"{folder}/.{leaf}.{uuid.uuid4().hex}.tmp"
-        try:
-            with filesystem.open_output_stream(temporary) as stream, \
-                    pq.ParquetWriter(stream, schema) as writer:
-                yield writer
-            filesystem.copy_file(temporary, path)
-        finally:
-            with contextlib.suppress(Exception):
-                filesystem.delete_file(temporary)
-        return
-    target = Path(_local(location))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            with pq.ParquetWriter(stream, schema) as writer:
-                yield writer
-            stream.flush()
-            os.fchmod(stream.fileno(), 0o666 & ~_umask())
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with _atomic_output(location) as stream, pq.ParquetWriter(stream, schema) as writer:
+        yield writer
 
 
 @contextlib.contextmanager
@@ -284,12 +256,20 @@ def check_writable(location: str, key: str = "out") -> None:
         raise OutputError(f"{location}: cannot write there ({reason})", key=key) from None
 
 
-def _write_local(target: Path, data: bytes) -> None:
+@contextlib.contextmanager
+def _atomic_output(location: str) -> Iterator:
+    """A stream whose bytes replace the file at ``location`` only once it closes whole (see
+    the module docstring), creating folders as needed."""
+    if is_uri(location):
+        with _object_output(location) as stream:
+            yield stream
+        return
+    target = Path(_local(location))
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
+            yield stream
             stream.flush()
             os.fchmod(stream.fileno(), 0o666 & ~_umask())
             os.fsync(stream.fileno())
@@ -299,14 +279,15 @@ def _write_local(target: Path, data: bytes) -> None:
         raise
 
 
-def _write_object(location: str, data: bytes) -> None:
+@contextlib.contextmanager
+def _object_output(location: str) -> Iterator:
     filesystem, path = _filesystem(location)
     folder, leaf = path.rsplit("/", 1)
     filesystem.create_dir(folder, recursive=True)
     temporary = f"{folder}/.{leaf}.{uuid.uuid4().hex}.tmp"
     try:
         with filesystem.open_output_stream(temporary) as stream:
-            stream.write(data)
+            yield stream
         filesystem.copy_file(temporary, path)
     finally:
         with contextlib.suppress(Exception):
