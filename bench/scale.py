@@ -128,6 +128,7 @@ def _stand_in_task():
 def stand_in_outcome(pack):
     """A real pack's outcome for ``pack``, made up without training (its best member carries
     a real model file)."""
+    import dataclasses
     import os as system
 
     import numpy as np
@@ -138,16 +139,20 @@ def stand_in_outcome(pack):
 
     rng = np.random.default_rng(abs(hash(pack.pack_id)) % 2**32)
     results = []
-    for position, trial in enumerate(pack.trials):
+    for trial in pack.trials:
         accuracy = rng.uniform(0.1, 0.97, 5)
-        history = {"loss": list(rng.uniform(0.1, 2.3, 5)), "accuracy": list(accuracy),
-                   "val_loss": list(rng.uniform(0.1, 2.3, 5)), "val_accuracy": list(accuracy)}
+        history = {"loss": rng.uniform(0.1, 2.3, 5).tolist(), "accuracy": accuracy.tolist(),
+                   "val_loss": rng.uniform(0.1, 2.3, 5).tolist(),
+                   "val_accuracy": accuracy.tolist()}
         confusion = rng.integers(0, 40, (10, 10))
         scores = rng.uniform(0, 1, (3, 10))
         evaluation = Evaluation(float(rng.uniform(0.1, 2)), float(accuracy[-1]), confusion,
                                 *scores, confusion.sum(axis=1))
-        results.append(TrialResult(trial.config, 760, history, 5, evaluation, 0.01,
-                                   _model_bytes() if position == 0 else b"", 144))
+        results.append(TrialResult(trial.config, 760, history, 5, evaluation, 0.01, b"", 144))
+    from mnist_core.sweep.worker import best_member
+
+    for position in best_member(pack, results):  # as the real worker: its best's model only
+        results[position] = dataclasses.replace(results[position], model_bytes=_model_bytes())
     if pack.details_to is not None:  # as the real worker: it writes the detail parts
         from mnist_core.sweep.worker import details_written
 

@@ -21,6 +21,7 @@ MAX_POINTS = 1000
 TOP_KEPT = 300
 MAX_CURVES = 300
 HIGHLIGHTED = 5
+DOT_SIZE = 4  # px: a one-epoch trial's point on the curves chart
 
 def shown(ranked: list[dict], seed: int = 0) -> list[dict]:
     """The trials a chart draws: all when few, else the best ``TOP_KEPT`` (``ranked`` is best
@@ -83,24 +84,30 @@ def learning_curves(epochs: list[dict], title: str):
 
 def all_curves(epochs_by_trial: dict[str, list[dict]], ranked: list[dict]):
     """Every trial's validation accuracy per epoch (up to ``MAX_CURVES``; pruned trials up to
-    their rung), the best ``HIGHLIGHTED`` drawn over the rest in colour."""
+    their rung), the best ``HIGHLIGHTED`` drawn over the rest in colour. A trial of one epoch
+    (a one-epoch sweep, a trial pruned at a first rung of one epoch) is a dot: a line needs
+    two points."""
     import plotly.graph_objects as go
 
     drawn = ranked[:MAX_CURVES]
-    x, y, names = [], [], []
+    x, y, names, dots = [], [], [], []
     for row in drawn[HIGHLIGHTED:]:  # the rest: one trace, each curve ended by a gap
         epochs = epochs_by_trial.get(row["trial_id"], [])
         x += [e["epoch"] for e in epochs] + [None]
         y += [e["val_accuracy"] for e in epochs] + [None]
         names += [f"{row['trial_id']} ({row['status']})"] * len(epochs) + [None]
-    figure = go.Figure(go.Scatter(x=x, y=y, text=names, mode="lines", name="other trials",
-                                  opacity=0.3, line={"width": 1, "color": "#888"},
+        dots += [DOT_SIZE if len(epochs) == 1 else 0] * len(epochs) + [0]
+    figure = go.Figure(go.Scatter(x=x, y=y, text=names, mode="lines+markers",
+                                  name="other trials", opacity=0.3,
+                                  line={"width": 1, "color": "#888"},
+                                  marker={"size": dots, "color": "#888"},
                                   hovertemplate="%{text}<br>epoch %{x}: %{y:.4f}<extra></extra>"))
     for row in drawn[:HIGHLIGHTED]:
         epochs = epochs_by_trial.get(row["trial_id"], [])
         figure.add_trace(go.Scatter(
             x=[e["epoch"] for e in epochs], y=[e["val_accuracy"] for e in epochs],
-            mode="lines", name=row["trial_id"], line={"width": 2.5},
+            mode="markers" if len(epochs) == 1 else "lines", name=row["trial_id"],
+            line={"width": 2.5}, marker={"size": 2 * DOT_SIZE},
             hovertemplate=f"{row['trial_id']}<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>"))
     note = "" if len(drawn) == len(ranked) else f" — the best {len(drawn):,} of {len(ranked):,}"
     return _layout(figure, f"Validation accuracy per epoch, every trial{note}", "epoch",

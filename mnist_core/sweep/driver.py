@@ -32,6 +32,7 @@ from mnist_core import storage
 from mnist_core.config import NUM_CLASSES
 from mnist_core.data import Splits, load_dataset
 from mnist_core.errors import ConfigError
+from mnist_core.memory import limit_malloc_arenas, release_unused
 from mnist_core.model_ref import write_latest
 from mnist_core.reports import CHANCE_MARGIN
 from mnist_core.sweep.config import SweepConfig, Trial
@@ -85,6 +86,7 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
     """
     folder = storage.join(out, sweep_id)
     storage.write_bytes(storage.join(folder, "sweep.toml"), config.source_text.encode())
+    limit_malloc_arenas()  # and freed memory given back after each phase (``memory``)
     store = PartStore(folder)
     recorder = PackRecorder(store, sweep_id, config.data.dataset, config.data.validation_split,
                             BestKeeper(folder, store), config.keep_models == "all")
@@ -95,10 +97,13 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
     except KeyboardInterrupt:
         _track(config, folder, sweep_id, "KILLED")
         raise
+    release_unused()
     store.compact()  # first: what follows reads one file per table, not every pack's parts
+    release_unused()
     summary = dataclasses.replace(
         _summarise(store, sweep_id, folder, max(owed, 0), packs, top_n),
         trial_epochs=trial_epochs, stage_idle=idle)
+    release_unused()
     return _finish(config, out, recorder, summary, setup)
 
 
@@ -118,10 +123,13 @@ def _finish(config: SweepConfig, out: str, recorder: PackRecorder, summary: Swee
         run = _Run(config, recorder, _slots(config, setup.cluster_can_grow), setup, None)
         say = functools.partial(print, flush=True)  # a line per step: each can take minutes
         choice = choose(config, store, recorder.keeper, run, say)
+        release_unused()
         if config.selection.refit:
             refit = refit_choice(recorder.keeper, choice, run, say)
     selection = recorder.keeper.record_selection(store, choice)
+    release_unused()
     write_sweep_report(folder)
+    release_unused()
     _track(config, folder, summary.sweep_id, "FAILED" if summary.failed else "FINISHED")
     if recorder.keeper.best is not None and complete:
         write_latest(out, summary.sweep_id)
@@ -162,6 +170,7 @@ class LivePage:
         # A full disk or a damaged file is reported by the recording itself.
         with contextlib.suppress(OSError, UserError):
             write_sweep_report(self.folder, live=True)
+        release_unused()
         cost = time.monotonic() - now
         self.due = time.monotonic() + max(self.INTERVAL, self.COST_FACTOR * cost)
 
@@ -195,7 +204,8 @@ def _train_all(config: SweepConfig, recorder: PackRecorder,
         elif config.halving:
             packs = run_halving(config.halving, list(config.trials), recorder, run.train)
         else:  # made as packs are needed: a million trials are never all in memory
-            todo = (trial for trial in config.trials if trial.trial_id not in store.finished_ids)
+            done = store.finished_ids() if store.recorded else set()
+            todo = (trial for trial in config.trials if trial.trial_id not in done)
             packs = run.train(todo, None, recorder, count=config.trial_count - store.recorded,
                               details_to=_details_folder(store.folder))
     finally:

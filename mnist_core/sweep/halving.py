@@ -38,8 +38,8 @@ def run_halving(halving: Halving, trials: list[Trial], recorder: PackRecorder,
         stage = PartStore(stage_folder(store.folder, rung))
         final = {trial.trial_id for trial in alive
                  if trial.config.epochs <= epochs or rung == len(rungs) - 1}
-        waiting = [trial for trial in alive if trial.trial_id not in store.finished_ids
-                   and trial.trial_id not in stage.finished_ids]
+        done = store.finished_ids() | stage.finished_ids()
+        waiting = [trial for trial in alive if trial.trial_id not in done]
         budgets = {trial.trial_id: min(epochs, trial.config.epochs) for trial in waiting}
         starts = _states(store.folder, rung - 1, rungs[rung - 1], waiting) if rung else {}
         staging = PackRecorder(stage, recorder.sweep_id, recorder.dataset,
@@ -111,6 +111,7 @@ def _decide_rung(store: PartStore, stage: PartStore, racing: list[Trial],
     ranked = [row["trial_id"] for row in ranked_trials(stage.index().to_pylist())
               if row["trial_id"] in wanted]
     keep = set(ranked[:max(1, len(ranked) // eta)])
-    store.adopt(stage, {trial_id for trial_id in ranked[len(keep):]
-                        if trial_id not in store.finished_ids}, "pruned")
+    done = store.finished_ids()
+    store.adopt(stage, {trial_id for trial_id in ranked[len(keep):] if trial_id not in done},
+                "pruned")
     return [trial for trial in racing if trial.trial_id in keep]

@@ -213,18 +213,18 @@ def _search_charts(trials: PageTrials, ranked: list[dict], swept: list[str],
 
 def page_trials(folder: str, swept: list[str]) -> PageTrials:
     """The page's view of the sweep in ``folder`` (``PageTrials``), read column by column."""
-    from mnist_core.sweep.store import read_rows
+    from mnist_core.sweep.store import SweepFiles
 
     names = [*dict.fromkeys([*PAGE_COLUMNS, *HYPERPARAMETERS, *swept])]
-    table = read_rows(folder, "trials", columns=COUNTED_COLUMNS)
+    files = SweepFiles(folder)  # each file's trials found once for all the page's reads
+    table = files.rows("trials", columns=COUNTED_COLUMNS)
     if table.num_rows > PAGE_ROWS:  # every trial's few columns, the drawn ones' all
         picked = pa.array(sorted(_drawn_positions(table)), pa.int64())
         wanted = set(table.column("trial_id").take(picked).to_pylist())
-        rows = read_rows(folder, "trials", wanted, names).to_pylist()
+        rows = files.rows("trials", wanted, names).to_pylist()
     else:
-        rows = read_rows(folder, "trials", columns=names).to_pylist()
-    return PageTrials(rows, table, lambda name, ids: read_rows(folder, name, set(ids))
-                      .to_pylist())
+        rows = files.rows("trials", columns=names).to_pylist()
+    return PageTrials(rows, table, lambda name, ids: files.rows(name, set(ids)).to_pylist())
 
 
 def _drawn_positions(table: pa.Table) -> set[int]:

@@ -36,8 +36,9 @@ def run_rounds(config: SweepConfig, recorder: PackRecorder, train: TrainPacks) -
         trials = [make_trial((proposed + number) * len(space.seeds) + position, values, seed)
                   for number, (_, values) in enumerate(asked)
                   for position, seed in enumerate(space.seeds)]
-        packs += train([trial for trial in trials if trial.trial_id not in store.finished_ids],
-                       None, recorder)
+        done = store.finished_ids()
+        packs += train([trial for trial in trials if trial.trial_id not in done], None,
+                       recorder)
         recorded = {row["trial_id"]: row for row in store.index().to_pylist()}
         per_setting = len(space.seeds)
         for number, (handle, _) in enumerate(asked):

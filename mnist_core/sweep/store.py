@@ -114,15 +114,28 @@ def read_rows(folder: str, name: str, trial_ids: set[str] | None = None,
     """The rows of table ``name`` (only ``columns``) of ``trial_ids``, or of every recorded
     trial, streamed from the files: a page needs the curves of a few hundred trials, not a
     hundred million confusion cells."""
-    schema = SCHEMAS[name]
-    if columns is not None:
-        schema = pa.schema([schema.field(column) for column in columns])
-    sources = _sources(folder)
-    keep = _kept_ids(sources)
-    if trial_ids is not None:
-        wanted = pa.array(sorted(trial_ids), pa.string())
-        keep = [kept.wanting(wanted) for kept in keep]
-    return _concat(list(_source_tables(sources, keep, name, schema)), schema)
+    return SweepFiles(folder).rows(name, trial_ids, columns)
+
+
+class SweepFiles:
+    """A sweep folder's files as they are now, and which trials each contributes, found once:
+    the reads of one page build share them (finding them scans every part's ids)."""
+
+    def __init__(self, folder: str):
+        self.sources = _sources(folder)
+        self.keep = _kept_ids(self.sources)
+
+    def rows(self, name: str, trial_ids: set[str] | None = None,
+             columns: list[str] | None = None) -> pa.Table:
+        """As ``read_rows``, from these files."""
+        schema = SCHEMAS[name]
+        if columns is not None:
+            schema = pa.schema([schema.field(column) for column in columns])
+        keep = self.keep
+        if trial_ids is not None:
+            wanted = pa.array(sorted(trial_ids), pa.string())
+            keep = [kept.wanting(wanted) for kept in keep]
+        return _concat(list(_source_tables(self.sources, keep, name, schema)), schema)
 
 
 def top_ids(index: pa.Table, count: int) -> set[str]:
@@ -194,10 +207,10 @@ class PartStore:
     """The part files of one folder (a sweep's, or a rung's staging folder under
     ``rungs/r<k>/``): records finished packs, knows which trials are recorded, compacts.
 
-    What it holds in memory stays small at any sweep size: the ids recorded
-    (``finished_ids``), a count per status, and the ``INDEX_COLUMNS`` of every recorded trial
-    as Arrow columns (about 40 bytes a trial) — what the driver needs to rank trials. Whole
-    rows are read from the files when asked for (``rows``, ``ranked_rows``).
+    What it holds in memory stays small at any sweep size: a count per status and the
+    ``INDEX_COLUMNS`` of every recorded trial as Arrow columns (about 40 bytes a trial) —
+    what the driver needs to rank trials; no Python object per trial. Whole rows are read
+    from the files when asked for (``rows``, ``ranked_rows``).
     """
 
     def __init__(self, folder: str):
@@ -208,13 +221,16 @@ class PartStore:
                 storage.read_metadata(location)
         index = read_index(folder)
         self._index = [index]
-        self.finished_ids = set(index.column("trial_id").to_pylist())
-        self.counts = Counter(index.column("status").to_pylist())
+        self.counts = _status_counts(index)
 
     @property
     def recorded(self) -> int:
         """How many trials are recorded, in any status."""
-        return len(self.finished_ids)
+        return self.counts.total()
+
+    def finished_ids(self) -> set[str]:
+        """The ids of the trials recorded (a set made now: the store keeps none)."""
+        return set(self.index().column("trial_id").to_pylist())
 
     def index(self) -> pa.Table:
         """The ``INDEX_COLUMNS`` of every recorded trial, in the order they were recorded."""
@@ -245,8 +261,7 @@ class PartStore:
         self._index.append(index)
         if len(self._index) >= 256:  # a small table per pack costs more than its rows
             self.index()
-        self.finished_ids.update(index.column("trial_id").to_pylist())
-        self.counts.update(index.column("status").to_pylist())
+        self.counts.update(_status_counts(index))
 
     def adopt(self, other: PartStore, trial_ids: set[str], status: str) -> None:
         """Copy ``other``'s records of ``trial_ids`` into this store with ``status``."""
@@ -388,6 +403,11 @@ def recording(folder: str) -> Iterator[None]:
         reason = error.strerror or str(error).splitlines()[0]
         raise RecordingError(f"{where}: {reason}; every trial recorded before this is kept"
                              ) from None
+
+
+def _status_counts(index: pa.Table) -> Counter:
+    counted = pc.value_counts(index.column("status")).to_pylist()
+    return Counter({entry["values"]: entry["counts"] for entry in counted})
 
 
 def _sources(folder: str) -> list[dict[str, str | None]]:
