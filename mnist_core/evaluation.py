@@ -20,7 +20,8 @@ _EPSILON = 1e-7  # Keras's clipping of probabilities inside cross-entropy
 
 @dataclass(frozen=True, eq=False)
 class Evaluation:
-    """Metrics of one model on one labelled set; per-class arrays are indexed by label 0–9."""
+    """Metrics of one model on one labelled set; per-class arrays are indexed by label 0–9
+    (None in a pack's summary, ``worker.summary_only``: its worker wrote them to the parts)."""
 
     loss: float
     accuracy: float

@@ -344,7 +344,8 @@ class _Run:
                                  for result in outcome.results
                                  if not isinstance(result, TrialFailure))
         members = [MemberRecord(trial.trial_id, trial.config.as_record(),
-                                None if isinstance(result, TrialFailure) else result,
+                                None if isinstance(result, TrialFailure) else
+                                _with_config(result, trial),
                                 result.error if isinstance(result, TrialFailure) else None,
                                 attempt)
                    for trial, result in zip(pack.trials, outcome.results)]
@@ -374,6 +375,12 @@ def _submitter(config: SweepConfig, splits_ref, task, log_dir: str | None):
         return remote.remote(pack, splits_ref, resources.num_cpus, log_dir)
 
     return submit
+
+
+def _with_config(result, trial: Trial):
+    """A member's result with its config (a summary comes without: ``worker.details_written``)."""
+    return result if result.config is not None else dataclasses.replace(result,
+                                                                         config=trial.config)
 
 
 def _record_failed(sink, pack: Pack, error: str, attempt: int) -> None:

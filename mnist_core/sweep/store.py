@@ -220,7 +220,7 @@ class PartStore:
             if storage.exists(location):
                 storage.read_metadata(location)
         index = read_index(folder)
-        self._index = [index]
+        self._chunks, self._recent = [index], []  # the index: big chunks, then each pack's
         self.counts = _status_counts(index)
 
     @property
@@ -234,9 +234,8 @@ class PartStore:
 
     def index(self) -> pa.Table:
         """The ``INDEX_COLUMNS`` of every recorded trial, in the order they were recorded."""
-        if len(self._index) > 1:
-            self._index = [pa.concat_tables(self._index).combine_chunks()]
-        return self._index[0]
+        self._gather()
+        return pa.concat_tables(self._chunks)  # zero-copy: the chunks stay as they are
 
     def rows(self, trial_ids: set[str] | None = None) -> list[dict]:
         """Whole ``trials`` rows from the files: of ``trial_ids``, or of every recorded trial."""
@@ -258,10 +257,17 @@ class PartStore:
                                          for row in rows], INDEX_SCHEMA))
 
     def _note(self, index: pa.Table) -> None:
-        self._index.append(index)
-        if len(self._index) >= 256:  # a small table per pack costs more than its rows
-            self.index()
+        self._recent.append(index)
+        if len(self._recent) >= 256:  # a small table per pack costs more than its rows
+            self._gather()
         self.counts.update(_status_counts(index))
+
+    def _gather(self) -> None:
+        """The packs' small index tables since the last call, as one chunk (the chunks
+        before it are not copied again: no second copy of a million trials' columns)."""
+        if self._recent:
+            self._chunks.append(pa.concat_tables(self._recent).combine_chunks())
+            self._recent = []
 
     def adopt(self, other: PartStore, trial_ids: set[str], status: str) -> None:
         """Copy ``other``'s records of ``trial_ids`` into this store with ``status``."""
