@@ -223,6 +223,7 @@ class _Run:
         self.cluster_can_grow = setup.cluster_can_grow
         self.trial_epochs = 0  # epochs trained by the ok members of the packs run
         self.busy_seconds = 0.0  # worker time spent on the packs run
+        self.best_val = -math.inf  # the best validation accuracy of any member trained now
         self.idle: list[float] = []  # per stage (a rung, a round): share of slot time idle
         folder = recorder.store.folder
         self.log_dir = None if storage.is_uri(folder) else storage.join(folder, "logs")
@@ -295,7 +296,7 @@ class _Run:
                 if self.collect(ref, pack, attempt, sink):
                     pending[submit(pack)] = (pack, attempt + 1)
             if self.progress is not None:
-                self.progress.update(self.recorder,
+                self.progress.update(self.recorder, self.best_val,
                                      sum(len(pack.trials) for pack, _ in pending.values()))
                 self.live.tick()
 
@@ -340,6 +341,9 @@ class _Run:
                      "worker_pid": outcome.worker_pid,
                      "worker_setup_seconds": outcome.worker_setup_seconds}
         self.busy_seconds += outcome.seconds
+        self.best_val = max([self.best_val, *(result.val_accuracy for result in outcome.results
+                                              if not isinstance(result, TrialFailure)
+                                              and result.val_accuracy is not None)])
         self.trial_epochs += sum(len(result.history.get("loss", [])) - pack.epochs_done
                                  for result in outcome.results
                                  if not isinstance(result, TrialFailure))
@@ -411,8 +415,10 @@ def _slots(config: SweepConfig, cluster_can_grow: bool) -> int:
 
 
 class _Progress:
-    """A tqdm bar of trials recorded, with failed, running and best validation accuracy; each
-    update reads the store's counts (O(1), not per trial)."""
+    """A tqdm bar of trials recorded, with failed, running and best validation accuracy (of
+    the recorded trials and of any member trained now: with successive halving, a rung's
+    members before the last rung records them); each update reads the store's counts (O(1),
+    not per trial)."""
 
     def __init__(self, total: int, initial: int, enabled: bool):
         from tqdm import tqdm
@@ -420,12 +426,14 @@ class _Progress:
         self.bar = tqdm(total=total, initial=initial, unit="trial", desc="sweep",
                         disable=not enabled, dynamic_ncols=True)
 
-    def update(self, recorder: PackRecorder, pending: int) -> None:
-        store, best = recorder.store, recorder.keeper.best
+    def update(self, recorder: PackRecorder, trained_best: float, pending: int) -> None:
+        store, kept = recorder.store, recorder.keeper.best
         self.bar.n = store.recorded
-        best = best["val_accuracy"] if best else float("nan")
+        recorded = kept["val_accuracy"] if kept and kept["val_accuracy"] is not None else None
+        best = max(trained_best, -math.inf if recorded is None else recorded)
         self.bar.set_postfix(failed=store.counts["failed"], pending=pending,
-                             best_val=f"{best:.4f}", refresh=False)
+                             best_val=f"{best:.4f}" if best > -math.inf else "-",
+                             refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:
