@@ -186,11 +186,16 @@ def _readable(location: str) -> Iterator[None]:
 
 
 def write_rows(location: str, rows: list[dict], schema: pa.Schema) -> None:
-    """Atomically write ``rows`` as a Parquet file with ``schema``; a row holding a key the
-    schema lacks is a bug of ours (pyarrow would drop that column silently)."""
+    """Atomically write ``rows`` as a Parquet file with ``schema`` (``rows_table``)."""
+    write_table(location, rows_table(rows, schema, location))
+
+
+def rows_table(rows: list[dict], schema: pa.Schema, location: str) -> pa.Table:
+    """``rows`` as a table with ``schema``, for ``location``; a row holding a key the schema
+    lacks is a bug of ours (pyarrow would drop that column silently)."""
     extra = {key for row in rows for key in row} - set(schema.names)
     assert not extra, f"{location}: columns {sorted(extra)} are not in the schema"
-    write_table(location, pa.Table.from_pylist(rows, schema=schema))
+    return pa.Table.from_pylist(rows, schema=schema)
 
 
 def read_rows(location: str) -> list[dict]:

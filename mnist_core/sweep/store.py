@@ -251,10 +251,11 @@ class PartStore:
         its trials part (the commit)."""
         if details is not None:
             write_details(self.folder, pack_id, details)
+        location = self._part("trials", pack_id)
+        table = storage.rows_table(rows, TRIALS_SCHEMA, location)
         with recording(self.folder):
-            storage.write_rows(self._part("trials", pack_id), rows, TRIALS_SCHEMA)
-        self._note(pa.Table.from_pylist([{name: row.get(name) for name in INDEX_COLUMNS}
-                                         for row in rows], INDEX_SCHEMA))
+            storage.write_table(location, table)
+        self._note(table.select(INDEX_COLUMNS))  # the index's columns, not built again
 
     def _note(self, index: pa.Table) -> None:
         self._recent.append(index)
