@@ -204,7 +204,7 @@ def _train_all(config: SweepConfig, recorder: PackRecorder,
         elif config.halving:
             packs = run_halving(config.halving, list(config.trials), recorder, run.train)
         else:  # made as packs are needed: a million trials are never all in memory
-            done = store.finished_ids() if store.recorded else set()
+            done = store.finished_ids()
             todo = (trial for trial in config.trials if trial.trial_id not in done)
             packs = run.train(todo, None, recorder, count=config.trial_count - store.recorded,
                               details_to=_details_folder(store.folder))
@@ -223,7 +223,8 @@ class _Run:
         self.cluster_can_grow = setup.cluster_can_grow
         self.trial_epochs = 0  # epochs trained by the ok members of the packs run
         self.busy_seconds = 0.0  # worker time spent on the packs run
-        self.best_val = -math.inf  # the best validation accuracy of any member trained now
+        kept = (recorder.keeper.best or {}).get("val_accuracy")  # recorded before this run
+        self.best_val = -math.inf if kept is None else kept  # and raised by each pack's members
         self.idle: list[float] = []  # per stage (a rung, a round): share of slot time idle
         folder = recorder.store.folder
         self.log_dir = None if storage.is_uri(folder) else storage.join(folder, "logs")
@@ -296,7 +297,7 @@ class _Run:
                 if self.collect(ref, pack, attempt, sink):
                     pending[submit(pack)] = (pack, attempt + 1)
             if self.progress is not None:
-                self.progress.update(self.recorder, self.best_val,
+                self.progress.update(self.recorder.store, self.best_val,
                                      sum(len(pack.trials) for pack, _ in pending.values()))
                 self.live.tick()
 
@@ -416,9 +417,8 @@ def _slots(config: SweepConfig, cluster_can_grow: bool) -> int:
 
 class _Progress:
     """A tqdm bar of trials recorded, with failed, running and best validation accuracy (of
-    the recorded trials and of any member trained now: with successive halving, a rung's
-    members before the last rung records them); each update reads the store's counts (O(1),
-    not per trial)."""
+    any member trained: with successive halving, a rung's members before the last rung
+    records them); each update reads the store's counts (O(1), not per trial)."""
 
     def __init__(self, total: int, initial: int, enabled: bool):
         from tqdm import tqdm
@@ -426,13 +426,10 @@ class _Progress:
         self.bar = tqdm(total=total, initial=initial, unit="trial", desc="sweep",
                         disable=not enabled, dynamic_ncols=True)
 
-    def update(self, recorder: PackRecorder, trained_best: float, pending: int) -> None:
-        store, kept = recorder.store, recorder.keeper.best
+    def update(self, store: PartStore, best_val: float, pending: int) -> None:
         self.bar.n = store.recorded
-        recorded = kept["val_accuracy"] if kept and kept["val_accuracy"] is not None else None
-        best = max(trained_best, -math.inf if recorded is None else recorded)
         self.bar.set_postfix(failed=store.counts["failed"], pending=pending,
-                             best_val=f"{best:.4f}" if best > -math.inf else "-",
+                             best_val=f"{best_val:.4f}" if best_val > -math.inf else "-",
                              refresh=False)
         self.bar.refresh()
 
