@@ -60,14 +60,14 @@ def _results(count: int) -> list:
 
 
 def _parts(count: int, pack: int) -> tuple[float, float]:
-    from mnist_core.sweep.store import MemberRecord, PackRecorder, PartStore
+    from mnist_core.sweep.store import MemberRecord, PackRecorder, PartStore, SweepRows
 
     results = _results(count)
     with tempfile.TemporaryDirectory() as folder:
         # No BestKeeper: the best model and its plots are written once per new best, not per
         # trial, and would only add a one-off second to the smallest sweep.
         store = PartStore(folder)
-        recorder = PackRecorder(store, "bench", "fashion_mnist", 0.1)
+        recorder = PackRecorder(store, SweepRows("bench", "fashion_mnist", 0.1))
         start = time.perf_counter()
         for first in range(0, count, pack):
             members = [MemberRecord(f"t{index:05d}", result.config.as_record(), result, None, 1)

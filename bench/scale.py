@@ -153,11 +153,12 @@ def stand_in_outcome(pack):
 
     for position in best_member(pack, results):  # as the real worker: its best's model only
         results[position] = dataclasses.replace(results[position], model_bytes=_model_bytes())
-    if pack.details_to is not None:  # as the real worker: it writes the detail parts
-        from mnist_core.sweep.worker import details_written
+    outcome = PackOutcome(results, "stand-in", (), system.getpid(), 0.0, 0.01)
+    if pack.rows is not None:  # as the real worker: it builds the pack's report tables
+        from mnist_core.sweep.worker import as_tables
 
-        results = details_written(pack, results)
-    return PackOutcome(results, "stand-in", (), system.getpid(), 0.0, 0.01)
+        outcome = as_tables(pack, outcome)
+    return outcome
 
 
 _MODEL: list[bytes] = []

@@ -20,8 +20,7 @@ _EPSILON = 1e-7  # Keras's clipping of probabilities inside cross-entropy
 
 @dataclass(frozen=True, eq=False)
 class Evaluation:
-    """Metrics of one model on one labelled set; per-class arrays are indexed by label 0–9
-    (None in a pack's summary, ``worker.summary_only``: its worker wrote them to the parts)."""
+    """Metrics of one model on one labelled set; per-class arrays are indexed by label 0–9."""
 
     loss: float
     accuracy: float

@@ -99,9 +99,33 @@ def write_bytes(location: str, data: bytes) -> None:
 
 def write_table(location: str, table: pa.Table) -> None:
     """Atomically write ``table`` as a Parquet file at ``location``."""
+    write_bytes(location, parquet_bytes(table))
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """``table`` as the bytes of a Parquet file (made where it is cheap, written elsewhere)."""
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
-    write_bytes(location, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def parquet_table(data: bytes) -> pa.Table:
+    """The table in the bytes of a Parquet file (``parquet_bytes``)."""
+    return pq.read_table(io.BytesIO(data), use_threads=False)
+
+
+def arrow_bytes(table: pa.Table) -> bytes:
+    """``table`` in Arrow's IPC stream format: about ten times quicker to send between
+    processes than a pickled table (whose columns are rebuilt one Python call at a time)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def arrow_table(data: bytes) -> pa.Table:
+    """The table in ``arrow_bytes``' output."""
+    return pa.ipc.open_stream(pa.BufferReader(data)).read_all()
 
 
 def read_table(location: str, columns: list[str] | None = None) -> pa.Table:

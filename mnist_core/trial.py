@@ -33,7 +33,7 @@ class TrialResult:
     (1-based), test metrics of those weights, the model file, and how many validation images
     its validation figures stand on."""
 
-    config: TrialConfig  # None only in transit, in a pack's summary (``worker.details_written``)
+    config: TrialConfig
     params: int
     history: dict[str, list[float]]
     best_epoch: int

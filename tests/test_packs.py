@@ -1,11 +1,16 @@
 """Grouping trials into packs: shared keys only, balanced sizes, the auto rule."""
 
+import pickle
+
+import numpy as np
+import pyarrow as pa
 import pytest
 
-from mnist_core.sweep.config import parse_sweep_config
+from mnist_core.sweep.config import parse_sweep_config, trial_positions
 from mnist_core.sweep.packs import (
     CPU_PACK_LIMIT,
     GPU_PACK_LIMIT,
+    grid_packs,
     make_packs,
     pack_key,
     pack_size_for,
@@ -62,3 +67,41 @@ def test_packs_of_wide_networks_are_split_to_fit_a_worker():
     packs = make_packs(trials, largest=GPU_PACK_LIMIT)
     assert max(len(pack.trials) for pack in packs) == MAX_PACK_PARAMS // per_trial == 12
     assert sum(len(pack.trials) for pack in packs) == len(trials)
+
+
+DRAWN = """
+[sweep]
+dataset = "digits"
+seeds = [0, 1]
+samples = 40
+[grid]
+optimizer = ["sgd", "nadam"]
+activation = ["sigmoid", "relu"]
+batch_size = {choice = [32, 64, 128]}
+hidden_units = {choice = [[10], [32], [10, 10]]}
+learning_rate = {loguniform = [0.01, 1.0]}
+"""
+
+
+@pytest.mark.parametrize("text", [CONFIG, DRAWN])
+def test_packs_of_positions_are_the_packs_of_the_trials_they_make(text):
+    grid = parse_sweep_config(text).trials
+    positions = np.arange(3, len(grid), 2)  # some recorded already: every other one owed
+    trials = [grid[int(position)] for position in positions]
+    expected = make_packs(trials, largest=5)
+    found = grid_packs(grid, positions, largest=5)
+    assert [[t.trial_id for t in p.trials] for p in found] == [
+        [t.trial_id for t in p.trials] for p in expected]
+    assert [[t.config for t in p.trials] for p in found] == [
+        [t.config for t in p.trials] for p in expected]
+
+
+def test_a_pack_of_positions_crosses_as_columns_not_trials():
+    grid = parse_sweep_config(DRAWN).trials
+    (pack, *_) = grid_packs(grid, np.arange(len(grid)), largest=8)
+    made = [trial.trial_id for trial in pack.trials]  # made once, here
+    sent = pickle.loads(pickle.dumps(pack))
+    assert "trials" not in vars(sent.trials)  # what crosses is the columns
+    assert [trial.trial_id for trial in sent.trials] == made
+    assert list(trial_positions(pa.array(made))) == list(
+        sent.trials.positions)

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mnist_core.config import (
     HYPERPARAMETERS,
@@ -200,6 +202,34 @@ class Trial:
     config: TrialConfig
 
 
+@dataclass(frozen=True, eq=False)
+class TrialColumns(Sequence):
+    """Some trials of a grid as columns: their positions, each hyperparameter's values and
+    their seeds (``TrialGrid.columns``). What a pack carries to its worker, a few bytes a
+    trial; the trials themselves (validated configs, ids) are made where they are used, on
+    the worker, not by the driver (about 70 µs a trial)."""
+
+    positions: np.ndarray
+    values: dict  # hyperparameter -> a list or numpy array, one value per trial
+    seeds: list
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, index):
+        return self.trials[index]
+
+    @functools.cached_property
+    def trials(self) -> list[Trial]:
+        """The trials, made on first use."""
+        return [make_trial(position, {key: _plain(column[at]) for key, column in
+                                      self.values.items()}, self.seeds[at])
+                for at, position in enumerate(self.positions.tolist())]
+
+    def __reduce__(self):  # the columns cross to a worker, never the trials made from them
+        return TrialColumns, (self.positions, self.values, self.seeds)
+
+
 class TrialGrid(Sequence):
     """A grid sweep's trials, made when asked for: trial ``index`` is (sample, grid point,
     seed) in ``itertools.product`` order, built from the grid's lists and the samples' drawn
@@ -237,6 +267,44 @@ class TrialGrid(Sequence):
             point, position = divmod(point, size)
             values[key] = self.axes[key][position]
         return make_trial(index, values | sample_values(self.samples, sample), self.seeds[seed])
+
+    def columns(self, positions: np.ndarray) -> TrialColumns:
+        """The trials at ``positions`` as columns, without making them."""
+        sample, points, seeds = self._split(positions)
+        values = {key: [self.axes[key][at] for at in points[key].tolist()] for key in self.axes}
+        for key, column in self.samples.items():
+            values[key] = column[sample] if isinstance(column, np.ndarray) else [
+                column[at] for at in sample.tolist()]
+        return TrialColumns(np.asarray(positions, np.int64), values,
+                            [self.seeds[at] for at in seeds.tolist()])
+
+    def codes(self, positions: np.ndarray, keys: Sequence[str]) -> np.ndarray:
+        """A code per trial at ``positions``, equal for two trials exactly when their values
+        of ``keys`` (hyperparameters, ``seed`` among them) are, found without making them."""
+        sample, points, seeds = self._split(positions)
+        columns = []
+        for key in keys:
+            if key == "seed":
+                columns.append(_value_codes(self.seeds)[seeds])
+            elif key in self.axes:
+                columns.append(_value_codes(self.axes[key])[points[key]])
+            else:
+                column = self.samples[key]
+                drawn = column[sample].tolist() if isinstance(column, np.ndarray) else [
+                    column[at] for at in sample.tolist()]
+                columns.append(_value_codes(drawn))
+        _, codes = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
+        return codes.reshape(-1)
+
+    def _split(self, positions: np.ndarray) -> tuple[np.ndarray, dict, np.ndarray]:
+        """Each position's sample, position on every axis, and seed (``__getitem__``'s
+        order, for arrays of positions)."""
+        rest, seeds = np.divmod(np.asarray(positions, np.int64), len(self.seeds))
+        sample, point = np.divmod(rest, self.points)
+        points = {}
+        for key, size in reversed(list(zip(self.axes, self.sizes))):
+            point, points[key] = np.divmod(point, size)
+        return sample, points, seeds
 
     def validate(self) -> None:
         """Build every grid point (for each seed) with the samples that could break it: the
@@ -440,6 +508,24 @@ def make_trial(index: int, values: dict, seed: int) -> Trial:
                      activation=values.pop("activation"))
     config = _section("grid", TrialConfig, model=model, seed=seed, **values)
     return Trial(_trial_id(index, config), config)
+
+
+def trial_positions(trial_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The positions trial ids start with (``t0042-…`` is 42), as an array."""
+    heads = pc.list_element(pc.split_pattern(trial_ids, "-", max_splits=1), 0)
+    return pc.cast(pc.utf8_slice_codeunits(heads, 1), pa.int64()).to_numpy()
+
+
+def _plain(value):
+    """A drawn value as plain Python (a numpy scalar's ``item``)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _value_codes(values: list) -> np.ndarray:
+    """An integer per value, equal for equal values (lists included)."""
+    seen: dict[str, int] = {}
+    return np.array([seen.setdefault(json.dumps(value), len(seen)) for value in values],
+                    np.int64)
 
 
 def _units(value) -> tuple:

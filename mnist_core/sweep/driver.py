@@ -26,6 +26,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow.compute as pc
 
 from mnist_core import storage
@@ -35,15 +36,16 @@ from mnist_core.errors import ConfigError
 from mnist_core.memory import limit_malloc_arenas, release_unused
 from mnist_core.model_ref import write_latest
 from mnist_core.reports import CHANCE_MARGIN
-from mnist_core.sweep.config import SweepConfig, Trial
+from mnist_core.sweep.config import SweepConfig, Trial, TrialGrid, trial_positions
 from mnist_core.sweep.halving import remove_stages, run_halving
-from mnist_core.sweep.packs import Pack, PackFailed, make_packs, pack_size_for
+from mnist_core.sweep.packs import Pack, PackFailed, grid_packs, make_packs, pack_size_for
 from mnist_core.sweep.page import write_sweep_report
 from mnist_core.sweep.store import (
     BestKeeper,
     MemberRecord,
     PackRecorder,
     PartStore,
+    SweepRows,
     read_sweep,
 )
 from mnist_core.trial import TrialFailure
@@ -88,7 +90,8 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
     storage.write_bytes(storage.join(folder, "sweep.toml"), config.source_text.encode())
     limit_malloc_arenas()  # and freed memory given back after each phase (``memory``)
     store = PartStore(folder)
-    recorder = PackRecorder(store, sweep_id, config.data.dataset, config.data.validation_split,
+    recorder = PackRecorder(store, SweepRows(sweep_id, config.data.dataset,
+                                             config.data.validation_split),
                             BestKeeper(folder, store), config.keep_models == "all")
     owed = config.trial_count - store.recorded
     setup = _Setup(cluster_can_grow, task, show_progress, splits)
@@ -203,11 +206,11 @@ def _train_all(config: SweepConfig, recorder: PackRecorder,
             packs = run_rounds(config, recorder, run.train)
         elif config.halving:
             packs = run_halving(config.halving, list(config.trials), recorder, run.train)
-        else:  # made as packs are needed: a million trials are never all in memory
-            done = store.finished_ids()
-            todo = (trial for trial in config.trials if trial.trial_id not in done)
-            packs = run.train(todo, None, recorder, count=config.trial_count - store.recorded,
-                              details_to=_details_folder(store.folder))
+        else:  # positions, not trials: the workers make them (``grid_packs``)
+            recorded = trial_positions(store.index().column("trial_id"))
+            owed = np.setdiff1d(np.arange(config.trial_count), recorded)
+            packs = run.train_grid(config.trials, owed, recorder,
+                                   _details_folder(store.folder))
     finally:
         run.progress.close()
     return packs, run.trial_epochs, tuple(run.idle)
@@ -238,19 +241,35 @@ class _Run:
         return self._splits
 
     def train(self, trials: Iterable[Trial], budgets: dict[str, int] | None, sink,
-              starts: dict | None = None, count: int | None = None,
-              details_to: str | None = None) -> int:
+              starts: dict | None = None) -> int:
         """Train ``trials`` in packs (``budgets``: epochs per trial now, when not its own;
-        ``starts``: the states they go on from; ``count``: how many there are, when
-        ``trials`` is an iterator; ``details_to``: the folder whose parts the workers write
-        the packs' detail rows to, see ``worker``); each finished pack goes to
+        ``starts``: the states they go on from); each finished pack goes to
         ``sink.add_pack``. Returns the number of packs."""
-        trials = trials if count is not None else list(trials)
-        largest = self.largest(count if count is not None else len(trials))
+        trials = list(trials)
+        largest = self.largest(len(trials))
         window = max(WINDOW_TRIALS, 2 * largest * self.slots)
-        packs = (dataclasses.replace(pack, details_to=details_to)
-                 for chunk in _chunks(trials, window)
-                 for pack in self.packs(chunk, budgets, starts=starts, largest=largest))
+        return self.stage((pack for chunk in _chunks(trials, window)
+                           for pack in self.packs(chunk, budgets, starts=starts,
+                                                  largest=largest)), sink)
+
+    def train_grid(self, grid: TrialGrid, positions: np.ndarray, recorder: PackRecorder,
+                   details_to: str | None) -> int:
+        """Train the trials of ``grid`` at ``positions`` in packs that carry positions, not
+        trials, made a window at a time (``packs.grid_packs``); their workers build the
+        report tables (and write the detail parts to ``details_to``, when it is a folder they
+        reach), and each finished pack goes to ``recorder.add_tables``. Returns the number of
+        packs."""
+        largest = self.largest(len(positions))
+        window = max(WINDOW_TRIALS, 2 * largest * self.slots)
+        keep_all = self.config.keep_models == "all"
+        return self.stage((pack for start in range(0, len(positions), window)
+                           for pack in grid_packs(grid, positions[start:start + window],
+                                                  largest, keep_all, details_to,
+                                                  recorder.labels)), recorder)
+
+    def stage(self, packs: Iterable[Pack], sink) -> int:
+        """Run ``packs`` as one stage (a rung, a round, a whole sweep), noting the share of
+        slot time it left idle; returns the number of packs."""
         began, busy = time.monotonic(), self.busy_seconds
         ran = self.run_packs(packs, sink)
         if ran:  # the share of the slots' time this stage (a rung, a round) left idle
@@ -338,10 +357,10 @@ class _Run:
             where = "; worker output in logs/" if self.log_dir else ""
             _record_failed(sink, pack, f"{type(error).__name__}: {message}{where}", attempt)
             return False
-        placement = {"node": outcome.node, "gpu_ids": list(outcome.gpu_ids),
-                     "worker_pid": outcome.worker_pid,
-                     "worker_setup_seconds": outcome.worker_setup_seconds}
         self.busy_seconds += outcome.seconds
+        if outcome.tables is not None:
+            self._record_tables(pack, outcome, attempt, sink)
+            return False
         self.best_val = max([self.best_val, *(result.val_accuracy for result in outcome.results
                                               if not isinstance(result, TrialFailure)
                                               and result.val_accuracy is not None)])
@@ -349,14 +368,23 @@ class _Run:
                                  for result in outcome.results
                                  if not isinstance(result, TrialFailure))
         members = [MemberRecord(trial.trial_id, trial.config.as_record(),
-                                None if isinstance(result, TrialFailure) else
-                                _with_config(result, trial),
+                                None if isinstance(result, TrialFailure) else result,
                                 result.error if isinstance(result, TrialFailure) else None,
                                 attempt)
                    for trial, result in zip(pack.trials, outcome.results)]
-        written = {"details_written": True} if pack.details_to else {}  # only a recorder's
-        sink.add_pack(pack.pack_id, members, placement, **written)
+        sink.add_pack(pack.pack_id, members, outcome.placement)
         return False
+
+    def _record_tables(self, pack: Pack, outcome, attempt: int, sink: PackRecorder) -> None:
+        """Hand a pack whose worker built its tables to ``sink`` (its attempts set)."""
+        tables = outcome.tables if attempt == 1 else outcome.tables.retried(attempt)
+        if outcome.best_val is not None:
+            self.best_val = max(self.best_val, outcome.best_val)
+        self.trial_epochs += outcome.trial_epochs
+        kept = {trial_id: result for trial_id, result in zip(  # both in the pack's order
+            (row["trial_id"] for row in tables.kept_rows),
+            (result for result in outcome.results if result is not None))}
+        sink.add_tables(pack.pack_id, tables, kept)
 
     def _save_traceback(self, pack: Pack, text: str) -> str:
         """Write a failed pack's remote traceback to ``logs/``; return the note for its rows."""
@@ -380,12 +408,6 @@ def _submitter(config: SweepConfig, splits_ref, task, log_dir: str | None):
         return remote.remote(pack, splits_ref, resources.num_cpus, log_dir)
 
     return submit
-
-
-def _with_config(result, trial: Trial):
-    """A member's result with its config (a summary comes without: ``worker.details_written``)."""
-    return result if result.config is not None else dataclasses.replace(result,
-                                                                         config=trial.config)
 
 
 def _record_failed(sink, pack: Pack, error: str, attempt: int) -> None:

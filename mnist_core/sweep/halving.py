@@ -42,8 +42,7 @@ def run_halving(halving: Halving, trials: list[Trial], recorder: PackRecorder,
         waiting = [trial for trial in alive if trial.trial_id not in done]
         budgets = {trial.trial_id: min(epochs, trial.config.epochs) for trial in waiting}
         starts = _states(store.folder, rung - 1, rungs[rung - 1], waiting) if rung else {}
-        staging = PackRecorder(stage, recorder.sweep_id, recorder.dataset,
-                               recorder.validation_split)  # keeps no models: still racing
+        staging = PackRecorder(stage, recorder.labels)  # keeps no models: still racing
         packs += train(waiting, budgets, _RungSink(recorder, staging, final, rung),
                        starts=starts)
         alive = _decide_rung(store, stage, [t for t in alive if t.trial_id not in final],

@@ -19,18 +19,23 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from mnist_core.config import TrialConfig
 from mnist_core.packed_training import PACKABLE_OPTIMIZERS, MemberState
-from mnist_core.sweep.config import Trial
+from mnist_core.sweep.config import Trial, TrialGrid
 from mnist_core.sweep.refit import Fold
+from mnist_core.sweep.store import SweepRows
 
 CPU_PACK_LIMIT = 128
 GPU_PACK_LIMIT = 4096
 # A pack holds at most this many parameters in all (about 3.2 GB of weights, gradients and
 # optimizer state): wide networks are split into smaller packs instead of killing a worker.
 MAX_PACK_PARAMS = 200_000_000
+PACK_KEY_FIELDS = ("hidden_units", "activation", "optimizer", "batch_size", "seed")
 
 
 class PackFailed(Exception):
@@ -43,12 +48,13 @@ class Pack:
     (successive halving) how many epochs each member trains now."""
 
     pack_id: str
-    trials: tuple[Trial, ...]
+    trials: Sequence[Trial]  # a tuple, or a grid's ``TrialColumns`` (made on the worker)
     budgets: tuple[int, ...] | None = None
     keep_all_models: bool = False  # else only the pack's best member sends its model back
     view: Fold | str | None = None  # the data it trains on (``refit.view_splits``)
     starts: tuple[MemberState, ...] | None = None  # each member's state to go on from
     details_to: str | None = None  # the sweep folder its worker writes detail parts to
+    rows: SweepRows | None = None  # set: its worker builds its report tables (``worker``)
 
     @property
     def epochs_done(self) -> int:
@@ -62,7 +68,7 @@ class Pack:
 
 
 def pack_key(config: TrialConfig) -> str:
-    """What members of one pack must share (see the module docstring)."""
+    """What members of one pack must share (see the module docstring): ``PACK_KEY_FIELDS``."""
     return json.dumps([list(config.model.hidden_units), config.model.activation,
                        config.optimizer, config.batch_size, config.seed])
 
@@ -93,10 +99,7 @@ def make_packs(trials: list[Trial], largest: int, budgets: dict[str, int] | None
     run = uuid.uuid4().hex[:6]
     packs = []
     for members in groups.values():
-        config = members[0].config
-        limit = largest if config.optimizer in PACKABLE_OPTIMIZERS else 1
-        limit = max(1, min(limit, MAX_PACK_PARAMS // config.model.max_params))
-        count = math.ceil(len(members) / limit)
+        count = math.ceil(len(members) / _member_limit(members[0].config, largest))
         for index in range(count):
             chunk = tuple(members[index::count])
             budget = tuple(budgets[t.trial_id] for t in chunk) if budgets else None
@@ -105,3 +108,37 @@ def make_packs(trials: list[Trial], largest: int, budgets: dict[str, int] | None
             packs.append(Pack(f"{run}-p{len(packs):05d}", chunk, budget, keep_all_models,
                               view, start))
     return packs
+
+
+def grid_packs(grid: TrialGrid, positions: np.ndarray, largest: int,
+               keep_all_models: bool = False, details_to: str | None = None,
+               rows: SweepRows | None = None) -> list[Pack]:
+    """``make_packs`` for the trials of ``grid`` at ``positions``, without making them: the
+    same packs, grouped by ``grid.codes`` of ``PACK_KEY_FIELDS``, each carrying its members as
+    columns (``TrialColumns``) for its worker to make; ``rows``: the worker builds the pack's
+    report tables too. The driver's work is a few array operations per pack."""
+    if not len(positions):
+        return []
+    codes = grid.codes(positions, PACK_KEY_FIELDS)
+    _, first = np.unique(codes, return_index=True)
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))  # groups in order of first appearance
+    member_rank = rank[codes]
+    order = np.argsort(member_rank, kind="stable")
+    groups = np.split(positions[order], np.cumsum(np.bincount(member_rank))[:-1])
+    run = uuid.uuid4().hex[:6]
+    packs = []
+    for members in groups:
+        count = math.ceil(len(members) / _member_limit(grid[int(members[0])].config, largest))
+        for index in range(count):
+            packs.append(Pack(f"{run}-p{len(packs):05d}", grid.columns(members[index::count]),
+                              keep_all_models=keep_all_models, details_to=details_to,
+                              rows=rows))
+    return packs
+
+
+def _member_limit(config: TrialConfig, largest: int) -> int:
+    """The most members a pack of trials like ``config`` may have: one for an unpackable
+    optimizer; never more parameters than ``MAX_PACK_PARAMS``."""
+    limit = largest if config.optimizer in PACKABLE_OPTIMIZERS else 1
+    return max(1, min(limit, MAX_PACK_PARAMS // config.model.max_params))

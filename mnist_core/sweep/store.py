@@ -150,21 +150,72 @@ def top_ids(index: pa.Table, count: int) -> set[str]:
     return set(ok.filter(pc.greater_equal(accuracy, lowest)).column("trial_id").to_pylist())
 
 
-def trial_rows(sweep_id: str, dataset: str, validation_split: float,
-               members: list[MemberRecord], placement: dict) -> list[dict]:
-    """One ``trials`` row per member of a finished pack (``placement``: where it ran)."""
-    finished_at = datetime.now(UTC).replace(microsecond=0)
-    rows = []
-    for member in members:
-        row = {"sweep_id": sweep_id, "trial_id": member.trial_id,
-               "status": "ok" if member.result is not None else "failed",
-               "error": member.error, "attempts": member.attempts, "finished_at": finished_at,
-               "rung": member.rung, **member.config_record, "dataset": dataset,
-               "validation_split": validation_split, **placement}
-        if member.result is not None:
-            row |= metric_values(member.result)
-        rows.append(row)
-    return rows
+@dataclass(frozen=True, eq=False)
+class PackTables:
+    """A finished pack's rows as they are recorded, encoded where they were built (on its
+    worker, ``worker.as_tables``): its ``trials`` part as the bytes of a Parquet file, those
+    rows' ``INDEX_COLUMNS`` (Arrow IPC bytes), the whole rows of the members whose models came
+    back, and its detail parts' bytes (None: its worker wrote them). Bytes cross between
+    processes without being rebuilt, and the driver writes them as they are."""
+
+    part: bytes
+    index: bytes
+    kept_rows: list[dict]
+    details: dict[str, bytes] | None
+
+    @classmethod
+    def of(cls, table: pa.Table, kept_ids: list[str],
+           details: dict[str, pa.Table] | None) -> PackTables:
+        """Encode ``table`` (the ``trials`` rows), keeping the rows of ``kept_ids``."""
+        kept = table.filter(pc.is_in(table.column("trial_id"),
+                                     value_set=pa.array(kept_ids, pa.string())))
+        return cls(storage.parquet_bytes(table), storage.arrow_bytes(table.select(INDEX_COLUMNS)),
+                   kept.to_pylist(), None if details is None else {
+                       name: storage.parquet_bytes(rows) for name, rows in details.items()})
+
+    def index_table(self) -> pa.Table:
+        """The rows' ``INDEX_COLUMNS``."""
+        return storage.arrow_table(self.index)
+
+    def retried(self, attempts: int) -> PackTables:
+        """The same rows, recorded after ``attempts`` attempts (a pack whose worker died)."""
+        table = storage.parquet_table(self.part)
+        table = table.set_column(table.schema.get_field_index("attempts"), "attempts",
+                                 pa.array([attempts] * table.num_rows, pa.int32()))
+        return PackTables(storage.parquet_bytes(table), self.index,
+                          [row | {"attempts": attempts} for row in self.kept_rows], self.details)
+
+
+@dataclass(frozen=True)
+class SweepRows:
+    """What every ``trials`` row of a sweep says beside its trial: the sweep and its data."""
+
+    sweep_id: str
+    dataset: str
+    validation_split: float
+
+    def table(self, members: list[MemberRecord], placement: dict) -> pa.Table:
+        """The ``trials`` rows of a finished pack's members (``placement``: where it ran,
+        its pack's id and size), as a table."""
+        finished_at = datetime.now(UTC).replace(microsecond=0)
+        rows = []
+        for member in members:
+            row = {"sweep_id": self.sweep_id, "trial_id": member.trial_id,
+                   "status": "ok" if member.result is not None else "failed",
+                   "error": member.error, "attempts": member.attempts,
+                   "finished_at": finished_at, "rung": member.rung, **member.config_record,
+                   "dataset": self.dataset, "validation_split": self.validation_split,
+                   **placement}
+            if member.result is not None:
+                row |= metric_values(member.result)
+            rows.append(row)
+        return storage.rows_table(rows, TRIALS_SCHEMA, "trials")
+
+
+def detail_tables(results: list[tuple[str, TrialResult | None]]) -> dict[str, pa.Table]:
+    """``detail_rows`` as tables."""
+    return {name: storage.rows_table(rows, DETAIL_SCHEMAS[name], name)
+            for name, rows in detail_rows(results).items()}
 
 
 def detail_rows(results: list[tuple[str, TrialResult | None]]) -> dict[str, list[dict]]:
@@ -179,12 +230,12 @@ def detail_rows(results: list[tuple[str, TrialResult | None]]) -> dict[str, list
     return details
 
 
-def write_details(folder: str, pack_id: str, details: dict[str, list[dict]]) -> None:
-    """A pack's detail parts in ``folder`` (each atomically; its trials part, written after
-    them, is what records the pack)."""
+def write_details(folder: str, pack_id: str, details: dict[str, bytes]) -> None:
+    """A pack's detail parts (``PackTables.details``) in ``folder`` (each atomically; its
+    trials part, written after them, is what records the pack)."""
     with recording(folder):
-        for name, schema in DETAIL_SCHEMAS.items():
-            storage.write_rows(part_location(folder, name, pack_id), details[name], schema)
+        for name in DETAIL_SCHEMAS:
+            storage.write_bytes(part_location(folder, name, pack_id), details[name])
 
 
 def part_location(folder: str, name: str, pack_id: str) -> str:
@@ -245,17 +296,14 @@ class PartStore:
         """The best ``count`` ok trials (``reports.ranked_trials``' order), whole rows."""
         return ranked_trials(self.rows(top_ids(self.index(), count)))[:count]
 
-    def add(self, pack_id: str, rows: list[dict],
-            details: dict[str, list[dict]] | None) -> None:
-        """Record a finished pack: its detail parts (``None``: its worker wrote them), then
-        its trials part (the commit)."""
-        if details is not None:
-            write_details(self.folder, pack_id, details)
-        location = self._part("trials", pack_id)
-        table = storage.rows_table(rows, TRIALS_SCHEMA, location)
+    def add(self, pack_id: str, tables: PackTables) -> None:
+        """Record a finished pack: its detail parts (unless its worker wrote them), then
+        its ``trials`` part, the commit."""
+        if tables.details is not None:
+            write_details(self.folder, pack_id, tables.details)
         with recording(self.folder):
-            storage.write_table(location, table)
-        self._note(table.select(INDEX_COLUMNS))  # the index's columns, not built again
+            storage.write_bytes(self._part("trials", pack_id), tables.part)
+        self._note(tables.index_table())
 
     def _note(self, index: pa.Table) -> None:
         self._recent.append(index)
@@ -325,10 +373,9 @@ class BestKeeper:
         self.folder = folder
         self.best = next(iter(store.ranked_rows(1)), None)
 
-    def offer(self, rows: list[dict], members: list[MemberRecord]) -> None:
-        """Keep the best of a finished pack's members if it beats the best so far."""
-        results = {member.trial_id: member.result for member in members
-                   if member.result is not None and member.result.model_bytes}
+    def offer(self, rows: list[dict], results: dict[str, TrialResult]) -> None:
+        """Keep the best of a finished pack's members whose models came back (``results``, by
+        trial id; ``rows``: their ``trials`` rows) if it beats the best so far."""
         candidate = best_trial([row for row in rows if row["trial_id"] in results])
         if candidate is None or (self.best is not None
                                  and best_trial([self.best, candidate]) is self.best):
@@ -368,36 +415,40 @@ class PackRecorder:
     """Where a finished pack goes: its rows into a ``PartStore``, its best member offered to a
     ``BestKeeper`` (none for a rung's staging store)."""
 
-    def __init__(self, store: PartStore, sweep_id: str, dataset: str, validation_split: float,
-                 keeper: BestKeeper | None = None, keep_all_models: bool = False):
+    def __init__(self, store: PartStore, labels: SweepRows, keeper: BestKeeper | None = None,
+                 keep_all_models: bool = False):
         self.store, self.keeper, self.keep_all_models = store, keeper, keep_all_models
-        self.sweep_id, self.dataset, self.validation_split = sweep_id, dataset, validation_split
+        self.labels = labels
 
-    def add_pack(self, pack_id: str, members: list[MemberRecord], placement: dict,
-                 details_written: bool = False) -> None:
-        """Record a finished pack's members (``placement``: node, GPUs, worker;
-        ``details_written``: its worker wrote the detail parts). The models go first (the
+    def add_pack(self, pack_id: str, members: list[MemberRecord], placement: dict) -> None:
+        """Record a finished pack's members (``placement``: node, GPUs, worker)."""
+        table = self.labels.table(members, placement | {"pack_id": pack_id,
+                                                        "pack_size": len(members)})
+        results = {member.trial_id: member.result for member in members
+                   if member.result is not None and member.result.model_bytes}
+        details = detail_tables([(member.trial_id, member.result) for member in members])
+        self.add_tables(pack_id, PackTables.of(table, list(results), details), results)
+
+    def add_tables(self, pack_id: str, tables: PackTables,
+                   results: dict[str, TrialResult]) -> None:
+        """Record a finished pack from its encoded rows (``PackTables``: a worker built
+        them) and the results whose models came back (by trial id). The models go first (the
         best, and with ``keep_models = "all"`` every one under ``models/``) and the trials
         part, the commit, last: a run cut off in between retrains the pack on resume, and
         ``best/`` never lags the recorded trials."""
-        rows = trial_rows(self.sweep_id, self.dataset, self.validation_split, members,
-                          placement | {"pack_id": pack_id, "pack_size": len(members)})
-        if self.keeper is not None:
-            self.keeper.offer(rows, members)
+        if self.keeper is not None and results:
+            self.keeper.offer(tables.kept_rows, results)
         if self.keep_all_models:
-            _write_models(self.store.folder, members)
-        details = None if details_written else detail_rows(
-            [(member.trial_id, member.result) for member in members])
-        self.store.add(pack_id, rows, details)
+            _write_models(self.store.folder, results)
+        self.store.add(pack_id, tables)
 
 
-def _write_models(folder: str, members: list[MemberRecord]) -> None:
+def _write_models(folder: str, results: dict[str, TrialResult]) -> None:
     """``models/<trial_id>.keras`` for every ok member (``[sweep] keep_models = "all"``)."""
     with recording(folder):
-        for member in members:
-            if member.result is not None and member.result.model_bytes:
-                storage.write_bytes(storage.join(folder, "models", f"{member.trial_id}.keras"),
-                                    member.result.model_bytes)
+        for trial_id, result in results.items():
+            storage.write_bytes(storage.join(folder, "models", f"{trial_id}.keras"),
+                                result.model_bytes)
 
 
 @contextlib.contextmanager

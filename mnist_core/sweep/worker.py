@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import ray
 
 from mnist_core.data import Splits
-from mnist_core.evaluation import Evaluation
 from mnist_core.sweep.packs import Pack, PackFailed
+from mnist_core.sweep.store import PackTables
 from mnist_core.trial import TrialFailure, TrialResult
 
 _state: dict[str, bool] = {}
@@ -29,14 +29,25 @@ _state: dict[str, bool] = {}
 @dataclass(frozen=True, eq=False)
 class PackOutcome:
     """Each member's result or failure (in the pack's order), plus the node, GPUs and worker
-    process the pack ran on."""
+    process the pack ran on. A pack whose worker built its report tables (``as_tables``)
+    holds them, and a result only for the members whose model came back (None for the rest).
+    """
 
-    results: list[TrialResult | TrialFailure]
+    results: list[TrialResult | TrialFailure | None]
     node: str
     gpu_ids: tuple[str, ...]
     worker_pid: int
     worker_setup_seconds: float
     seconds: float = 0.0  # the whole task on the worker: set-up, training, evaluation
+    tables: PackTables | None = None  # its rows, encoded (attempts: 1)
+    trial_epochs: int = 0  # epochs its ok members trained (with ``tables``)
+    best_val: float | None = None  # its members' best validation accuracy (with ``tables``)
+
+    @property
+    def placement(self) -> dict:
+        """Where the pack ran, as its ``trials`` rows say."""
+        return {"node": self.node, "gpu_ids": list(self.gpu_ids),
+                "worker_pid": self.worker_pid, "worker_setup_seconds": self.worker_setup_seconds}
 
 
 def train_pack_on_worker(pack: Pack, splits: Splits, num_cpus: float,
@@ -62,17 +73,16 @@ def train_pack_on_worker(pack: Pack, splits: Splits, num_cpus: float,
         # TensorFlow's exception types would make the driver import TensorFlow to unpickle
         # them (its start-up lines on the user's console): send a plain one, traceback kept.
         raise PackFailed(f"{type(error).__name__}: {error}") from error
-    results = with_models(pack, results, splits)
-    if pack.details_to is not None:
-        results = details_written(pack, results)
-    return PackOutcome(
-        results=results,
+    outcome = PackOutcome(
+        results=with_models(pack, results, splits),
         node=ray.get_runtime_context().get_node_id(),
         gpu_ids=gpu_ids,
         worker_pid=os.getpid(),
         worker_setup_seconds=setup.seconds,
-        seconds=time.perf_counter() - started,
     )
+    if pack.rows is not None:
+        outcome = as_tables(pack, outcome)
+    return dataclasses.replace(outcome, seconds=time.perf_counter() - started)
 
 
 def with_models(pack: Pack, results: list, splits: Splits) -> list:
@@ -104,25 +114,36 @@ def best_member(pack: Pack, results: list) -> list[int]:
     return [index for index, trial in enumerate(pack.trials) if trial.trial_id == keep]
 
 
-def details_written(pack: Pack, results: list) -> list:
-    """Write the pack's detail parts (epochs, confusion, per-class rows) to its sweep folder
-    and return the results without the per-class arrays and without their configs (the
-    driver has them, ``pack.trials``): what crosses to the driver is each member's summary
-    (status, metrics, history), so its work per pack is O(members). Measured: a pack of 128
-    such summaries unpickles in 0.8 ms, against 6.2 ms with configs and empty arrays."""
-    from mnist_core.sweep.store import detail_rows, write_details
+def as_tables(pack: Pack, outcome: PackOutcome) -> PackOutcome:
+    """``outcome`` as its pack's report tables, built here rather than by the driver: the
+    members' ``trials`` rows, their detail tables (written to the sweep folder where
+    ``pack.details_to`` says this worker reaches it, else sent), and a result only for the
+    members whose model came back. The driver's work per pack is then a few calls, whatever
+    its size; the trials part itself is the driver's to write (the commit)."""
+    from mnist_core.sweep.store import MemberRecord, detail_tables, write_details
 
-    ok = [result if isinstance(result, TrialResult) else None for result in results]
-    write_details(pack.details_to, pack.pack_id,
-                  detail_rows([(trial.trial_id, result) for trial, result in zip(pack.trials, ok)]))
-    return [dataclasses.replace(result, config=None, evaluation=summary_only(result.evaluation))
-            if isinstance(result, TrialResult) else result for result in results]
-
-
-def summary_only(evaluation: Evaluation) -> Evaluation:
-    """``evaluation`` with its loss and accuracy, and None for its per-class arrays."""
-    return dataclasses.replace(evaluation, confusion=None, precision=None, recall=None,
-                               f1=None, support=None)
+    members = [MemberRecord(trial.trial_id, trial.config.as_record(),
+                            result if isinstance(result, TrialResult) else None,
+                            result.error if isinstance(result, TrialFailure) else None, 1)
+               for trial, result in zip(pack.trials, outcome.results)]
+    table = pack.rows.table(members, outcome.placement | {"pack_id": pack.pack_id,
+                                                          "pack_size": len(members)})
+    kept = [result if isinstance(result, TrialResult) and result.model_bytes else None
+            for result in outcome.results]
+    tables = PackTables.of(table, [member.trial_id for member, result in zip(members, kept)
+                                   if result is not None],
+                           detail_tables([(member.trial_id, member.result)
+                                          for member in members]))
+    if pack.details_to is not None:
+        write_details(pack.details_to, pack.pack_id, tables.details)
+        tables = dataclasses.replace(tables, details=None)
+    ok = [result for result in outcome.results if isinstance(result, TrialResult)]
+    return dataclasses.replace(
+        outcome, tables=tables, results=kept,
+        trial_epochs=sum(len(result.history.get("loss", [])) - pack.epochs_done
+                         for result in ok),
+        best_val=max((result.val_accuracy for result in ok
+                      if result.val_accuracy is not None), default=None))
 
 
 @ray.remote(max_calls=0)
