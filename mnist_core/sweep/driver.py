@@ -101,7 +101,8 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
         _track(config, folder, sweep_id, "KILLED")
         raise
     release_unused()
-    store.compact()  # first: what follows reads one file per table, not every pack's parts
+    # First: what follows reads one file per table, not every pack's parts.
+    store.compact(_compacting_on_workers(folder))
     release_unused()
     summary = dataclasses.replace(
         _summarise(store, sweep_id, folder, max(owed, 0), packs, top_n),
@@ -488,6 +489,27 @@ def _details_folder(folder: str) -> str | None:
     here = ray.util.get_node_ip_address()
     nodes = {node["NodeManagerAddress"] for node in ray.nodes() if node["Alive"]}
     return folder if nodes == {here} else None
+
+
+def _compacting_on_workers(folder: str):
+    """How ``PartStore.compact`` has the detail tables compacted by workers, one Ray task
+    each at once, where they reach ``folder`` (``_details_folder``); else None (here)."""
+    if _details_folder(folder) is None:
+        return None
+
+    def compact_details(folder: str, names: list[str], generation: bytes) -> None:
+        import ray
+        from ray.exceptions import RayTaskError
+
+        from mnist_core.session import task_error_cause
+        from mnist_core.sweep.worker import compact_table_task
+
+        try:
+            ray.get([compact_table_task.remote(folder, name, generation) for name in names])
+        except RayTaskError as error:  # a full disk, a damaged file: its one-line error
+            raise task_error_cause(error) from None
+
+    return compact_details
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:

@@ -34,7 +34,7 @@ import itertools
 import json
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -334,25 +334,26 @@ class PartStore:
             storage.write_table(self._part("trials", pack_id), trials)
         self._note(trials.select(INDEX_COLUMNS))
 
-    def compact(self) -> None:
+    def compact(self, compact_details: Callable[[str, list[str], bytes], None] | None = None
+                ) -> None:
         """Fold every part into the four report files (trials last), then remove the parts.
         Streamed: each source's rows go to the new file as they are read (the compacted
-        files batch by batch), never a whole table in memory."""
+        files batch by batch), never a whole table in memory. ``compact_details(folder,
+        names, generation)``: runs ``compact_table`` for the detail tables elsewhere (on
+        workers, in parallel) and returns once they are written; else they are done here."""
         parts = [entry.location for entry in storage.list_files(storage.join(self.folder,
                                                                              "parts"))]
         if not parts:
             return
-        sources = _sources(self.folder)
-        _check_orphans(self.folder, sources)
-        keep = _kept_ids(sources)
-        generation = {GENERATION: uuid.uuid4().hex.encode()}
+        _check_orphans(self.folder, _sources(self.folder))
+        generation = uuid.uuid4().hex.encode()
+        if compact_details is not None:
+            compact_details(self.folder, list(DETAIL_SCHEMAS), generation)
+        else:
+            for name in DETAIL_SCHEMAS:
+                compact_table(self.folder, name, generation)
+        compact_table(self.folder, "trials", generation)
         with recording(self.folder):
-            for name in (*DETAIL_SCHEMAS, "trials"):
-                with storage.table_writer(storage.join(self.folder, f"{name}.parquet"),
-                                          SCHEMAS[name].with_metadata(generation)) as writer:
-                    for table in _row_groups(_source_tables(sources, keep, name,
-                                                            SCHEMAS[name])):
-                        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
             for part in parts:
                 storage.remove(part)
 
@@ -363,6 +364,20 @@ class PartStore:
 
     def _part(self, name: str, pack_id: str) -> str:
         return part_location(self.folder, name, pack_id)
+
+
+def compact_table(folder: str, name: str, generation: bytes) -> None:
+    """Fold the files of table ``name`` in ``folder`` into ``<name>.parquet``, marked with
+    its compaction's token ``generation``: one step of ``PartStore.compact`` (which checked
+    the folder first). It reads that table's files and the trials files' ids only, so a
+    detail table can be compacted by a worker while others are; ``trials`` goes last."""
+    sources = _sources(folder)
+    keep = _kept_ids(sources)
+    with recording(folder), storage.table_writer(
+            storage.join(folder, f"{name}.parquet"),
+            SCHEMAS[name].with_metadata({GENERATION: generation})) as writer:
+        for table in _row_groups(_source_tables(sources, keep, name, SCHEMAS[name])):
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
 
 
 class BestKeeper:

@@ -146,6 +146,15 @@ def as_tables(pack: Pack, outcome: PackOutcome) -> PackOutcome:
                       if result.val_accuracy is not None), default=None))
 
 
+@ray.remote(num_cpus=1)
+def compact_table_task(folder: str, name: str, generation: bytes) -> None:
+    """``store.compact_table`` as a Ray task: a sweep's detail tables compacted by workers
+    that reach its folder, in parallel, off the driver."""
+    from mnist_core.sweep.store import compact_table
+
+    compact_table(folder, name, generation)
+
+
 @ray.remote(max_calls=0)
 def run_pack_task(pack: Pack, splits: Splits, num_cpus: float,
                   log_dir: str | None = None) -> PackOutcome:
