@@ -10,6 +10,7 @@ server-side: a pyarrow S3 output stream publishes its object even when the write
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import fnmatch
 import glob
@@ -140,14 +141,41 @@ def read_table(location: str, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(io.BytesIO(data), columns=columns, use_threads=False)
 
 
-def read_batches(location: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+def read_batches(location: str, columns: list[str] | None = None,
+                 matching: tuple[str, pa.Array] | None = None) -> Iterator[pa.RecordBatch]:
     """The Parquet file at ``location`` in record batches, never all of it in memory at once
-    (a compacted table of a million-trial sweep holds 100 million confusion cells)."""
+    (a compacted table of a million-trial sweep holds 100 million confusion cells).
+    ``matching``, a column and some values: only the row groups whose statistics say that
+    column may hold one of them are read (the caller still filters their rows)."""
     with _readable(location), _input_file(location) as source:
         parquet = pq.ParquetFile(source)
         if columns is not None:  # a file written before a column existed lacks it
             columns = [name for name in columns if name in parquet.schema_arrow.names]
-        yield from parquet.iter_batches(BATCH_ROWS, columns=columns)
+        groups = None if matching is None else _row_groups_holding(parquet, *matching)
+        if groups != []:
+            yield from parquet.iter_batches(BATCH_ROWS, row_groups=groups, columns=columns)
+
+
+def _row_groups_holding(parquet: pq.ParquetFile, column: str, values: pa.Array) -> list[int]:
+    """The row groups of ``parquet`` whose ``column`` statistics (its minimum and maximum)
+    leave room for one of ``values``; every row group, when it has none."""
+    metadata = parquet.metadata
+    if not metadata.num_row_groups:
+        return []
+    leaves = metadata.row_group(0)
+    (leaf,) = [index for index in range(leaves.num_columns)
+               if leaves.column(index).path_in_schema == column]
+    wanted = sorted(values.to_pylist())
+    groups = []
+    for group in range(metadata.num_row_groups):
+        statistics = metadata.row_group(group).column(leaf).statistics
+        if statistics is None or not statistics.has_min_max:
+            groups.append(group)
+            continue
+        first = bisect.bisect_left(wanted, statistics.min)
+        if first < len(wanted) and wanted[first] <= statistics.max:
+            groups.append(group)
+    return groups
 
 
 def scan(locations: list[str], schema: pa.Schema,

@@ -61,3 +61,22 @@ def test_check_writable_names_the_folder_it_cannot_write(tmp_path, where):
     with pytest.raises(OutputError, match=f"{location}: cannot write there") as caught:
         storage.check_writable(location)
     assert caught.value.key == "out"  # the jobs spell it --out
+
+
+def test_reading_some_ids_skips_the_row_groups_that_cannot_hold_them(tmp_path):
+    import pyarrow.parquet as pq
+
+    location = str(tmp_path / "cells.parquet")
+    ids = [f"t{index:04d}" for index in range(1000) for _ in range(10)]
+    table = pa.table({"trial_id": ids, "count": list(range(len(ids)))})
+    with storage.table_writer(location, table.schema) as writer:
+        writer.write_table(table, row_group_size=1000)  # ten row groups, 100 ids each
+    assert pq.ParquetFile(location).num_row_groups == 10
+    wanted = pa.array(["t0150", "t0151", "t0720"])
+    batches = list(storage.read_batches(location, ["trial_id", "count"], ("trial_id", wanted)))
+    read = pa.Table.from_batches(batches)
+    assert read.num_rows == 2000  # the row groups of t0100-t0199 and t0700-t0799 only
+    held = read.filter(pa.compute.is_in(read.column("trial_id"), value_set=wanted))
+    assert held.column("count").to_pylist() == [*range(1500, 1520), *range(7200, 7210)]
+    nothing = storage.read_batches(location, None, ("trial_id", pa.array(["t9999"])))
+    assert list(nothing) == []

@@ -5,9 +5,11 @@ Parquet files (one row per trial, per epoch, per confusion cell, per label), ``s
 (the config that made it) and ``best/`` (model, ``best.json``). While it runs, each
 finished pack adds one part file per table under ``parts/<table>/<pack_id>.parquet`` — the
 detail tables first (by the pack's worker where it can reach the folder, ``write_details``),
-``trials`` last (by the driver), each atomically — so writing costs O(rows written) in total
-however many trials a sweep has. ``compact`` streams the parts into the four files at the end
-of every run, in multi-threaded scans and row groups, never a whole table in memory; each
+``trials`` last (by the driver, from the bytes the worker encoded: ``PackTables``), each
+atomically — so writing costs O(rows written) in total however many trials a sweep has.
+``compact`` streams the parts into the four files at the end of every run, table by table
+(``compact_table``: the detail tables can be handed to workers, ``trials`` goes last), in
+multi-threaded scans and row groups, never a whole table in memory; each
 compaction marks its files with one token (``GENERATION``), so a compacted file known whole
 streams without a filter. Readers take only what they need: ``read_index`` (what a resume
 needs), ``read_rows`` (some columns, some trials), ``read_sweep`` (everything, for reports).
@@ -650,7 +652,8 @@ def _kept_batches(location: str, schema: pa.Schema, kept: _Kept) -> Iterator[pa.
     """The rows of one file that ``kept`` contributes: streamed in batches when the file is of
     the same compaction as its source's trials file, else read whole and filtered."""
     if kept.generation is not None and _generation(location) == kept.generation:
-        for batch in storage.read_batches(location, schema.names):
+        matching = ("trial_id", kept.ids) if kept.subset else None
+        for batch in storage.read_batches(location, schema.names, matching):
             table = _conformed(pa.Table.from_batches([batch]), schema)
             yield _rows_of(table, kept.ids) if kept.subset else table
     else:
