@@ -8,7 +8,7 @@ detail tables first (by the pack's worker where it can reach the folder, ``write
 ``trials`` last (by the driver, from the bytes the worker encoded: ``PackTables``), each
 atomically — so writing costs O(rows written) in total however many trials a sweep has.
 ``compact`` streams the parts into the four files at the end of every run, table by table
-(``compact_table``: the detail tables can be handed to workers, ``trials`` goes last), in
+(``compact_table``: each can be handed to a worker; ``trials`` goes last), in
 multi-threaded scans and row groups, never a whole table in memory; each
 compaction marks its files with one token (``GENERATION``), so a compacted file known whole
 streams without a filter. Readers take only what they need: ``read_index`` (what a resume
@@ -336,25 +336,25 @@ class PartStore:
             storage.write_table(self._part("trials", pack_id), trials)
         self._note(trials.select(INDEX_COLUMNS))
 
-    def compact(self, compact_details: Callable[[str, list[str], bytes], None] | None = None
+    def compact(self, compact_tables: Callable[[str, list[str], bytes], None] | None = None
                 ) -> None:
         """Fold every part into the four report files (trials last), then remove the parts.
         Streamed: each source's rows go to the new file as they are read (the compacted
-        files batch by batch), never a whole table in memory. ``compact_details(folder,
-        names, generation)``: runs ``compact_table`` for the detail tables elsewhere (on
-        workers, in parallel) and returns once they are written; else they are done here."""
+        files batch by batch), never a whole table in memory. ``compact_tables(folder,
+        names, generation)``: runs ``compact_table`` for each of ``names`` elsewhere (on
+        workers, at once) and returns once they are written; else they are done here."""
         parts = [entry.location for entry in storage.list_files(storage.join(self.folder,
                                                                              "parts"))]
         if not parts:
             return
         _check_orphans(self.folder, _sources(self.folder))
         generation = uuid.uuid4().hex.encode()
-        if compact_details is not None:
-            compact_details(self.folder, list(DETAIL_SCHEMAS), generation)
-        else:
-            for name in DETAIL_SCHEMAS:
-                compact_table(self.folder, name, generation)
-        compact_table(self.folder, "trials", generation)
+        for names in (list(DETAIL_SCHEMAS), ["trials"]):  # trials last: it commits them
+            if compact_tables is not None:
+                compact_tables(self.folder, names, generation)
+            else:
+                for name in names:
+                    compact_table(self.folder, name, generation)
         with recording(self.folder):
             for part in parts:
                 storage.remove(part)

@@ -148,8 +148,8 @@ def as_tables(pack: Pack, outcome: PackOutcome) -> PackOutcome:
 
 @ray.remote(num_cpus=1)
 def compact_table_task(folder: str, name: str, generation: bytes) -> None:
-    """``store.compact_table`` as a Ray task: a sweep's detail tables compacted by workers
-    that reach its folder, in parallel, off the driver."""
+    """``store.compact_table`` as a Ray task: a sweep's tables compacted by workers that
+    reach its folder (the detail tables at once, then ``trials``), off the driver."""
     from mnist_core.sweep.store import compact_table
 
     compact_table(folder, name, generation)
