@@ -150,10 +150,17 @@ def read_batches(location: str, columns: list[str] | None = None,
     with _readable(location), _input_file(location) as source:
         parquet = pq.ParquetFile(source)
         if columns is not None:  # a file written before a column existed lacks it
-            columns = [name for name in columns if name in parquet.schema_arrow.names]
+            columns = _present(columns, parquet)
         groups = None if matching is None else _row_groups_holding(parquet, *matching)
         if groups != []:
             yield from parquet.iter_batches(BATCH_ROWS, row_groups=groups, columns=columns)
+
+
+def _present(columns: list[str], parquet: pq.ParquetFile) -> list[str]:
+    """Those of ``columns`` the file holds (one written before a column existed lacks it).
+    ``schema_arrow`` is rebuilt on every access: asked once."""
+    held = set(parquet.schema_arrow.names)
+    return [name for name in columns if name in held]
 
 
 def _row_groups_holding(parquet: pq.ParquetFile, column: str, values: pa.Array) -> list[int]:

@@ -602,7 +602,11 @@ def _column(location: str, name: str) -> pa.Array:
 
 
 def _is_part(location: str) -> bool:
-    return storage.name(storage.parent(storage.parent(location))) == "parts"
+    """Whether ``location`` is ``…/parts/<table>/<pack_id>.parquet`` (string work: it is
+    asked of every part, a million-trial sweep has 31,000), not a compacted file (whose
+    sweep's ``--out`` may be named ``parts``)."""
+    folders = str(location).rsplit("/", 3)[-3:-1]
+    return folders[0] == "parts" and folders[1] in SCHEMAS
 
 
 def _generation(location: str) -> bytes | None:
@@ -685,10 +689,17 @@ def _read(location: str, schema: pa.Schema) -> pa.Table:
 
 
 def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    missing = [field for field in schema if field.name not in table.column_names]
-    for field in missing:  # reports written before a column existed
-        table = table.append_column(field, pa.nulls(table.num_rows, field.type))
-    return table.select(schema.names).cast(schema)
+    """``table`` with ``schema``'s columns in its order and types (a column written before
+    it existed is null; Parquet gives ``timestamp[s]`` back as milliseconds)."""
+    held = set(table.column_names)
+    for field in schema:
+        if field.name not in held:  # reports written before a column existed
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    table = table.select(schema.names)
+    if table.schema.equals(schema):
+        return table
+    return pa.Table.from_arrays([column if column.type == field.type else column.cast(field.type)
+                                 for column, field in zip(table.columns, schema)], schema=schema)
 
 
 def _rows_of(table: pa.Table, trial_ids: pa.Array) -> pa.Table:
