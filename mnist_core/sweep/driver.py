@@ -51,6 +51,9 @@ from mnist_core.sweep.store import (
 from mnist_core.trial import TrialFailure
 
 WINDOW_TRIALS = 16_384  # trials grouped into packs at a time (made as they are needed)
+# Packs from which compaction goes to worker tasks: below, the driver's few seconds cost less
+# than the tasks' start (a worker process each, about a second and a half on a small machine).
+WORKER_COMPACTION_PACKS = 256
 IN_FLIGHT_GROWING = 32  # packs submitted at once where an autoscaler may add nodes
 
 
@@ -494,8 +497,10 @@ def _details_folder(folder: str) -> str | None:
 
 def _compacting_on_workers(folder: str):
     """How ``PartStore.compact`` has the tables compacted by workers, one Ray task a table,
-    where they reach ``folder`` (``_details_folder``); else None (by the driver)."""
-    if _details_folder(folder) is None:
+    where they reach ``folder`` (``_details_folder``) and it holds at least
+    ``WORKER_COMPACTION_PACKS`` packs' parts; else None (by the driver)."""
+    packs = storage.list_files(storage.join(folder, "parts", "trials"))
+    if len(packs) < WORKER_COMPACTION_PACKS or _details_folder(folder) is None:
         return None
 
     def compact_tables(folder: str, names: list[str], generation: bytes) -> None:
