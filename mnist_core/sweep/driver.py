@@ -42,6 +42,7 @@ from mnist_core.sweep.packs import Pack, PackFailed, grid_packs, make_packs, pac
 from mnist_core.sweep.page import write_sweep_report
 from mnist_core.sweep.store import (
     BestKeeper,
+    CompactionPlan,
     MemberRecord,
     PackRecorder,
     PartStore,
@@ -503,7 +504,7 @@ def _compacting_on_workers(folder: str):
     if len(packs) < WORKER_COMPACTION_PACKS or _details_folder(folder) is None:
         return None
 
-    def compact_tables(folder: str, names: list[str], generation: bytes) -> None:
+    def compact_tables(names: list[str], plan: CompactionPlan) -> None:
         import ray
         from ray.exceptions import RayTaskError
 
@@ -511,7 +512,8 @@ def _compacting_on_workers(folder: str):
         from mnist_core.sweep.worker import compact_table_task
 
         try:
-            ray.get([compact_table_task.remote(folder, name, generation) for name in names])
+            shared = ray.put(plan)  # pickled once, not once a task
+            ray.get([compact_table_task.remote(name, shared) for name in names])
         except RayTaskError as error:  # a full disk, a damaged file: its one-line error
             raise task_error_cause(error) from None
 

@@ -336,25 +336,25 @@ class PartStore:
             storage.write_table(self._part("trials", pack_id), trials)
         self._note(trials.select(INDEX_COLUMNS))
 
-    def compact(self, compact_tables: Callable[[str, list[str], bytes], None] | None = None
+    def compact(self, compact_tables: Callable[[list[str], CompactionPlan], None] | None = None
                 ) -> None:
         """Fold every part into the four report files (trials last), then remove the parts.
         Streamed: each source's rows go to the new file as they are read (the compacted
-        files batch by batch), never a whole table in memory. ``compact_tables(folder,
-        names, generation)``: runs ``compact_table`` for each of ``names`` elsewhere (on
-        workers, at once) and returns once they are written; else they are done here."""
+        files batch by batch), never a whole table in memory. Which rows each file gives is
+        found once (``CompactionPlan``). ``compact_tables(names, plan)``: runs
+        ``compact_table`` for each of ``names`` elsewhere (on workers, at once) and returns
+        once they are written; else they are done here."""
         parts = [entry.location for entry in storage.list_files(storage.join(self.folder,
                                                                              "parts"))]
         if not parts:
             return
-        _check_orphans(self.folder, _sources(self.folder))
-        generation = uuid.uuid4().hex.encode()
+        plan = CompactionPlan.of(self.folder)
         for names in (list(DETAIL_SCHEMAS), ["trials"]):  # trials last: it commits them
             if compact_tables is not None:
-                compact_tables(self.folder, names, generation)
+                compact_tables(names, plan)
             else:
                 for name in names:
-                    compact_table(self.folder, name, generation)
+                    compact_table(name, plan)
         with recording(self.folder):
             for part in parts:
                 storage.remove(part)
@@ -368,17 +368,35 @@ class PartStore:
         return part_location(self.folder, name, pack_id)
 
 
-def compact_table(folder: str, name: str, generation: bytes) -> None:
-    """Fold the files of table ``name`` in ``folder`` into ``<name>.parquet``, marked with
-    its compaction's token ``generation``: one step of ``PartStore.compact`` (which checked
-    the folder first). It reads that table's files and the trials files' ids only, so a
-    detail table can be compacted by a worker while others are; ``trials`` goes last."""
-    sources = _sources(folder)
-    keep = _kept_ids(sources)
-    with recording(folder), storage.table_writer(
-            storage.join(folder, f"{name}.parquet"),
-            SCHEMAS[name].with_metadata({GENERATION: generation})) as writer:
-        for table in _row_groups(_source_tables(sources, keep, name, SCHEMAS[name])):
+@dataclass(frozen=True)
+class CompactionPlan:
+    """One compaction of a sweep folder: its files (``_sources``), the rows each gives
+    (``_Kept``; a part whose every row is wanted carries no ids, so the plan of a million
+    trials is a few megabytes however many tasks it goes to), and the token its files get
+    (``GENERATION``). Found once: finding it reads every trials file's ids."""
+
+    folder: str
+    sources: list[dict[str, str]]
+    keep: list[_Kept]
+    generation: bytes
+
+    @classmethod
+    def of(cls, folder: str) -> CompactionPlan:
+        sources = _sources(folder)
+        _check_orphans(folder, sources)
+        return cls(folder, sources, [kept.for_compaction(source) for source, kept
+                                     in zip(sources, _kept_ids(sources))],
+                   uuid.uuid4().hex.encode())
+
+
+def compact_table(name: str, plan: CompactionPlan) -> None:
+    """Fold the files of table ``name`` into ``<name>.parquet`` as ``plan`` says: one step of
+    ``PartStore.compact``. It reads that table's files only, so a detail table can be
+    compacted by a worker while others are; ``trials`` goes last."""
+    with recording(plan.folder), storage.table_writer(
+            storage.join(plan.folder, f"{name}.parquet"),
+            SCHEMAS[name].with_metadata({GENERATION: plan.generation})) as writer:
+        for table in _row_groups(_source_tables(plan.sources, plan.keep, name, SCHEMAS[name])):
             writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
 
 
@@ -534,12 +552,20 @@ class _Kept:
     """The ids a source contributes (each trial from the first source that records it), and
     how its other files may be read: ``whole``, every row of them belongs (a part whose trials
     are all new, or a compacted file of the same compaction, ``GENERATION``, as its trials
-    file); ``subset``, only some of its trials are wanted."""
+    file); ``subset``, only some of its trials are wanted. ``ids`` is None for a part whose
+    every row is wanted, where only that matters (``for_compaction``)."""
 
-    ids: pa.Array
+    ids: pa.Array | None
     whole: bool
     generation: bytes | None = None  # a compacted trials file's token
     subset: bool = False
+
+    def for_compaction(self, source: dict[str, str]) -> _Kept:
+        """This, without the ids when ``source`` is a part whose every row is wanted: its
+        files are then read whole (``_source_tables``) and its ids are never asked for."""
+        if self.whole and not self.subset and len(self.ids) and _is_part(source["trials"]):
+            return _Kept(None, True)
+        return self
 
     def wanting(self, wanted: pa.Array) -> _Kept:
         """The same source, contributing only the ids in ``wanted``."""
@@ -621,7 +647,7 @@ def _source_tables(sources: list[dict[str, str]], keep: list[_Kept], name: str,
     group: list[str] = []
     for source, kept in zip(sources, keep):
         location = source[name]
-        if not len(kept.ids) or not storage.exists(location):
+        if (kept.ids is not None and not len(kept.ids)) or not storage.exists(location):
             continue
         if kept.whole and not kept.subset and _is_part(location):
             group.append(location)

@@ -20,7 +20,7 @@ import ray
 
 from mnist_core.data import Splits
 from mnist_core.sweep.packs import Pack, PackFailed
-from mnist_core.sweep.store import PackTables
+from mnist_core.sweep.store import CompactionPlan, PackTables, compact_table
 from mnist_core.trial import TrialFailure, TrialResult
 
 _state: dict[str, bool] = {}
@@ -147,12 +147,10 @@ def as_tables(pack: Pack, outcome: PackOutcome) -> PackOutcome:
 
 
 @ray.remote(num_cpus=1)
-def compact_table_task(folder: str, name: str, generation: bytes) -> None:
+def compact_table_task(name: str, plan: CompactionPlan) -> None:
     """``store.compact_table`` as a Ray task: a sweep's tables compacted by workers that
     reach its folder (the detail tables at once, then ``trials``), off the driver."""
-    from mnist_core.sweep.store import compact_table
-
-    compact_table(folder, name, generation)
+    compact_table(name, plan)
 
 
 @ray.remote(max_calls=0)
