@@ -99,20 +99,31 @@ def test_sweep_writes_every_report(ray_session, tmp_path, capsys):
     assert "top 4 by validation accuracy" in printed and best["trial_id"] in printed
 
 
-def test_a_big_sweep_is_compacted_by_worker_tasks(ray_session, tmp_path, monkeypatch):
+def test_a_big_sweep_is_compacted_and_paged_by_worker_tasks(ray_session, tmp_path,
+                                                             monkeypatch):
     from mnist_core.sweep import driver, store
 
     def not_here(*args):
         raise AssertionError("compacted by the driver, not a worker task")
 
-    monkeypatch.setattr(driver, "WORKER_COMPACTION_PACKS", 2)  # four packs: "big"
-    monkeypatch.setattr(store, "compact_table", not_here)  # the driver's copy only
+    def live_only(folder, live=False):
+        assert live, "the final page written by the driver, not a worker task"
+        return write_sweep_report(folder, live)
+
+    write_sweep_report = driver.write_sweep_report
+    monkeypatch.setattr(driver, "WORKER_FINISH_PACKS", 2)  # four packs: "big"
+    # The driver's copy only: the tasks' code is the worker module's (patching what it calls
+    # would travel with it, pickled by value).
+    monkeypatch.setattr(store, "compact_folder", not_here)
+    monkeypatch.setattr(driver, "write_sweep_report", live_only)
     out = tmp_path / "runs"
     config = _config(tmp_path, pack_size=1)
     assert main(["--config", str(config), "--out", str(out), "--no-progress"]) == 0
     folder = _sweep_folder(out)
     _assert_reports_consistent(folder, trials=4, epochs=3)
     assert not list((folder / "parts").rglob("*.parquet"))
+    final = (folder / "report.html").read_text()
+    assert "Best trial" in final and "http-equiv=\"refresh\"" not in final
 
 
 def test_workers_are_reused_across_trials(ray_session, tmp_path):

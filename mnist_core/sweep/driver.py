@@ -23,7 +23,7 @@ import math
 import re
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,19 +42,20 @@ from mnist_core.sweep.packs import Pack, PackFailed, grid_packs, make_packs, pac
 from mnist_core.sweep.page import write_sweep_report
 from mnist_core.sweep.store import (
     BestKeeper,
-    CompactionPlan,
     MemberRecord,
     PackRecorder,
     PartStore,
     SweepRows,
     read_sweep,
+    true_where,
 )
 from mnist_core.trial import TrialFailure
 
 WINDOW_TRIALS = 16_384  # trials grouped into packs at a time (made as they are needed)
-# Packs from which compaction goes to worker tasks: below, the driver's few seconds cost less
-# than the tasks' start (a worker process each, about a second and a half on a small machine).
-WORKER_COMPACTION_PACKS = 256
+# Packs from which compaction and the final page go to worker tasks: below, the driver's few
+# seconds cost less than the tasks' start (a worker process each, about a second and a half on
+# a small machine), and its memory for them is small.
+WORKER_FINISH_PACKS = 256
 IN_FLIGHT_GROWING = 32  # packs submitted at once where an autoscaler may add nodes
 
 
@@ -105,21 +106,23 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
         _track(config, folder, sweep_id, "KILLED")
         raise
     release_unused()
+    on_workers = _finishing_on_workers(folder)
     # First: what follows reads one file per table, not every pack's parts.
-    store.compact(_compacting_on_workers(folder))
+    store.compact(_run_on_worker("compact_sweep_task") if on_workers else None)
     release_unused()
     summary = dataclasses.replace(
         _summarise(store, sweep_id, folder, max(owed, 0), packs, top_n),
         trial_epochs=trial_epochs, stage_idle=idle)
     release_unused()
-    return _finish(config, out, recorder, summary, setup)
+    write_page = _run_on_worker("sweep_page_task") if on_workers else write_sweep_report
+    return _finish(config, out, recorder, summary, setup, write_page)
 
 
 def _finish(config: SweepConfig, out: str, recorder: PackRecorder, summary: SweepSummary,
-            setup: _Setup) -> SweepSummary:
+            setup: _Setup, write_page: Callable[[str], object]) -> SweepSummary:
     """After training and compaction: choose the setting (``choosing``: seed means,
-    cross-validated finalists, refit), say how far the choice can be trusted, write the page,
-    track, and point ``latest`` at a complete sweep."""
+    cross-validated finalists, refit), say how far the choice can be trusted, write the page
+    (``write_page(folder)``), track, and point ``latest`` at a complete sweep."""
     from mnist_core.sweep.choosing import choose, refit_choice
 
     store, folder = recorder.store, summary.folder
@@ -136,7 +139,7 @@ def _finish(config: SweepConfig, out: str, recorder: PackRecorder, summary: Swee
             refit = refit_choice(recorder.keeper, choice, run, say)
     selection = recorder.keeper.record_selection(store, choice)
     release_unused()
-    write_sweep_report(folder)
+    write_page(folder)
     release_unused()
     _track(config, folder, summary.sweep_id, "FAILED" if summary.failed else "FINISHED")
     if recorder.keeper.best is not None and complete:
@@ -470,17 +473,18 @@ def _summarise(store: PartStore, sweep_id: str, folder: str, ran_now: int, packs
     from mnist_core.sweep.selection import seed_means
 
     index = store.index()
-    ok = index.filter(pc.equal(index.column("status"), "ok"))
-    several_seeds = pc.count_distinct(ok.column("seed")).as_py() > 1
+    ok = true_where(pc.equal(index.column("status"), "ok"))  # a mask: no copy of the rows
+    several_seeds = len(np.unique(index.column("seed").to_numpy(zero_copy_only=False)[ok])) > 1
     settings = ()
     if several_seeds:  # seed means group whole rows: these sweeps hold every ok row here
         settings = tuple(seed_means([row for row in store.rows() if row["status"] == "ok"])
                          [:top_n])
-    at_chance = pc.less_equal(ok.column("val_accuracy"), 1 / NUM_CLASSES + CHANCE_MARGIN)
-    return SweepSummary(sweep_id, folder, store.recorded, ok.num_rows, store.counts["pruned"],
+    accuracy = index.column("val_accuracy").to_numpy(zero_copy_only=False)
+    at_chance = ok & (accuracy <= 1 / NUM_CLASSES + CHANCE_MARGIN)
+    return SweepSummary(sweep_id, folder, store.recorded, int(ok.sum()), store.counts["pruned"],
                         store.counts["failed"], ran_now, packs,
                         tuple(store.ranked_rows(top_n)),
-                        diverged=pc.sum(at_chance).as_py() or 0, settings=settings)
+                        diverged=int(at_chance.sum()), settings=settings)
 
 
 def _details_folder(folder: str) -> str | None:
@@ -496,28 +500,31 @@ def _details_folder(folder: str) -> str | None:
     return folder if nodes == {here} else None
 
 
-def _compacting_on_workers(folder: str):
-    """How ``PartStore.compact`` has the tables compacted by workers, one Ray task a table,
-    where they reach ``folder`` (``_details_folder``) and it holds at least
-    ``WORKER_COMPACTION_PACKS`` packs' parts; else None (by the driver)."""
+def _finishing_on_workers(folder: str) -> bool:
+    """Whether compaction and the final page go to worker tasks: where workers reach
+    ``folder`` (``_details_folder``) and it holds at least ``WORKER_FINISH_PACKS`` packs'
+    parts. Their memory (every trial's ids, the page's columns) is then not the driver's."""
     packs = storage.list_files(storage.join(folder, "parts", "trials"))
-    if len(packs) < WORKER_COMPACTION_PACKS or _details_folder(folder) is None:
-        return None
+    return len(packs) >= WORKER_FINISH_PACKS and _details_folder(folder) is not None
 
-    def compact_tables(names: list[str], plan: CompactionPlan) -> None:
+
+def _run_on_worker(task_name: str) -> Callable[[str], None]:
+    """A call of ``worker.<task_name>(folder)`` as a Ray task that returns once it is done
+    (its own error raised here, not Ray's)."""
+
+    def run(folder: str) -> None:
         import ray
         from ray.exceptions import RayTaskError
 
         from mnist_core.session import task_error_cause
-        from mnist_core.sweep.worker import compact_table_task
+        from mnist_core.sweep import worker
 
         try:
-            shared = ray.put(plan)  # pickled once, not once a task
-            ray.get([compact_table_task.remote(name, shared) for name in names])
-        except RayTaskError as error:  # a full disk, a damaged file: its one-line error
+            ray.get(getattr(worker, task_name).remote(folder))
+        except RayTaskError as error:
             raise task_error_cause(error) from None
 
-    return compact_tables
+    return run
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:

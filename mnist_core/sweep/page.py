@@ -33,6 +33,7 @@ from mnist_core.reports import (
     trust_in,
 )
 from mnist_core.sweep.selection import describe_choice, seed_means
+from mnist_core.sweep.store import SweepFiles, true_where
 
 TABLE_ROWS = 1000
 PAGE_ROWS = 5_000  # a bigger sweep's page draws from the best and a sample (``PageTrials``)
@@ -50,11 +51,13 @@ class PageTrials:
     """What the page draws from: ``rows``, every trial of a sweep of up to ``PAGE_ROWS`` (else
     the best ``TABLE_ROWS``, the first ``OTHER_ROWS`` others, each best-so-far step and a
     seeded sample); ``table``, a few columns of every trial (for counts and statistics);
-    ``details(name, ids)``, the ``epochs`` or ``confusion`` rows of a few trials."""
+    ``details(name, ids)``, the ``epochs`` or ``confusion`` rows of a few trials;
+    ``best_so_far``, each step of the best validation accuracy so far (``_best_so_far``)."""
 
     rows: list[dict]
     table: pa.Table  # ``COUNTED_COLUMNS`` of every trial
     details: Callable[[str, list[str]], list[dict]]
+    best_so_far: list[dict]
 
     @property
     def sampled(self) -> bool:
@@ -97,13 +100,13 @@ def _summary(trials: PageTrials, best: dict | None, not_first: bool) -> str:
     statuses = ", ".join(f"<span class={status}>{counts[status]:,} {status}</span>"
                          for status in ("ok", "pruned", "failed") if counts[status])
     dataset = trials.rows[0]["dataset"] if trials.rows else "?"
-    ok = table.filter(pc.equal(table.column("status"), "ok"))
-    at_chance = pc.sum(pc.less_equal(ok.column("val_accuracy"),
-                                     1 / NUM_CLASSES + CHANCE_MARGIN)).as_py() or 0
+    ok = true_where(pc.equal(table.column("status"), "ok"))  # masks: no copy of a million rows
+    accuracy = table.column("val_accuracy").to_numpy(zero_copy_only=False)
+    at_chance = int(np.sum(ok & (accuracy <= 1 / NUM_CLASSES + CHANCE_MARGIN)))
     warning = ("" if not at_chance else f" <span class=diverged>{at_chance:,} trained to chance "
                "level (validation accuracy near 1/10): flagged in the table.</span>")
-    others = ok.filter(pc.not_equal(ok.column("trial_id"), (best or {}).get("trial_id", "")))
-    statistics = trust_in(best, others.column("val_accuracy").to_numpy(False))
+    chosen_row = true_where(pc.equal(table.column("trial_id"), (best or {}).get("trial_id", "")))
+    statistics = trust_in(best, accuracy[ok & ~chosen_row])
     trust = "" if statistics is None else f" It was {escape(describe_selection(statistics))}."
     label = "Chosen (see The choice)" if not_first else "Best by validation accuracy"
     chosen = "" if best is None else (
@@ -196,7 +199,7 @@ def _search_charts(trials: PageTrials, ranked: list[dict], swept: list[str],
                       key=lambda row: row["epoch"]):
         by_trial.setdefault(row["trial_id"], []).append(row)
     parts = ["<h2>The search</h2><div class=grid>",
-             figure(charts.history(_best_so_far(trials.table)), "history"),
+             figure(charts.history(trials.best_so_far), "history"),
              figure(charts.all_curves(by_trial, curves), "all-curves")]
     shares = hyperparameter_importance(ranked, swept, log_scaled)
     if shares:
@@ -213,47 +216,53 @@ def _search_charts(trials: PageTrials, ranked: list[dict], swept: list[str],
 
 def page_trials(folder: str, swept: list[str]) -> PageTrials:
     """The page's view of the sweep in ``folder`` (``PageTrials``), read column by column."""
-    from mnist_core.sweep.store import SweepFiles
-
     names = [*dict.fromkeys([*PAGE_COLUMNS, *HYPERPARAMETERS, *swept])]
     files = SweepFiles(folder)  # each file's trials found once for all the page's reads
     table = files.rows("trials", columns=COUNTED_COLUMNS)
+    best_so_far = _best_so_far(table)
     if table.num_rows > PAGE_ROWS:  # every trial's few columns, the drawn ones' all
-        picked = pa.array(sorted(_drawn_positions(table)), pa.int64())
+        picked = pa.array(sorted(_drawn_positions(table, best_so_far)), pa.int64())
         wanted = set(table.column("trial_id").take(picked).to_pylist())
         rows = files.rows("trials", wanted, names).to_pylist()
     else:
         rows = files.rows("trials", columns=names).to_pylist()
-    return PageTrials(rows, table, lambda name, ids: files.rows(name, set(ids)).to_pylist())
+    return PageTrials(rows, table, lambda name, ids: files.rows(name, set(ids)).to_pylist(),
+                      best_so_far)
 
 
-def _drawn_positions(table: pa.Table) -> set[int]:
+def _drawn_positions(table: pa.Table, best_so_far: list[dict]) -> set[int]:
     """Which rows a big sweep's page draws: the best ``TABLE_ROWS`` ok trials (and ties), the
     first ``OTHER_ROWS`` others, each step of the best so far, and a seeded sample."""
-    status = table.column("status")
-    accuracy = pc.fill_null(table.column("val_accuracy"), -1.0)
-    scores = pc.if_else(pc.equal(status, "ok"), accuracy, -2.0).to_numpy()
+    scores = _ok_scores(table)
     best = np.argsort(-scores, kind="stable")[:TABLE_ROWS]
     others = np.flatnonzero(scores == -2.0)[:OTHER_ROWS]
     positions = {*best.tolist(), *others.tolist()}
-    positions |= {int(row["position"]) for row in _best_so_far(table)}
+    positions |= {int(row["position"]) for row in best_so_far}
     sample = np.random.default_rng(0).choice(table.num_rows, PAGE_ROWS, replace=False)
     return positions | set(sample.tolist())
 
 
+def _ok_scores(table: pa.Table) -> np.ndarray:
+    """Each trial's validation accuracy where it is ok (-1 without one), else -2."""
+    ok = true_where(pc.equal(table.column("status"), "ok"))
+    accuracy = table.column("val_accuracy").to_numpy(zero_copy_only=False)
+    return np.where(ok, np.nan_to_num(accuracy, nan=-1.0), -2.0)
+
+
 def _best_so_far(table: pa.Table) -> list[dict]:
     """Each trial that raised the best validation accuracy so far, in the order trials finished
-    (failed ones aside): its row, and ``finished``, how many had finished by then."""
-    counted = pc.and_(pc.not_equal(table.column("status"), "failed"),
-                      pc.is_valid(table.column("val_accuracy")))
-    positions = np.flatnonzero(counted.to_numpy(zero_copy_only=False))
+    (failed ones aside; trials recorded in the same second, in the order they were recorded):
+    its row, and ``finished``, how many had finished by then. Numpy columns, no copy of the
+    table: a million trials' page builds in a driver that stays small."""
+    accuracy = table.column("val_accuracy").to_numpy(zero_copy_only=False)
+    counted = true_where(pc.not_equal(table.column("status"), "failed")) & ~np.isnan(accuracy)
+    positions = np.flatnonzero(counted)
     if not len(positions):
         return []
-    finished = table.take(pa.array(positions)).select(["finished_at", "trial_id"])
-    order = pc.sort_indices(finished, [("finished_at", "ascending", "at_end"),
-                                       ("trial_id", "ascending", "at_end")]).to_numpy()
+    finished = pc.fill_null(table.column("finished_at").cast(pa.int64()), np.iinfo(np.int64).max)
+    order = np.argsort(finished.to_numpy()[positions], kind="stable")
     positions = positions[order]
-    values = table.column("val_accuracy").to_numpy(zero_copy_only=False)[positions]
+    values = accuracy[positions]
     running = np.maximum.accumulate(values)
     steps = [0, *np.flatnonzero(running[1:] > running[:-1]) + 1]
     steps += [len(values) - 1] if steps[-1] != len(values) - 1 else []

@@ -142,14 +142,20 @@ class SweepFiles:
 
 def top_ids(index: pa.Table, count: int) -> set[str]:
     """The ids of the best ``count`` ok trials of ``index`` by validation accuracy, and of any
-    tied with the last of them (``reports.ranked_trials`` breaks the ties)."""
-    ok = index.filter(pc.equal(index.column("status"), "ok"))
-    accuracy = pc.fill_null(ok.column("val_accuracy"), -1.0)
-    if ok.num_rows <= count:
-        return set(ok.column("trial_id").to_pylist())
-    threshold = pc.select_k_unstable(accuracy, count, [("dummy", "descending")])
-    lowest = accuracy.take(threshold[-1:])[0]
-    return set(ok.filter(pc.greater_equal(accuracy, lowest)).column("trial_id").to_pylist())
+    tied with the last of them (``reports.ranked_trials`` breaks the ties). Numpy masks: no
+    copy of a million trials' rows."""
+    ok = true_where(pc.equal(index.column("status"), "ok"))
+    accuracy = np.nan_to_num(index.column("val_accuracy").to_numpy(zero_copy_only=False),
+                             nan=-1.0)
+    if ok.sum() > count:
+        lowest = np.partition(accuracy[ok], -count)[-count]
+        ok &= accuracy >= lowest
+    return set(index.column("trial_id").take(np.flatnonzero(ok)).to_pylist())
+
+
+def true_where(condition: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A boolean Arrow column as a numpy mask, null as False."""
+    return pc.fill_null(condition, False).to_numpy(zero_copy_only=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -336,25 +342,15 @@ class PartStore:
             storage.write_table(self._part("trials", pack_id), trials)
         self._note(trials.select(INDEX_COLUMNS))
 
-    def compact(self, compact_tables: Callable[[list[str], CompactionPlan], None] | None = None
-                ) -> None:
-        """Fold every part into the four report files (trials last), then remove the parts.
-        Streamed: each source's rows go to the new file as they are read (the compacted
-        files batch by batch), never a whole table in memory. Which rows each file gives is
-        found once (``CompactionPlan``). ``compact_tables(names, plan)``: runs
-        ``compact_table`` for each of ``names`` elsewhere (on workers, at once) and returns
-        once they are written; else they are done here."""
+    def compact(self, elsewhere: Callable[[str], None] | None = None) -> None:
+        """Fold every part into the four report files (``compact_folder``), then remove the
+        parts. ``elsewhere(folder)``: runs ``compact_folder`` elsewhere (on a worker) and
+        returns once it is done; else it runs here."""
         parts = [entry.location for entry in storage.list_files(storage.join(self.folder,
                                                                              "parts"))]
         if not parts:
             return
-        plan = CompactionPlan.of(self.folder)
-        for names in (list(DETAIL_SCHEMAS), ["trials"]):  # trials last: it commits them
-            if compact_tables is not None:
-                compact_tables(names, plan)
-            else:
-                for name in names:
-                    compact_table(name, plan)
+        (elsewhere or compact_folder)(self.folder)
         with recording(self.folder):
             for part in parts:
                 storage.remove(part)
@@ -387,6 +383,24 @@ class CompactionPlan:
         return cls(folder, sources, [kept.for_compaction(source) for source, kept
                                      in zip(sources, _kept_ids(sources))],
                    uuid.uuid4().hex.encode())
+
+
+def compact_folder(folder: str,
+                   compact_tables: Callable[[list[str], CompactionPlan], None] | None = None
+                   ) -> None:
+    """Fold the parts of the sweep in ``folder`` into its four report files (trials last: it
+    commits them), leaving the parts. Streamed: each source's rows go to the new file as they
+    are read (the compacted files batch by batch), never a whole table in memory. Which rows
+    each file gives is found once (``CompactionPlan``). ``compact_tables(names, plan)``: runs
+    ``compact_table`` for each of ``names`` elsewhere (on workers, at once) and returns once
+    they are written; else they are done here, one after another."""
+    plan = CompactionPlan.of(folder)
+    for names in (list(DETAIL_SCHEMAS), ["trials"]):
+        if compact_tables is not None:
+            compact_tables(names, plan)
+        else:
+            for name in names:
+                compact_table(name, plan)
 
 
 def compact_table(name: str, plan: CompactionPlan) -> None:
@@ -552,8 +566,9 @@ class _Kept:
     """The ids a source contributes (each trial from the first source that records it), and
     how its other files may be read: ``whole``, every row of them belongs (a part whose trials
     are all new, or a compacted file of the same compaction, ``GENERATION``, as its trials
-    file); ``subset``, only some of its trials are wanted. ``ids`` is None for a part whose
-    every row is wanted, where only that matters (``for_compaction``)."""
+    file); ``subset``, only some of its trials are wanted. ``ids`` is None where every row of
+    the source's files is wanted and the ids were not needed to know it (the one source of a
+    compacted sweep; a part, for a compaction: ``for_compaction``)."""
 
     ids: pa.Array | None
     whole: bool
@@ -563,25 +578,29 @@ class _Kept:
     def for_compaction(self, source: dict[str, str]) -> _Kept:
         """This, without the ids when ``source`` is a part whose every row is wanted: its
         files are then read whole (``_source_tables``) and its ids are never asked for."""
-        if self.whole and not self.subset and len(self.ids) and _is_part(source["trials"]):
+        if (self.whole and not self.subset and self.ids is not None and len(self.ids)
+                and _is_part(source["trials"])):
             return _Kept(None, True)
         return self
 
     def wanting(self, wanted: pa.Array) -> _Kept:
-        """The same source, contributing only the ids in ``wanted``."""
-        return _Kept(pc.filter(self.ids, pc.is_in(self.ids, value_set=wanted)), self.whole,
-                     self.generation, subset=True)
+        """The same source, contributing only the ids in ``wanted`` (of its own, where it
+        knows them; else all of them: filtering its rows drops the others)."""
+        ids = wanted if self.ids is None else pc.filter(self.ids,
+                                                        pc.is_in(self.ids, value_set=wanted))
+        return _Kept(ids, self.whole, self.generation, subset=True)
 
 
 def _kept_ids(sources: list[dict[str, str]]) -> list[_Kept]:
     """What each source contributes (``read_sweep``'s rule: each trial from the first source
-    that records it), from its trials file's ids, as Arrow arrays (no Python strings)."""
+    that records it), from its trials file's ids, as Arrow arrays (no Python strings). One
+    source (a compacted sweep) has nothing to take from another: its ids are not read."""
     for source in sources:
         _check_complete(source)
+    if len(sources) == 1:
+        location = sources[0]["trials"]
+        return [_Kept(None, True, None if _is_part(location) else _generation(location))]
     id_arrays = _trial_ids([source["trials"] for source in sources])
-    if len(id_arrays) == 1:  # one source (a compacted sweep): nothing to take from another
-        (location,) = [source["trials"] for source in sources]
-        return [_Kept(id_arrays[0], True, None if _is_part(location) else _generation(location))]
     if not id_arrays:
         return []
     codes = pc.dictionary_encode(pa.chunked_array(id_arrays, pa.string()).combine_chunks())
@@ -728,5 +747,8 @@ def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
                                  for column, field in zip(table.columns, schema)], schema=schema)
 
 
-def _rows_of(table: pa.Table, trial_ids: pa.Array) -> pa.Table:
+def _rows_of(table: pa.Table, trial_ids: pa.Array | None) -> pa.Table:
+    """The rows of ``trial_ids`` (None: every row)."""
+    if trial_ids is None:
+        return table
     return table.filter(pc.is_in(table.column("trial_id"), value_set=trial_ids))

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 import ray
 
 from mnist_core.data import Splits
+from mnist_core.memory import release_unused
+from mnist_core.session import task_error_cause
 from mnist_core.sweep.packs import Pack, PackFailed
-from mnist_core.sweep.store import CompactionPlan, PackTables, compact_table
+from mnist_core.sweep.store import CompactionPlan, PackTables, compact_folder, compact_table
 from mnist_core.trial import TrialFailure, TrialResult
 
 _state: dict[str, bool] = {}
@@ -147,10 +149,38 @@ def as_tables(pack: Pack, outcome: PackOutcome) -> PackOutcome:
 
 
 @ray.remote(num_cpus=1)
+def compact_sweep_task(folder: str) -> None:
+    """``store.compact_folder`` as a Ray task, off the driver: finding which rows each file
+    gives (reading every part's trial ids: about 250 MB for a million trials) here, each
+    table by a task of its own (the detail tables at once, then ``trials``)."""
+    compact_folder(folder, _compact_tables_on_workers)
+    release_unused()  # this process goes on training packs
+
+
+def _compact_tables_on_workers(names: list[str], plan: CompactionPlan) -> None:
+    from ray.exceptions import RayTaskError
+
+    try:
+        shared = ray.put(plan)  # pickled once, not once a task
+        ray.get([compact_table_task.remote(name, shared) for name in names])
+    except RayTaskError as error:  # a full disk, a damaged file: its own error, not Ray's
+        raise task_error_cause(error) from None
+
+
+@ray.remote(num_cpus=1)
 def compact_table_task(name: str, plan: CompactionPlan) -> None:
-    """``store.compact_table`` as a Ray task: a sweep's tables compacted by workers that
-    reach its folder (the detail tables at once, then ``trials``), off the driver."""
+    """``store.compact_table`` as a Ray task."""
     compact_table(name, plan)
+
+
+@ray.remote(num_cpus=1)
+def sweep_page_task(folder: str) -> None:
+    """``page.write_sweep_report`` as a Ray task: a big sweep's page (its every trial's
+    counted columns, its charts) built off the driver."""
+    from mnist_core.sweep.page import write_sweep_report
+
+    write_sweep_report(folder)
+    release_unused()
 
 
 @ray.remote(max_calls=0)
