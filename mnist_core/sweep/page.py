@@ -33,7 +33,7 @@ from mnist_core.reports import (
     trust_in,
 )
 from mnist_core.sweep.selection import describe_choice, seed_means
-from mnist_core.sweep.store import SweepFiles, true_where
+from mnist_core.sweep.store import SweepFiles, true_where, values_at
 
 TABLE_ROWS = 1000
 PAGE_ROWS = 5_000  # a bigger sweep's page draws from the best and a sample (``PageTrials``)
@@ -221,8 +221,8 @@ def page_trials(folder: str, swept: list[str]) -> PageTrials:
     table = files.rows("trials", columns=COUNTED_COLUMNS)
     best_so_far = _best_so_far(table)
     if table.num_rows > PAGE_ROWS:  # every trial's few columns, the drawn ones' all
-        picked = pa.array(sorted(_drawn_positions(table, best_so_far)), pa.int64())
-        wanted = set(table.column("trial_id").take(picked).to_pylist())
+        picked = np.array(sorted(_drawn_positions(table, best_so_far)), np.int64)
+        wanted = set(values_at(table.column("trial_id"), picked))
         rows = files.rows("trials", wanted, names).to_pylist()
     else:
         rows = files.rows("trials", columns=names).to_pylist()

@@ -150,7 +150,17 @@ def top_ids(index: pa.Table, count: int) -> set[str]:
     if ok.sum() > count:
         lowest = np.partition(accuracy[ok], -count)[-count]
         ok &= accuracy >= lowest
-    return set(index.column("trial_id").take(np.flatnonzero(ok)).to_pylist())
+    return set(values_at(index.column("trial_id"), np.flatnonzero(ok)))
+
+
+def values_at(column: pa.ChunkedArray, positions: np.ndarray) -> list:
+    """The values of ``column`` at a few ``positions``, as Python objects, chunk by chunk:
+    ``take`` on a column of many chunks (a store's index, one a pack) copies them into one."""
+    ends = np.cumsum([len(chunk) for chunk in column.chunks])
+    chunk_of = np.searchsorted(ends, positions, side="right")
+    starts = ends - [len(chunk) for chunk in column.chunks]
+    return [column.chunks[chunk][int(position - starts[chunk])].as_py()
+            for chunk, position in zip(chunk_of, positions)]
 
 
 def true_where(condition: pa.ChunkedArray | pa.Array) -> np.ndarray:
