@@ -198,3 +198,33 @@ def test_tpe_proposes_from_what_it_was_told():
     assert np.median(low) < 0.3 < np.median(high)
     assert {values["activation"] for _, values in Proposer(config.space).ask(10)} <= {
         "sigmoid", "relu"}
+
+
+def test_a_chosen_trial_not_in_best_is_trained_again_beside_its_refit(ray_session, tmp_path,
+                                                                     capsys):
+    out = tmp_path / "runs"
+    path = _write(tmp_path, "held", 2, "[selection]\nrefit = true\n")
+    assert main(["--config", str(path), "--out", str(out), "--no-progress"]) == 0
+    folder = _folder(out)
+    location = folder / "best" / "best.json"
+    record = json.loads(location.read_text())
+    chosen, refit = record["trial_id"], record["refit"]
+    # best/ as a sweep leaves it when the chosen trial's model was not kept: another's, no refit.
+    location.write_text(json.dumps({key: value for key, value in record.items()
+                                    if key != "refit"} | {"trial_id": "t9999-00000000"}))
+    (folder / "best" / "model_validation.keras").unlink()
+    capsys.readouterr()
+    assert main(["--resume", folder.name, "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert f"training the chosen trial {chosen} again" in printed
+    assert f"refitting {chosen}" in printed
+    again = json.loads(location.read_text())
+    assert again["trial_id"] == chosen and again["refit"]["trial_id"] == chosen
+    assert again["refit"]["test_accuracy"] == pytest.approx(refit["test_accuracy"], abs=1e-6)
+    # The validation-time model is the chosen trial trained again, kept before the refit.
+    row = next(row for row in read_sweep(str(folder))["trials"].to_pylist()
+               if row["trial_id"] == chosen)
+    splits = load_dataset(DataConfig(dataset="digits", validation_split=0.1))
+    model = load_model(folder / "best" / "model_validation.keras")
+    assert evaluate(model, splits.x_test, splits.y_test).accuracy == pytest.approx(
+        row["test_accuracy"], abs=2 / 360)

@@ -30,11 +30,12 @@ from mnist_core.sweep.store import BestKeeper, MemberRecord, PartStore, recordin
 
 
 def choose(config: SweepConfig, store: PartStore, keeper: BestKeeper, run,
-           say=lambda line: None) -> dict:
+           say=lambda line: None) -> tuple[dict, dict | None]:
     """Choose the setting (``[selection] by``, then finalists by cross-validation) among the
-    trials ``store`` recorded, make its trial the one in ``best/``, and return how it was
-    chosen (what ``best.json`` records). ``say``: where a line announcing each step that
-    trains goes."""
+    trials ``store`` recorded, make its trial the one in ``best/`` and, with ``[selection]
+    refit``, refit it (the two trainings at once where both are needed: a slot each); return
+    how it was chosen (what ``best.json`` records) and the refit's record
+    (``refit_choice``). ``say``: where a line announcing each step that trains goes."""
     selection = config.selection
     rows = _candidates(config, store)
     ranked = ranked_settings(rows, selection.by)
@@ -51,11 +52,19 @@ def choose(config: SweepConfig, store: PartStore, keeper: BestKeeper, run,
             choice |= {"chosen_by": "cross_validation", "trial_id": records[0]["trial_id"]}
         choice |= {"folds": selection.folds, "finalists": records}
     chosen = next(row for row in rows if row["trial_id"] == choice["trial_id"])
-    error = _hold_in_best(keeper, chosen, run, say)
+    hold = _hold_pack(keeper, chosen, say)
+    refit = None if hold is None or not selection.refit else _refit_pack(keeper, chosen,
+                                                                         choice, say)
+    members = run_all(run, [pack for pack in (hold, refit) if pack is not None])
+    error = None if hold is None else _keep(keeper, chosen, members[hold.pack_id])
     if error is not None:  # best/ keeps the best trial by validation, and says why
         choice |= {"chosen_by": "validation", "trial_id": keeper.best["trial_id"],
                    "error": f"training {chosen['trial_id']} again for best/ failed: {error}"}
-    return choice
+    if not selection.refit:
+        return choice, None
+    if refit is not None and error is None:
+        return choice, _record_refit(keeper, members[refit.pack_id], run)
+    return choice, refit_choice(keeper, choice, run, say)
 
 
 def _candidates(config: SweepConfig, store: PartStore) -> list[dict]:
@@ -67,10 +76,10 @@ def _candidates(config: SweepConfig, store: PartStore) -> list[dict]:
     return store.ranked_rows(max(1, config.selection.finalists) * seeds)
 
 
-def _hold_in_best(keeper: BestKeeper, chosen: dict, run, say) -> str | None:
-    """Put the chosen trial's model in ``best/``: the one kept while training when it is that
-    trial's, else the trial trained again exactly as before (same seed, same data). Returns
-    why that training failed, if it did."""
+def _hold_pack(keeper: BestKeeper, chosen: dict, say) -> Pack | None:
+    """What puts the chosen trial's model in ``best/``: nothing when the one kept while
+    training is that trial's (it is then ``keeper.best``), else the trial trained again
+    exactly as before (same seed, same data), a pack of one."""
     location = storage.join(keeper.folder, "best", "best.json")
     held = json.loads(storage.read_bytes(location)).get("trial_id") if storage.exists(
         location) else None
@@ -79,7 +88,11 @@ def _hold_in_best(keeper: BestKeeper, chosen: dict, run, say) -> str | None:
         return None
     trial = Trial(chosen["trial_id"], TrialConfig.from_record(chosen))
     say(f"training the chosen trial {trial.trial_id} again for best/ (its model was not kept)")
-    member = run_one(run, Pack(f"chosen-{trial.trial_id}", (trial,), keep_all_models=True))
+    return Pack(f"chosen-{trial.trial_id}", (trial,), keep_all_models=True)
+
+
+def _keep(keeper: BestKeeper, chosen: dict, member: MemberRecord) -> str | None:
+    """Put ``member``, the chosen trial trained again, in ``best/``; why it failed, if it did."""
     if member.result is None:
         return member.error
     keeper.keep(chosen, member.result)
@@ -87,25 +100,35 @@ def _hold_in_best(keeper: BestKeeper, chosen: dict, run, say) -> str | None:
 
 
 def refit_choice(keeper: BestKeeper, choice: dict, run, say=lambda line: None) -> dict | None:
-    """Train the chosen setting again on training + validation data (``refit``) for the epochs
-    its validation chose; return its record (None when ``best/`` already holds it, an
+    """Train the setting in ``best/`` again on training + validation data (``refit``) for the
+    epochs its validation chose; return its record (None when ``best/`` already holds it, an
     ``error`` when the refit failed: the validation-time model then stays)."""
-    chosen = keeper.best
+    pack = _refit_pack(keeper, keeper.best, choice, say)
+    if pack is None:
+        return None
+    return _record_refit(keeper, run_one(run, pack), run)
+
+
+def _refit_pack(keeper: BestKeeper, chosen: dict, choice: dict, say) -> Pack | None:
+    """The refit of ``chosen``, a pack of one (None when ``best/`` already holds it)."""
     if refit_done(keeper.folder, chosen["trial_id"]):
         return None
     finalist = next((record for record in choice.get("finalists", [])
                      if record["trial_id"] == chosen["trial_id"]), None)
     config = refit_config(TrialConfig.from_record(chosen), refit_epochs(chosen, finalist))
-    pack = Pack(f"refit-{chosen['trial_id']}", (Trial(chosen["trial_id"], config),),
-                keep_all_models=True, view=ALL_DATA)
     say(f"refitting {chosen['trial_id']} on training + validation data ({config.epochs} "
         "epochs)")
-    member = run_one(run, pack)
+    return Pack(f"refit-{chosen['trial_id']}", (Trial(chosen["trial_id"], config),),
+                keep_all_models=True, view=ALL_DATA)
+
+
+def _record_refit(keeper: BestKeeper, member: MemberRecord, run) -> dict:
+    """Put the refit model (``member``) in ``best/``; its record (an ``error`` if it failed)."""
     if member.result is None:
-        return {"trial_id": chosen["trial_id"], "error": member.error}
+        return {"trial_id": member.trial_id, "error": member.error}
     images = len(run.splits.y_train) + len(run.splits.y_val)
     with recording(keeper.folder):
-        return write_refit(keeper.folder, chosen["trial_id"], member.result, images)
+        return write_refit(keeper.folder, member.trial_id, member.result, images)
 
 
 def cross_validate(config: SweepConfig, folder: str, finalists: list[dict], run) -> list[dict]:
@@ -173,17 +196,24 @@ def _fold_row(member: MemberRecord, fold: Fold) -> dict:
 
 
 class _Collected:
-    """A sink that keeps the members of the packs handed to it."""
+    """A sink that keeps the members of the packs handed to it, by pack id."""
 
     def __init__(self):
-        self.members: list[MemberRecord] = []
+        self.members: dict[str, list[MemberRecord]] = {}
 
     def add_pack(self, pack_id: str, members: list[MemberRecord], placement: dict) -> None:
-        self.members += members
+        self.members[pack_id] = members
+
+
+def run_all(run, packs: list[Pack]) -> dict[str, MemberRecord]:
+    """Train packs of one trial each through ``run``, at once; each one's member record, by
+    pack id."""
+    sink = _Collected()
+    if packs:
+        run.run_packs(packs, sink)
+    return {pack_id: members[0] for pack_id, members in sink.members.items()}
 
 
 def run_one(run, pack: Pack) -> MemberRecord:
     """Train a pack of one trial through ``run``; its member's record."""
-    sink = _Collected()
-    run.run_packs([pack], sink)
-    return sink.members[0]
+    return run_all(run, [pack])[pack.pack_id]

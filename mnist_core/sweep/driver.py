@@ -123,7 +123,7 @@ def _finish(config: SweepConfig, out: str, recorder: PackRecorder, summary: Swee
     """After training and compaction: choose the setting (``choosing``: seed means,
     cross-validated finalists, refit), say how far the choice can be trusted, write the page
     (``write_page(folder)``), track, and point ``latest`` at a complete sweep."""
-    from mnist_core.sweep.choosing import choose, refit_choice
+    from mnist_core.sweep.choosing import choose
 
     store, folder = recorder.store, summary.folder
     complete = store.recorded >= config.trial_count
@@ -133,10 +133,8 @@ def _finish(config: SweepConfig, out: str, recorder: PackRecorder, summary: Swee
     if complete and recorder.keeper.best is not None:
         run = _Run(config, recorder, _slots(config, setup.cluster_can_grow), setup, None)
         say = functools.partial(print, flush=True)  # a line per step: each can take minutes
-        choice = choose(config, store, recorder.keeper, run, say)
+        choice, refit = choose(config, store, recorder.keeper, run, say)
         release_unused()
-        if config.selection.refit:
-            refit = refit_choice(recorder.keeper, choice, run, say)
     selection = recorder.keeper.record_selection(store, choice)
     release_unused()
     write_page(folder)
