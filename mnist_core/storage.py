@@ -287,6 +287,16 @@ def remove(location: str) -> None:
         filesystem.delete_file(path)
 
 
+def remove_empty_folders(location: str) -> None:
+    """Delete ``location`` and the folders under it that hold no file (on a local disk; an
+    object store has no folders to leave behind)."""
+    if is_uri(location) or not Path(_local(location)).is_dir():
+        return
+    for folder, _, _ in sorted(os.walk(_local(location)), reverse=True):  # deepest first
+        with contextlib.suppress(OSError):  # not empty: a file arrived, or was never removed
+            os.rmdir(folder)
+
+
 def list_files(pattern: str) -> list[FileEntry]:
     """Files at a path, under a folder (recursively) or matching a glob, sorted by location."""
     if not is_uri(pattern):

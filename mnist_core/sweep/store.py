@@ -364,11 +364,14 @@ class PartStore:
         with recording(self.folder):
             for part in parts:
                 storage.remove(part)
+            storage.remove_empty_folders(storage.join(self.folder, "parts"))
 
     def remove(self) -> None:
-        """Delete every file of this store (a rung's staging store, once it is decided)."""
+        """Delete every file of this store (a rung's staging store, once it is decided), and
+        its folders."""
         for entry in storage.list_files(self.folder):
             storage.remove(entry.location)
+        storage.remove_empty_folders(self.folder)
 
     def _part(self, name: str, pack_id: str) -> str:
         return part_location(self.folder, name, pack_id)
