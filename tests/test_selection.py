@@ -116,6 +116,7 @@ def test_seed_mean_and_cross_validated_finalists_choose_and_refit(ray_session, t
     assert choice["chosen_by"] == "cross_validation" and choice["folds"] == 3
     assert sorted(r["trial_id"] for r in choice["finalists"]) == sorted(finalist_ids)
     folds = pq.read_table(folder / "finalists.parquet").to_pylist()
+    assert not (folder / "finalists").exists()  # its parts folded in, their folder removed
     assert sorted((row["trial_id"], row["fold"]) for row in folds) == sorted(
         (trial_id, fold) for trial_id in finalist_ids for fold in range(3))
     assert all(row["val_images"] == 479 for row in folds)  # a third of 1,437

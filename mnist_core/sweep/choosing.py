@@ -178,6 +178,7 @@ class _FoldStore:
             storage.write_table(self.compacted, pa.Table.from_pylist(self.rows, FOLDS_SCHEMA))
             for part in parts:
                 storage.remove(part)
+            storage.remove_empty_folders(storage.join(self.folder, "finalists"))
 
     def _files(self) -> list[str]:
         parts = [entry.location for entry in
