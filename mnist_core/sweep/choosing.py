@@ -52,19 +52,26 @@ def choose(config: SweepConfig, store: PartStore, keeper: BestKeeper, run,
             choice |= {"chosen_by": "cross_validation", "trial_id": records[0]["trial_id"]}
         choice |= {"folds": selection.folds, "finalists": records}
     chosen = next(row for row in rows if row["trial_id"] == choice["trial_id"])
+    return _settle(keeper, choice, chosen, selection.refit, run, say)
+
+
+def _settle(keeper: BestKeeper, choice: dict, chosen: dict, refits: bool, run,
+            say) -> tuple[dict, dict | None]:
+    """Put ``chosen`` in ``best/`` and, if ``refits``, refit it: both trained at once where
+    both train. ``choice`` as it then stands (the best trial by validation, and why, if
+    training the chosen one again failed) and the refit's record."""
     hold = _hold_pack(keeper, chosen, say)
-    refit = None if hold is None or not selection.refit else _refit_pack(keeper, chosen,
-                                                                         choice, say)
+    refit = _refit_pack(keeper, chosen, choice, say) if hold and refits else None
     members = run_all(run, [pack for pack in (hold, refit) if pack is not None])
     error = None if hold is None else _keep(keeper, chosen, members[hold.pack_id])
     if error is not None:  # best/ keeps the best trial by validation, and says why
         choice |= {"chosen_by": "validation", "trial_id": keeper.best["trial_id"],
                    "error": f"training {chosen['trial_id']} again for best/ failed: {error}"}
-    if not selection.refit:
+    if not refits:
         return choice, None
     if refit is not None and error is None:
         return choice, _record_refit(keeper, members[refit.pack_id], run)
-    return choice, refit_choice(keeper, choice, run, say)
+    return choice, refit_choice(keeper, choice, run, say)  # best/ as it is now
 
 
 def _candidates(config: SweepConfig, store: PartStore) -> list[dict]:
