@@ -30,12 +30,10 @@ import numpy as np
 import pyarrow.compute as pc
 
 from mnist_core import storage
-from mnist_core.config import NUM_CLASSES
 from mnist_core.data import Splits, load_dataset
 from mnist_core.errors import ConfigError
 from mnist_core.memory import limit_malloc_arenas, release_unused
 from mnist_core.model_ref import write_latest
-from mnist_core.reports import CHANCE_MARGIN
 from mnist_core.sweep.config import SweepConfig, Trial, TrialGrid, trial_positions
 from mnist_core.sweep.halving import remove_stages, run_halving
 from mnist_core.sweep.packs import Pack, PackFailed, grid_packs, make_packs, pack_size_for
@@ -46,6 +44,7 @@ from mnist_core.sweep.store import (
     PackRecorder,
     PartStore,
     SweepRows,
+    count_at_chance,
     read_sweep,
     true_where,
 )
@@ -477,12 +476,10 @@ def _summarise(store: PartStore, sweep_id: str, folder: str, ran_now: int, packs
     if several_seeds:  # seed means group whole rows: these sweeps hold every ok row here
         settings = tuple(seed_means([row for row in store.rows() if row["status"] == "ok"])
                          [:top_n])
-    accuracy = index.column("val_accuracy").to_numpy(zero_copy_only=False)
-    at_chance = ok & (accuracy <= 1 / NUM_CLASSES + CHANCE_MARGIN)
     return SweepSummary(sweep_id, folder, store.recorded, int(ok.sum()), store.counts["pruned"],
                         store.counts["failed"], ran_now, packs,
                         tuple(store.ranked_rows(top_n)),
-                        diverged=int(at_chance.sum()), settings=settings)
+                        diverged=count_at_chance(index), settings=settings)
 
 
 def _details_folder(folder: str) -> str | None:

@@ -22,18 +22,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mnist_core import charts, storage
-from mnist_core.config import HYPERPARAMETERS, NUM_CLASSES
+from mnist_core.config import HYPERPARAMETERS
 from mnist_core.html import cell, escape, figure, page, table, write_page
 from mnist_core.importance import hyperparameter_importance
 from mnist_core.reports import (
-    CHANCE_MARGIN,
     describe_selection,
     diverged,
     ranked_trials,
-    trust_in,
 )
 from mnist_core.sweep.selection import describe_choice, seed_means
-from mnist_core.sweep.store import SweepFiles, true_where, values_at
+from mnist_core.sweep.store import (
+    SweepFiles,
+    count_at_chance,
+    ok_accuracy,
+    true_where,
+    trust_among,
+    values_at,
+)
 
 TABLE_ROWS = 1000
 PAGE_ROWS = 5_000  # a bigger sweep's page draws from the best and a sample (``PageTrials``)
@@ -100,13 +105,10 @@ def _summary(trials: PageTrials, best: dict | None, not_first: bool) -> str:
     statuses = ", ".join(f"<span class={status}>{counts[status]:,} {status}</span>"
                          for status in ("ok", "pruned", "failed") if counts[status])
     dataset = trials.rows[0]["dataset"] if trials.rows else "?"
-    ok = true_where(pc.equal(table.column("status"), "ok"))  # masks: no copy of a million rows
-    accuracy = table.column("val_accuracy").to_numpy(zero_copy_only=False)
-    at_chance = int(np.sum(ok & (accuracy <= 1 / NUM_CLASSES + CHANCE_MARGIN)))
+    at_chance = count_at_chance(table)
     warning = ("" if not at_chance else f" <span class=diverged>{at_chance:,} trained to chance "
                "level (validation accuracy near 1/10): flagged in the table.</span>")
-    chosen_row = true_where(pc.equal(table.column("trial_id"), (best or {}).get("trial_id", "")))
-    statistics = trust_in(best, accuracy[ok & ~chosen_row])
+    statistics = trust_among(best, table)
     trust = "" if statistics is None else f" It was {escape(describe_selection(statistics))}."
     label = "Chosen (see The choice)" if not_first else "Best by validation accuracy"
     chosen = "" if best is None else (
@@ -244,8 +246,7 @@ def _drawn_positions(table: pa.Table, best_so_far: list[dict]) -> set[int]:
 
 def _ok_scores(table: pa.Table) -> np.ndarray:
     """Each trial's validation accuracy where it is ok (-1 without one), else -2."""
-    ok = true_where(pc.equal(table.column("status"), "ok"))
-    accuracy = table.column("val_accuracy").to_numpy(zero_copy_only=False)
+    ok, accuracy = ok_accuracy(table)
     return np.where(ok, np.nan_to_num(accuracy, nan=-1.0), -2.0)
 
 

@@ -45,8 +45,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mnist_core import storage
+from mnist_core.config import NUM_CLASSES
 from mnist_core.errors import DataFormatError, RecordingError
 from mnist_core.reports import (
+    CHANCE_MARGIN,
     CONFUSION_SCHEMA,
     EPOCHS_SCHEMA,
     PER_CLASS_SCHEMA,
@@ -144,9 +146,8 @@ def top_ids(index: pa.Table, count: int) -> set[str]:
     """The ids of the best ``count`` ok trials of ``index`` by validation accuracy, and of any
     tied with the last of them (``reports.ranked_trials`` breaks the ties). Numpy masks: no
     copy of a million trials' rows."""
-    ok = true_where(pc.equal(index.column("status"), "ok"))
-    accuracy = np.nan_to_num(index.column("val_accuracy").to_numpy(zero_copy_only=False),
-                             nan=-1.0)
+    ok, accuracy = ok_accuracy(index)
+    accuracy = np.nan_to_num(accuracy, nan=-1.0)
     if ok.sum() > count:
         lowest = np.partition(accuracy[ok], -count)[-count]
         ok &= accuracy >= lowest
@@ -156,11 +157,33 @@ def top_ids(index: pa.Table, count: int) -> set[str]:
 def values_at(column: pa.ChunkedArray, positions: np.ndarray) -> list:
     """The values of ``column`` at a few ``positions``, as Python objects, chunk by chunk:
     ``take`` on a column of many chunks (a store's index, one a pack) copies them into one."""
-    ends = np.cumsum([len(chunk) for chunk in column.chunks])
+    lengths = [len(chunk) for chunk in column.chunks]
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
     chunk_of = np.searchsorted(ends, positions, side="right")
-    starts = ends - [len(chunk) for chunk in column.chunks]
     return [column.chunks[chunk][int(position - starts[chunk])].as_py()
             for chunk, position in zip(chunk_of, positions)]
+
+
+def ok_accuracy(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Which trials of ``table`` are ok (a numpy mask) and every trial's validation accuracy
+    (NaN without one): what counts and statistics over every trial need, without a filtered
+    copy of a million rows."""
+    return (true_where(pc.equal(table.column("status"), "ok")),
+            table.column("val_accuracy").to_numpy(zero_copy_only=False))
+
+
+def count_at_chance(table: pa.Table) -> int:
+    """How many ok trials of ``table`` trained to chance level (``reports.diverged``)."""
+    ok, accuracy = ok_accuracy(table)
+    return int(np.sum(ok & (accuracy <= 1 / NUM_CLASSES + CHANCE_MARGIN)))
+
+
+def trust_among(chosen: dict | None, table: pa.Table) -> dict | None:
+    """``reports.trust_in`` of ``chosen`` against every other ok trial of ``table``."""
+    ok, accuracy = ok_accuracy(table)
+    own = true_where(pc.equal(table.column("trial_id"), (chosen or {}).get("trial_id", "")))
+    return trust_in(chosen, accuracy[ok & ~own])
 
 
 def true_where(condition: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -458,10 +481,7 @@ class BestKeeper:
         """Add to ``best.json`` how far its validation figure can be trusted, against every
         trial ``store`` recorded (``reports.selection_statistics``), and how it was chosen
         (``choice``, see ``selection``); return those statistics."""
-        index = store.index()
-        others = index.filter(pc.and_(pc.equal(index.column("status"), "ok"), pc.not_equal(
-            index.column("trial_id"), (self.best or {}).get("trial_id", ""))))
-        statistics = trust_in(self.best, others.column("val_accuracy").to_numpy(False))
+        statistics = trust_among(self.best, store.index())
         location = storage.join(self.folder, "best", "best.json")
         if statistics is None or not storage.exists(location):
             return statistics
