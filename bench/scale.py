@@ -52,7 +52,7 @@ def main() -> None:
     """Measure each size in a fresh process, then Ray Tune, and print the table."""
     args = _parse()
     if args.child:
-        print(json.dumps(_child(args.child, Path(args.out))))
+        print(json.dumps(_child(args.child, Path(args.out), args.phases)))
         return
     if args.resume_scan:
         print(json.dumps(_resume_scan(Path(args.resume_scan))))
@@ -60,7 +60,8 @@ def main() -> None:
     rows = []
     for trials in [int(value) for value in args.trials.split(",")]:
         with tempfile.TemporaryDirectory() as folder:
-            found = _run_json([sys.executable, __file__, "--child", str(trials), "--out", folder])
+            found = _run_json([sys.executable, __file__, "--child", str(trials), "--out", folder,
+                               *(["--phases"] if args.phases else [])])
             found |= _run_json([sys.executable, __file__, "--resume-scan",
                                 str(Path(folder) / "scale")])
         rows.append({"trials": trials, **found})
@@ -69,8 +70,9 @@ def main() -> None:
     _report(rows, tune)
 
 
-def _child(trials: int, out: Path) -> dict:
-    """Run one stand-in sweep in this process; its driver's costs."""
+def _child(trials: int, out: Path, phases: bool = False) -> dict:
+    """Run one stand-in sweep in this process; its driver's costs (``phases``: and its peak
+    RSS in each phase of the run)."""
     import ray
 
     from mnist_core.config import DataConfig
@@ -90,12 +92,14 @@ def _child(trials: int, out: Path) -> dict:
         compaction.append(time.perf_counter() - started)
 
     store.PartStore.compact = timed_compact  # a stopwatch around the real compaction
+    watch = _PhaseWatch() if phases else None
     started_cpu, started = time.process_time(), time.perf_counter()
     config = parse_sweep_config(SWEEP.format(trials=trials))
     summary = driver.run_sweep(config, str(out), "scale", show_progress=False,
                                task=_stand_in_task(), splits=splits)
     cpu = time.process_time() - started_cpu
     assert summary.total == trials, summary
+    phase_peaks = {} if watch is None else {"phase_peak_rss_mb": watch.peaks()}
     sizes = {name: (out / "scale" / f"{name}.parquet").stat().st_size
              for name in ("trials", "epochs", "confusion", "per_class")}
     return {"wall_s": round(time.perf_counter() - started, 1),
@@ -103,7 +107,61 @@ def _child(trials: int, out: Path) -> dict:
             "driver_cpu_ms_per_trial": round(1000 * cpu / trials, 3),
             "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                                         / 1024),
-            "compaction_s": round(sum(compaction), 2)}
+            "compaction_s": round(sum(compaction), 2), **phase_peaks}
+
+
+class _PhaseWatch:
+    """The driver's RSS sampled every 0.2 s, and the phases of its run marked by stopwatches
+    around the functions that make them (training is what comes before compaction)."""
+
+    PHASES = {"compaction": ("mnist_core.sweep.store", "PartStore.compact"),
+              "summary": ("mnist_core.sweep.driver", "_summarise"),
+              "choice": ("mnist_core.sweep.choosing", "choose"),
+              "selection statistics": ("mnist_core.sweep.store", "BestKeeper.record_selection"),
+              "pages on the driver": ("mnist_core.sweep.driver", "write_sweep_report")}
+
+    def __init__(self):
+        import importlib
+        import threading
+
+        self.samples: list[tuple[float, int]] = []
+        self.spans: list[tuple[str, float, float]] = []
+        for phase, (module, name) in self.PHASES.items():
+            owner = importlib.import_module(module)
+            *path, attribute = name.split(".")
+            for part in path:
+                owner = getattr(owner, part)
+            setattr(owner, attribute, self._timed(phase, getattr(owner, attribute)))
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _timed(self, phase: str, function):
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.spans.append((phase, started, time.perf_counter()))
+        return timed
+
+    def _sample(self) -> None:
+        while True:
+            with open("/proc/self/status") as status:
+                rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
+            self.samples.append((time.perf_counter(), rss // 1024))
+            time.sleep(0.2)
+
+    def peaks(self) -> dict[str, int]:
+        """Each phase's peak RSS in MB."""
+        first = min((start for phase, start, _ in self.spans if phase == "compaction"),
+                    default=float("inf"))
+        spans = [("training", 0.0, first), *self.spans]
+        peaks: dict[str, int] = {}
+        for phase, start, end in spans:
+            inside = ([rss for at, rss in self.samples if start <= at <= end]  # or, shorter
+                      or [rss for at, rss in self.samples if at >= start][:1])  # than a sample
+            if inside:
+                peaks[phase] = max(peaks.get(phase, 0), *inside)
+        return peaks
 
 
 def _resume_scan(folder: Path) -> dict:
@@ -208,6 +266,8 @@ def _report(rows: list[dict], tune: dict | None) -> None:
         print(f"{row['trials']:>10,} {row['wall_s']:>8} {row['driver_cpu_ms_per_trial']:>20} "
               f"{row['driver_peak_rss_mb']:>12,} {row['compaction_s']:>13} "
               f"{row['resume_scan_s']:>14}   reports (MB): {row['report_mb']}")
+        if "phase_peak_rss_mb" in row:
+            print(f"{'':>10} driver peak RSS by phase (MB): {row['phase_peak_rss_mb']}")
     if tune:
         theirs, ours = tune["driver_cpu_ms_per_trial"], rows[-1]["driver_cpu_ms_per_trial"]
         print(f"Ray Tune, {tune['trials']:,} trivial trials: {tune['wall_s']} s, driver CPU "
@@ -222,6 +282,8 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--out", default="", help=argparse.SUPPRESS)
     parser.add_argument("--resume-scan", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--phases", action="store_true",
+                        help="also print the driver's peak RSS in each phase of the run")
     return parser.parse_args()
 
 
