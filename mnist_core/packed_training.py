@@ -10,6 +10,10 @@ numeric hyperparameter, optimizer state, and epochs — a member whose epochs ar
 loss stopped being finite) is frozen: its updates are masked out with ``tf.where``, so NaN in
 one member never reaches the others.
 
+Members may also train on different rows of one data set (``MemberGroups``: the folds of a
+cross-validation): the pack's members then form equal groups, each with its own data order
+and validation rows, and the first layer is one batched matmul over the groups.
+
 The maths is Keras's: weights from Keras's initialisers for the trial's seed, the same
 softmax cross-entropy (from logits, as Keras takes it from a softmax output in a graph), the
 update rules of Keras's SGD (with momentum and Nesterov), Adam, RMSprop and Adagrad and its
@@ -54,6 +58,67 @@ class MemberState:
 
 
 @dataclass(frozen=True, eq=False)
+class MemberGroups:
+    """Members of one pack that train on different rows of the splits' training images: the
+    pack's members, in order, form ``len(train_rows)`` groups of equal size; group ``g``
+    trains on rows ``train_rows[g]`` (in that order, shuffled by the seed as if they were the
+    whole training set, so each member ends where it would trained alone on them) and is
+    validated on rows ``val_rows[g]``. Every group has as many rows of each: its steps match."""
+
+    train_rows: tuple[np.ndarray, ...]
+    val_rows: tuple[np.ndarray, ...]
+
+    def __post_init__(self) -> None:
+        if len({len(rows) for rows in self.train_rows}) != 1 or len(
+                {len(rows) for rows in self.val_rows}) != 1 or len(self.train_rows) != len(
+                self.val_rows):
+            raise ValueError("every group of a pack needs as many training rows, and as "
+                             "many validation rows, as the others")
+
+    @property
+    def count(self) -> int:
+        return len(self.train_rows)
+
+
+@dataclass(frozen=True, eq=False)
+class _PackData:
+    """What a pack trains on: the scaled images its orders index, and its validation images
+    (one set, or ``(groups, n, D)``: a set per group); ``groups``: per-group rows, or None."""
+
+    x: np.ndarray
+    y: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    groups: MemberGroups | None
+
+    @classmethod
+    def of(cls, splits: Splits, groups: MemberGroups | None) -> _PackData:
+        scale = np.float32(1.0 / splits.pixel_max)
+        if groups is None:
+            return cls(splits.x_train * scale, splits.y_train, splits.x_val * scale,
+                       splits.y_val, None)
+        val_rows = np.stack(groups.val_rows)
+        return cls(splits.x_train * scale, splits.y_train, splits.x_train[val_rows] * scale,
+                   splits.y_train[val_rows], groups)
+
+    @property
+    def train_size(self) -> int:
+        """The training images of each member."""
+        return len(self.y) if self.groups is None else len(self.groups.train_rows[0])
+
+    @property
+    def validates(self) -> bool:
+        return self.y_val.shape[-1] > 0
+
+    def order(self, permutation: np.ndarray) -> np.ndarray:
+        """An epoch's rows of ``x``: ``permutation`` of the training images, or of each
+        group's training rows (``(groups, n)``)."""
+        if self.groups is None:
+            return permutation.astype(np.int32)
+        return np.stack([rows[permutation] for rows in self.groups.train_rows]).astype(np.int32)
+
+
+@dataclass(frozen=True, eq=False)
 class MemberFit:
     """One member's outcome: per-epoch history, the kept epoch (1-based) and its weights
     (Keras order: kernel, bias per layer), why it failed (None when it did not), and, for a
@@ -85,26 +150,32 @@ def initial_weights(config: TrialConfig, splits: Splits) -> list[np.ndarray]:
 
 def train_pack(configs: Sequence[TrialConfig], splits: Splits,
                budgets: Sequence[int] | None = None,
-               starts: Sequence[MemberState] | None = None) -> PackFit:
+               starts: Sequence[MemberState] | None = None,
+               groups: MemberGroups | None = None) -> PackFit:
     """Train every config of one pack together on ``splits``, each for its budget of epochs
     (default: its config's; a schedule still spans the config's epochs). ``starts``: every
-    member's state to go on from (all at the same epoch), instead of epoch 0."""
+    member's state to go on from (all at the same epoch), instead of epoch 0. ``groups``:
+    which rows of the training images each group of members trains and is validated on,
+    instead of the splits' training and validation images."""
     import tensorflow as tf
 
+    if groups is not None and len(configs) % groups.count:
+        raise ValueError(f"{len(configs)} members do not form {groups.count} equal groups")
     start = time.perf_counter()
     members = [_Member(config, budget) for config, budget in
                zip(configs, budgets or [config.epochs for config in configs])]
-    pack = _PackState(configs, initial_weights(configs[0], splits), splits)
+    data = _PackData.of(splits, groups)
+    pack = _PackState(configs, initial_weights(configs[0], splits), data)
     done = _resume(pack, members, starts) if starts else 0
-    run_epoch = _epoch_function(pack, splits)
-    measure = _metrics_function(pack, splits)
+    run_epoch = _epoch_function(pack, data)
+    measure = _metrics_function(pack, data)
     shuffler = np.random.default_rng(configs[0].seed)
     for _ in range(done):  # the data order of the epochs already trained
-        shuffler.permutation(len(splits.y_train))
+        shuffler.permutation(data.train_size)
     for epoch in range(done + 1, max(member.budget for member in members) + 1):
-        order = tf.constant(shuffler.permutation(len(splits.y_train)).astype(np.int32))
+        order = tf.constant(data.order(shuffler.permutation(data.train_size)))
         rows = dict(zip(("loss", "accuracy"), (value.numpy() for value in run_epoch(order))))
-        if len(splits.y_val):
+        if data.validates:
             rows |= dict(zip(("val_loss", "val_accuracy"),
                              (value.numpy() for value in measure())))
         _record_epoch(pack, epoch, rows, members)
@@ -200,18 +271,19 @@ class _PackState:
     """The stacked variables of a pack: weights, optimizer slots, per-member hyperparameters
     (vectors over the K members) and the mask of members still training."""
 
-    def __init__(self, configs: Sequence[TrialConfig], start: list[np.ndarray], splits: Splits):
+    def __init__(self, configs: Sequence[TrialConfig], start: list[np.ndarray],
+                 data: _PackData):
         import tensorflow as tf
 
         self.configs, self.size = list(configs), len(configs)
+        self.groups = data.groups.count if data.groups else 1
         self.optimizer = configs[0].optimizer
         self.activation = configs[0].model.activation
         self.widths = [int(kernel.shape[1]) for kernel in start[0::2]]
         self.variables = [tf.Variable(value) for value in _stack_members([start] * self.size)]
         self.steps = tf.Variable(0, dtype=tf.int64)
         self.active = tf.Variable(np.ones(self.size, bool))
-        self.scale = np.float32(1.0 / splits.pixel_max)
-        steps_per_epoch = math.ceil(len(splits.y_train) / configs[0].batch_size)
+        steps_per_epoch = math.ceil(data.train_size / configs[0].batch_size)
         self.member = {name: tf.constant(_values(configs, name)) for name in MEMBER_RATES}
         self.member["nesterov"] = tf.constant(_values(configs, "nesterov", bool))
         self.member["schedule"] = tf.constant(_values(configs, "schedule", None))
@@ -227,18 +299,43 @@ class _PackState:
         self.slots = _slots(self.optimizer, self.variables, self.uses["momentum"])
 
     def forward(self, x):
-        """Logits (K, n, 10) for scaled inputs ``x`` (n, D)."""
+        """Logits (K, n, 10) for scaled inputs ``x``: (n, D), or (groups, n, D) where each
+        group of members sees its own."""
         import keras
         import tensorflow as tf
 
         activation = keras.activations.get(self.activation)
-        first_kernel, first_bias, *rest = self.variables
-        hidden = activation(tf.matmul(x, first_kernel) + first_bias)
-        hidden = tf.transpose(tf.reshape(hidden, (-1, self.size, self.widths[0])), (1, 0, 2))
+        _, _, *rest = self.variables
+        hidden = self._first_layer(x, activation)
         for layer in range(0, len(rest), 2):
             logits = tf.einsum("kbi,kio->kbo", hidden, rest[layer]) + rest[layer + 1]
             hidden = activation(logits) if layer + 2 < len(rest) else logits
         return hidden
+
+    def _first_layer(self, x, activation):
+        """The first layer's outputs (K, n, H): one wide matmul for inputs all members share,
+        a batched one over the groups for inputs per group (members group-major)."""
+        import tensorflow as tf
+
+        kernel, bias = self.variables[:2]
+        width = self.widths[0]
+        if len(x.shape) == 2:
+            hidden = activation(tf.matmul(x, kernel) + bias)
+            return tf.transpose(tf.reshape(hidden, (-1, self.size, width)), (1, 0, 2))
+        groups, per_group = self.groups, self.size // self.groups
+        kernel = tf.transpose(tf.reshape(kernel, (-1, groups, per_group * width)), (1, 0, 2))
+        hidden = activation(tf.matmul(x, kernel) + tf.reshape(bias, (groups, 1, -1)))
+        hidden = tf.transpose(tf.reshape(hidden, (groups, -1, per_group, width)), (0, 2, 1, 3))
+        return tf.reshape(hidden, (self.size, -1, width))
+
+    def member_labels(self, labels):
+        """Labels each member is scored against: ``labels`` (n,) for all, or each group's
+        (groups, n) repeated for its members (K, n)."""
+        import tensorflow as tf
+
+        if len(labels.shape) == 1:
+            return labels
+        return tf.repeat(labels, self.size // self.groups, axis=0)
 
     def penalty(self):
         """Each member's L2 penalty (K,): ``l2`` times the sum of its squared kernels."""
@@ -413,11 +510,12 @@ def _adagrad(pack: _PackState, index: int, gradient, learning_rate):
 _UPDATES = {"sgd": _sgd, "adam": _adam, "rmsprop": _rmsprop, "adagrad": _adagrad}
 
 
-def _epoch_function(pack: _PackState, splits: Splits):
+def _epoch_function(pack: _PackState, data: _PackData):
     """One epoch for the whole pack as one graph call; returns per-member (loss, accuracy)."""
     import tensorflow as tf
 
     def train_batch(x_batch, y_batch):
+        y_batch = pack.member_labels(y_batch)
         with tf.GradientTape() as tape:
             logits = pack.forward(x_batch)
             losses = _mean_cross_entropy(logits, y_batch)
@@ -429,29 +527,31 @@ def _epoch_function(pack: _PackState, splits: Splits):
         pack.apply(gradients)
         return losses, _correct(logits, y_batch)
 
-    epoch = minibatch_epoch(splits.x_train * pack.scale, splits.y_train,
-                            pack.configs[0].batch_size, train_batch, np.zeros(pack.size))
+    epoch = minibatch_epoch(data.x, data.y, pack.configs[0].batch_size, train_batch,
+                            np.zeros(pack.size))
     return tf.function(epoch, autograph=False)
 
 
-def _metrics_function(pack: _PackState, splits: Splits):
-    """Per-member loss and accuracy on the validation set, in one graph call."""
+def _metrics_function(pack: _PackState, data: _PackData):
+    """Per-member loss and accuracy on the validation set (each group's), in one graph call."""
     import tensorflow as tf
 
-    x_val = tf.constant(splits.x_val * pack.scale)
-    y_val = tf.constant(splits.y_val)
+    x_val = tf.constant(data.x_val)
+    y_val = tf.constant(data.y_val)
 
     @tf.function(autograph=False)
     def measure():
         logits = pack.forward(x_val)
-        return _mean_cross_entropy(logits, y_val), _correct(logits, y_val) / tf.cast(
-            tf.shape(y_val)[0], tf.float32)
+        labels = pack.member_labels(y_val)
+        return _mean_cross_entropy(logits, labels), _correct(logits, labels) / tf.cast(
+            tf.shape(y_val)[-1], tf.float32)
 
     return measure
 
 
 def _mean_cross_entropy(logits, labels):
-    """Per-member mean softmax cross-entropy (K,) of logits (K, n, 10) against labels (n,)."""
+    """Per-member mean softmax cross-entropy (K,) of logits (K, n, 10) against labels (n,),
+    or each member's (K, n)."""
     import tensorflow as tf
 
     labels = tf.broadcast_to(labels, tf.shape(logits)[:2])
@@ -463,4 +563,4 @@ def _correct(logits, labels):
     import tensorflow as tf
 
     predicted = tf.argmax(logits, axis=2, output_type=tf.int32)
-    return tf.reduce_sum(tf.cast(tf.equal(predicted, labels[None, :]), tf.float32), axis=1)
+    return tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32), axis=1)

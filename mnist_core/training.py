@@ -177,14 +177,14 @@ def minibatch_epoch(x: np.ndarray, y: np.ndarray, batch_size: int, train_batch, 
     x_all, y_all = tf.constant(x), tf.constant(y)
     zeros = tf.constant(zero, tf.float32)
 
-    def run(order):
-        total = tf.cast(tf.shape(order)[0], tf.float32)
-        steps = (tf.shape(order)[0] + batch_size - 1) // batch_size
+    def run(order):  # (n,) rows, or (groups, n): a row order per group, batches (groups, b)
+        total = tf.cast(tf.shape(order)[-1], tf.float32)
+        steps = (tf.shape(order)[-1] + batch_size - 1) // batch_size
 
         def step(index, loss_sum, correct):
-            batch = order[index * batch_size:(index + 1) * batch_size]
+            batch = order[..., index * batch_size:(index + 1) * batch_size]
             loss, right = train_batch(tf.gather(x_all, batch), tf.gather(y_all, batch))
-            count = tf.cast(tf.shape(batch)[0], tf.float32)
+            count = tf.cast(tf.shape(batch)[-1], tf.float32)
             return index + 1, loss_sum + loss * count, correct + right
 
         _, loss_sum, correct = tf.while_loop(lambda index, *_: index < steps, step,

@@ -24,7 +24,7 @@ from mnist_core.model import build_model
 from mnist_core.training import EpochCallback, train
 
 if TYPE_CHECKING:
-    from mnist_core.packed_training import MemberState
+    from mnist_core.packed_training import MemberGroups, MemberState
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,22 +76,26 @@ def run_trial(config: TrialConfig, splits: Splits, on_epoch: EpochCallback | Non
 
 def run_pack(configs: Sequence[TrialConfig], splits: Splits,
              budgets: Sequence[int] | None = None,
-             starts: Sequence[MemberState] | None = None) -> list[TrialResult | TrialFailure]:
+             starts: Sequence[MemberState] | None = None,
+             groups: MemberGroups | None = None) -> list[TrialResult | TrialFailure]:
     """Train ``configs`` (one pack: they share ``packs.pack_key``) together, each for its
     budget of epochs (default its config's), going on from ``starts`` when given; a result or
     a failure per config, in order, with the state to go on from for a member stopped short
-    of its epochs. A pack's members come back with their weights, not a model file: the
-    caller makes the files it keeps (``with_model``). An unpackable optimizer, or a pack of
-    one trained to its epochs from the start, trains alone (no state)."""
+    of its epochs (``groups``: which rows each group of members trains and is validated on,
+    ``packed_training.MemberGroups``). A pack's members come back with their weights, not a
+    model file: the caller makes the files it keeps (``with_model``). An unpackable
+    optimizer, or a pack of one trained to its epochs from the start, trains alone (no
+    state)."""
     from mnist_core.packed_training import PACKABLE_OPTIMIZERS, train_pack
 
     budgets = list(budgets or [config.epochs for config in configs])
     short = any(budget < config.epochs for config, budget in zip(configs, budgets))
-    if configs[0].optimizer not in PACKABLE_OPTIMIZERS or (
-            len(configs) == 1 and not starts and not short):
+    if groups is None and (configs[0].optimizer not in PACKABLE_OPTIMIZERS or (
+            len(configs) == 1 and not starts and not short)):
         return [run_trial(config, splits, epochs=budget)
                 for config, budget in zip(configs, budgets)]
-    fit = train_pack(configs, splits, budgets, starts)
+    fit = train_pack(configs, splits, budgets, starts, groups)
+    val_images = len(groups.val_rows[0]) if groups else len(splits.y_val)
     results = []
     for config, member in zip(configs, fit.members):
         if member.error is not None:
@@ -102,7 +106,7 @@ def run_pack(configs: Sequence[TrialConfig], splits: Splits,
         results.append(TrialResult(
             config, sum(int(array.size) for array in member.weights), member.history,
             member.best_epoch, evaluation, fit.seconds / len(configs), b"",
-            len(splits.y_val), member.state, member.weights))
+            val_images, member.state, member.weights))
     return results
 
 

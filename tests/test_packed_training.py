@@ -7,7 +7,7 @@ import pytest
 
 from mnist_core.config import ModelConfig, TrialConfig
 from mnist_core.model import build_model
-from mnist_core.packed_training import initial_weights, train_pack
+from mnist_core.packed_training import MemberGroups, initial_weights, train_pack
 from mnist_core.training import make_optimizer, train
 from mnist_core.trial import TrialFailure, TrialResult, run_pack
 
@@ -37,6 +37,31 @@ def test_a_member_of_a_pack_of_64_equals_the_trial_trained_alone(digits, optimiz
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             assert fit.members[index].history[key] == pytest.approx(alone.history[key],
                                                                     rel=1e-5)
+
+
+def test_members_grouped_by_their_rows_equal_a_pack_per_group(digits):
+    """Cross-validation folds in one pack: each group trains and is validated on its own
+    rows of the same images, and ends where a pack of its members alone on those rows ends."""
+    configs = [dataclasses.replace(config, epochs=3, momentum=0.9, nesterov=True, l2=1e-4,
+                                   schedule="cosine", restore_best=True)
+               for config in _configs("sgd")[20:60:10]]
+    rows = np.random.default_rng(0).permutation(len(digits.y_train))
+    held_out = np.array_split(rows, 3)[:3]
+    groups = MemberGroups(tuple(np.sort(np.setdiff1d(rows, part)) for part in held_out),
+                          tuple(np.sort(part) for part in held_out))
+    fit = train_pack(configs * 3, digits, groups=groups)
+    for group, (train_rows, val_rows) in enumerate(zip(groups.train_rows, groups.val_rows)):
+        alone = train_pack(configs, dataclasses.replace(
+            digits, x_train=digits.x_train[train_rows], y_train=digits.y_train[train_rows],
+            x_val=digits.x_train[val_rows], y_val=digits.y_train[val_rows]))
+        for index, want in enumerate(alone.members):
+            got = fit.members[group * len(configs) + index]
+            _assert_weights_close(got.weights, want.weights)
+            assert got.best_epoch == want.best_epoch
+            for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+                assert got.history[key] == pytest.approx(want.history[key], rel=1e-5)
+    with pytest.raises(ValueError, match="as many training rows"):
+        MemberGroups((rows[:10], rows[:11]), (rows[:5], rows[:5]))
 
 
 def test_two_hidden_layers_and_relu_pack_too(digits):

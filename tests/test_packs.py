@@ -10,11 +10,13 @@ from mnist_core.sweep.config import parse_sweep_config, trial_positions
 from mnist_core.sweep.packs import (
     CPU_PACK_LIMIT,
     GPU_PACK_LIMIT,
+    fold_packs,
     grid_packs,
     make_packs,
     pack_key,
     pack_size_for,
 )
+from mnist_core.sweep.refit import Fold, FoldGroups
 
 CONFIG = """
 [sweep]
@@ -39,6 +41,30 @@ def test_packs_hold_only_trials_that_share_a_key_and_nadam_trains_alone():
     assert sorted(len(p.trials) for p in sgd) == [3, 3, 3, 3, 4, 4]
     assert len(nadam) == 20 and all(len(p.trials) == 1 for p in nadam)
     assert len({p.pack_id for p in packs}) == len(packs)
+
+
+def test_fold_packs_train_each_trial_once_per_fold_in_as_few_packs_as_fit():
+    trials = [t for t in parse_sweep_config(CONFIG).trials
+              if t.config.optimizer == "sgd" and t.config.seed == 0][:6]
+    folds = FoldGroups((0, 1, 2, 3, 4), 5, seed=7)
+    packs = fold_packs(trials, folds, largest=15)  # 30 members on 2 slots
+    assert [len(pack.trials) for pack in packs] == [15, 15]
+    scored = []
+    for pack in packs:
+        assert pack.view == folds
+        member_folds = folds.member_folds(len(pack.trials))
+        assert [fold.index for fold in member_folds] == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3 + [
+            4] * 3  # group-major: each fold's members side by side
+        assert all(fold == Fold(fold.index, 5, 7) for fold in member_folds)
+        scored += [(t.trial_id, f.index) for t, f in zip(pack.trials, member_folds)]
+    assert sorted(scored) == sorted((t.trial_id, i) for t in trials for i in range(5))
+    # A pack too small for one trial on every fold: a pack per fold, as before.
+    per_fold = fold_packs(trials, folds, largest=4)
+    assert [pack.view for pack in per_fold][::2] == [Fold(i, 5, 7) for i in range(5)]
+    assert sorted(len(pack.trials) for pack in per_fold) == [3] * 10
+    nadam = [t for t in parse_sweep_config(CONFIG).trials if t.config.optimizer == "nadam"]
+    alone = fold_packs(nadam[:2], folds, largest=15)
+    assert len(alone) == 10 and all(len(pack.trials) == 1 for pack in alone)
 
 
 @pytest.mark.parametrize(("pending", "slots", "setting", "gpu", "expected"), [

@@ -9,7 +9,7 @@ import pytest
 
 from jobs.sweep import main
 from mnist_core import storage
-from mnist_core.config import DataConfig
+from mnist_core.config import DataConfig, TrialConfig
 from mnist_core.data import load_dataset
 from mnist_core.evaluation import evaluate
 from mnist_core.prediction import load_model
@@ -17,6 +17,7 @@ from mnist_core.sweep.config import parse_sweep_config
 from mnist_core.sweep.refit import ALL_DATA, Fold, fold_of_each, view_splits
 from mnist_core.sweep.selection import rank_finalists, ranked_settings, seed_means
 from mnist_core.sweep.store import read_sweep
+from mnist_core.trial import run_pack
 
 
 def _row(trial_id, learning_rate, seed, val, test=0.5, loss=0.1):
@@ -120,13 +121,20 @@ def test_seed_mean_and_cross_validated_finalists_choose_and_refit(ray_session, t
     assert sorted((row["trial_id"], row["fold"]) for row in folds) == sorted(
         (trial_id, fold) for trial_id in finalist_ids for fold in range(3))
     assert all(row["val_images"] == 479 for row in folds)  # a third of 1,437
+    # The three folds trained in one set of packs: a finalist scores on a fold what it
+    # scores trained alone on that fold's view of the data.
+    splits = load_dataset(DataConfig(dataset="digits", validation_split=0.1))
+    row = next(row for row in folds if row["fold"] == 2)
+    config = TrialConfig.from_record(next(t for t in trials if t["trial_id"] == row["trial_id"]))
+    (alone,) = run_pack([config], view_splits(Fold(2, 3, 3), splits))
+    assert row["val_accuracy"] == pytest.approx(alone.val_accuracy, abs=1e-6)
+    assert row["best_epoch"] == alone.best_epoch
     means = {trial_id: np.mean([row["val_accuracy"] for row in folds
                                 if row["trial_id"] == trial_id]) for trial_id in finalist_ids}
     assert choice["trial_id"] == record["trial_id"] == max(means, key=means.get)
     assert choice["finalists"][0]["mean"] == pytest.approx(means[choice["trial_id"]])
     # best/ holds the chosen trial: its validation-time model scores what its row says.
     chosen = next(row for row in trials if row["trial_id"] == choice["trial_id"])
-    splits = load_dataset(DataConfig(dataset="digits", validation_split=0.1))
     model = load_model(folder / "best" / "model_validation.keras")
     assert evaluate(model, splits.x_test, splits.y_test).accuracy == pytest.approx(
         chosen["test_accuracy"], abs=2 / 360)

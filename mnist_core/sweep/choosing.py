@@ -17,8 +17,16 @@ import pyarrow as pa
 from mnist_core import storage
 from mnist_core.config import TrialConfig
 from mnist_core.sweep.config import SweepConfig, Trial
-from mnist_core.sweep.packs import Pack
-from mnist_core.sweep.refit import ALL_DATA, Fold, refit_config, refit_done, write_refit
+from mnist_core.sweep.packs import Pack, fold_packs, pack_key
+from mnist_core.sweep.refit import (
+    ALL_DATA,
+    Fold,
+    FoldGroups,
+    fold_sizes,
+    refit_config,
+    refit_done,
+    write_refit,
+)
 from mnist_core.sweep.selection import (
     FOLDS_SCHEMA,
     rank_finalists,
@@ -139,22 +147,48 @@ def _record_refit(keeper: BestKeeper, member: MemberRecord, run) -> dict:
 
 
 def cross_validate(config: SweepConfig, folder: str, finalists: list[dict], run) -> list[dict]:
-    """Every finalist's score on every fold (one pack per fold, all folds at once); folds
-    already scored (a resumed sweep) are read back, not trained again."""
+    """Every finalist's score on every fold, all at once; folds already scored (a resumed
+    sweep) are read back, not trained again."""
     store = _FoldStore(folder)
     done = {(row["trial_id"], row["fold"]) for row in store.rows}
-    count = config.selection.folds
-    packs = []
-    for index in range(count):
-        fold = Fold(index, count, config.space.search_seed if config.space else 0)
-        trials = [Trial(row["trial_id"], TrialConfig.from_record(row)) for row in finalists
-                  if (row["trial_id"], index) not in done]
-        packs += run.packs(trials, view=fold, keep_all_models=False)
-    store.folds = {pack.pack_id: pack.view for pack in packs}
+    packs = _cross_validation_packs(config, finalists, done, run)
+    store.folds = {pack.pack_id: _member_folds(pack) for pack in packs}
     run.run_packs(packs, store)
     store.compact()
     wanted = {row["trial_id"] for row in finalists}
     return [row for row in store.rows if row["trial_id"] in wanted]
+
+
+def _cross_validation_packs(config: SweepConfig, finalists: list[dict], done: set,
+                            run) -> list[Pack]:
+    """The packs that score every finalist on every fold not ``done``. Folds of as many
+    images that still need the same finalists train in the same packs, each finalist once per
+    fold (``packs.fold_packs``): 6 finalists on 5 folds with 2 slots are 2 packs of 15
+    members, not 10 packs of 3."""
+    count = config.selection.folds
+    seed = config.space.search_seed if config.space else 0
+    sizes = fold_sizes(run.splits, count, seed)
+    trials = {row["trial_id"]: Trial(row["trial_id"], TrialConfig.from_record(row))
+              for row in finalists}
+    wanted: dict[tuple, list[int]] = {}  # (pack key, fold size, trial ids) -> fold indices
+    for index in range(count):
+        needed: dict[str, list[str]] = {}
+        for trial in trials.values():
+            if (trial.trial_id, index) not in done:
+                needed.setdefault(pack_key(trial.config), []).append(trial.trial_id)
+        for key, ids in needed.items():
+            wanted.setdefault((key, int(sizes[index]), tuple(ids)), []).append(index)
+    largest = run.largest(sum(len(ids) * len(folds) for (*_, ids), folds in wanted.items()))
+    return [pack for (*_, ids), folds in wanted.items()
+            for pack in fold_packs([trials[trial_id] for trial_id in ids],
+                                   FoldGroups(tuple(folds), count, seed), largest)]
+
+
+def _member_folds(pack: Pack) -> list[Fold]:
+    """The fold each member of a cross-validation pack is scored on."""
+    if isinstance(pack.view, FoldGroups):
+        return pack.view.member_folds(len(pack.trials))
+    return [pack.view] * len(pack.trials)
 
 
 class _FoldStore:
@@ -166,11 +200,11 @@ class _FoldStore:
         self.compacted = storage.join(folder, "finalists.parquet")
         self.rows = [row for location in self._files()
                      for row in storage.read_table(location).to_pylist()]
-        self.folds: dict[str, Fold] = {}  # by pack id: the packs being run
+        self.folds: dict[str, list[Fold]] = {}  # by pack id: each member's, packs being run
 
     def add_pack(self, pack_id: str, members: list[MemberRecord], placement: dict) -> None:
         """Record one finished fold pack's scores."""
-        rows = [_fold_row(member, self.folds[pack_id]) for member in members]
+        rows = [_fold_row(member, fold) for member, fold in zip(members, self.folds[pack_id])]
         with recording(self.folder):
             storage.write_rows(storage.join(self.folder, "finalists", f"{pack_id}.parquet"),
                                rows, FOLDS_SCHEMA)

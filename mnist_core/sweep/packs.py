@@ -6,7 +6,9 @@ shared data order lets the first layer be one wide matmul, about 1.7× the throu
 order per member (a gathered (K, batch, 784) tensor) at K = 32, and the seed decides the data
 order; different architectures, activations, optimizers or batch sizes would need separate
 graphs or step counts inside one pack, which costs what packing saves. Everything numeric
-(learning rate, momentum, epochs, …) varies freely inside a pack.
+(learning rate, momentum, epochs, …) varies freely inside a pack. Cross-validation's packs
+(``fold_packs``) hold the same trials once per fold: a data order per fold, each fold's
+members side by side (``packed_training.MemberGroups``), so the folds fill the slots together.
 
 ``pack_size = "auto"`` keeps every worker slot busy first, then packs as many as fit: at most
 ``CPU_PACK_LIMIT`` members on a CPU worker (beyond that a pack's weights and activations fall
@@ -27,7 +29,7 @@ import numpy as np
 from mnist_core.config import TrialConfig
 from mnist_core.packed_training import PACKABLE_OPTIMIZERS, MemberState
 from mnist_core.sweep.config import Trial, TrialGrid
-from mnist_core.sweep.refit import Fold
+from mnist_core.sweep.refit import Fold, FoldGroups
 from mnist_core.sweep.store import SweepRows
 
 CPU_PACK_LIMIT = 128
@@ -51,7 +53,7 @@ class Pack:
     trials: Sequence[Trial]  # a tuple, or a grid's ``TrialColumns`` (made on the worker)
     budgets: tuple[int, ...] | None = None
     keep_all_models: bool = False  # else only the pack's best member sends its model back
-    view: Fold | str | None = None  # the data it trains on (``refit.view_splits``)
+    view: Fold | FoldGroups | str | None = None  # the data it trains on (``refit.view_data``)
     starts: tuple[MemberState, ...] | None = None  # each member's state to go on from
     details_to: str | None = None  # the sweep folder its worker writes detail parts to
     rows: SweepRows | None = None  # set: its worker builds its report tables (``worker``)
@@ -108,6 +110,23 @@ def make_packs(trials: list[Trial], largest: int, budgets: dict[str, int] | None
             packs.append(Pack(f"{run}-p{len(packs):05d}", chunk, budget, keep_all_models,
                               view, start))
     return packs
+
+
+def fold_packs(trials: list[Trial], folds: FoldGroups, largest: int) -> list[Pack]:
+    """Packs in which every one of ``trials`` (sharing a ``pack_key``) trains once on each of
+    ``folds``, members group-major: as few trials per pack as keep it within ``largest``
+    members, balanced. Where a pack cannot hold one trial per fold (an unpackable optimizer,
+    a small ``pack_size``), a pack per fold instead (``make_packs``)."""
+    groups = len(folds.indices)
+    limit = _member_limit(trials[0].config, largest)
+    if groups == 1 or limit < groups:
+        return [pack for index in folds.indices
+                for pack in make_packs(trials, largest, view=Fold(index, folds.count,
+                                                                  folds.seed))]
+    count = math.ceil(len(trials) / (limit // groups))
+    run = uuid.uuid4().hex[:6]
+    return [Pack(f"{run}-f{index:05d}", tuple(trials[index::count]) * groups, view=folds)
+            for index in range(count)]
 
 
 def grid_packs(grid: TrialGrid, positions: np.ndarray, largest: int,

@@ -21,6 +21,7 @@ import numpy as np
 from mnist_core import storage
 from mnist_core.config import TrialConfig
 from mnist_core.data import Splits
+from mnist_core.packed_training import MemberGroups
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,42 @@ class Fold:
     seed: int
 
 
+@dataclass(frozen=True)
+class FoldGroups:
+    """Folds ``indices`` of ``count`` (dealt like ``Fold``'s) in one pack: its members, in
+    order, form ``len(indices)`` equal groups, group ``g`` trained on fold ``indices[g]``.
+    The folds must hold as many images each (``fold_sizes``)."""
+
+    indices: tuple[int, ...]
+    count: int
+    seed: int
+
+    def member_folds(self, members: int) -> list[Fold]:
+        """The fold of each of a pack's ``members``, in order."""
+        per_group = members // len(self.indices)
+        return [Fold(self.indices[position // per_group], self.count, self.seed)
+                for position in range(members)]
+
+
 ALL_DATA = "all"  # a pack's view: training + validation data as one training set (refit)
+
+
+def view_data(view: Fold | FoldGroups | str | None,
+              splits: Splits) -> tuple[Splits, MemberGroups | None]:
+    """The data a pack trains on (``view_splits``), and for ``FoldGroups`` the rows of
+    training + validation data each group trains and is validated on."""
+    if not isinstance(view, FoldGroups):
+        return view_splits(view, splits), None
+    pooled = refit_splits(splits)
+    folds = fold_of_each(pooled.y_train, view.count, view.seed)
+    return pooled, MemberGroups(tuple(np.flatnonzero(folds != index) for index in view.indices),
+                                tuple(np.flatnonzero(folds == index) for index in view.indices))
+
+
+def fold_sizes(splits: Splits, count: int, seed: int) -> np.ndarray:
+    """How many images each of ``count`` folds of training + validation data holds."""
+    labels = np.concatenate([splits.y_train, splits.y_val])
+    return np.bincount(fold_of_each(labels, count, seed), minlength=count)
 
 
 def view_splits(view: Fold | str | None, splits: Splits) -> Splits:

@@ -59,7 +59,7 @@ def train_pack_on_worker(pack: Pack, splits: Splits, num_cpus: float,
     import time
 
     from mnist_core import console, devices
-    from mnist_core.sweep.refit import view_splits
+    from mnist_core.sweep.refit import view_data
     from mnist_core.trial import run_pack
 
     started = time.perf_counter()
@@ -69,8 +69,8 @@ def train_pack_on_worker(pack: Pack, splits: Splits, num_cpus: float,
     gpu_ids = tuple(str(gpu) for gpu in ray.get_gpu_ids())
     setup = devices.configure(num_cpus=max(1, int(num_cpus)), use_gpu=bool(gpu_ids))
     try:
-        results = run_pack(pack.configs, view_splits(pack.view, splits), pack.budgets,
-                           pack.starts)
+        data, groups = view_data(pack.view, splits)
+        results = run_pack(pack.configs, data, pack.budgets, pack.starts, groups)
     except Exception as error:
         # TensorFlow's exception types would make the driver import TensorFlow to unpickle
         # them (its start-up lines on the user's console): send a plain one, traceback kept.
