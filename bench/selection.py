@@ -14,6 +14,9 @@ For each of ``--seeds`` search seeds, on Fashion-MNIST (Debian's package; else t
     (b) come from one sweep: (a) is what that sweep chose before its finalists were compared.
 (c) TPE: ``[search] sampler = "tpe"`` at (a)'s trial-epoch budget (settings trained to
     ``--epochs``, as many as (a)'s trial-epochs allow, in 5 rounds), on one validation split.
+(d) cross-validated finalists without refit (``refit = false``): (b)'s choice, its model the
+    one trained on the one split (what ``best/model_validation.keras`` holds), so (b) against
+    (d) is what the refit's training adds or takes.
 Prints each seed's choices and, per method, the mean ± standard deviation over the seeds of the
 chosen test accuracy, the trial-epochs, and the wall time of the whole command.
 """
@@ -70,7 +73,7 @@ def main() -> None:
     """Run every seed's searches and print the comparison."""
     args = _parse()
     dataset = args.dataset or ("fashion_mnist" if Path(DEBIAN_FASHION).is_dir() else "digits")
-    results = {"a": [], "b": [], "c": []}
+    results = {"a": [], "b": [], "c": [], "d": []}
     with tempfile.TemporaryDirectory() as folder:
         for seed in range(args.seeds):
             extra = (HALVING.format(min_epochs=args.min_epochs) + "\n[selection]\n"
@@ -80,6 +83,7 @@ def main() -> None:
                 epochs=args.epochs, extra=extra), args.epochs)
             results["a"].append(halving["one_split"])
             results["b"].append(halving["cross_validated"])
+            results["d"].append(halving["no_refit"])
             settings = max(1, round(halving["one_split"]["trial_epochs"] / args.epochs))
             extra = (f'[search]\nsampler = "tpe"\nround_size = {-(-settings // 5)}\n'
                      "[selection]\nrefit = false\n")
@@ -88,7 +92,8 @@ def main() -> None:
                 epochs=args.epochs, extra=extra), args.epochs)
             results["c"].append(tpe["one_split"])
             print(f"seed {seed}: (a) {_line(halving['one_split'])} | (b) "
-                  f"{_line(halving['cross_validated'])} | (c) {_line(tpe['one_split'])}",
+                  f"{_line(halving['cross_validated'])} | (c) {_line(tpe['one_split'])} | "
+                  f"(d) {_line(halving['no_refit'])}",
                   flush=True)
     _report(results, args, dataset)
 
@@ -118,6 +123,10 @@ def _sweep(folder: Path, name: str, text: str, epochs: int) -> dict:
             "trial_id": best["trial_id"], "test_accuracy": best["refit"]["test_accuracy"],
             "trial_epochs": trial_epochs + extra + best["refit"]["epochs"],
             "seconds": seconds, "rank": finalists[0]["rank_by_validation"]}
+        cross_validated = next(row for row in trials if row["trial_id"] == best["trial_id"])
+        found["no_refit"] = {"trial_id": best["trial_id"],
+                             "test_accuracy": cross_validated["test_accuracy"],
+                             "trial_epochs": trial_epochs + extra, "seconds": seconds}
     return found
 
 
@@ -127,7 +136,8 @@ def _line(result: dict) -> str:
 
 
 def _report(results: dict, args, dataset: str) -> None:
-    names = {"a": "one validation split", "b": "CV finalists + refit", "c": "TPE, one split"}
+    names = {"a": "one validation split", "b": "CV finalists + refit", "c": "TPE, one split",
+             "d": "CV finalists, no refit"}
     print(f"\n{args.seeds} search seeds, {args.samples} settings (a, b) on {dataset}, "
           f"halving from {args.min_epochs} to {args.epochs} epochs; {args.finalists} "
           "finalists, 5 folds (b):")
@@ -140,7 +150,7 @@ def _report(results: dict, args, dataset: str) -> None:
         seconds = statistics.fmean(result["seconds"] for result in results[key])
         print(f"({key}) {name:<22} {statistics.fmean(tests):>19.4f} ± {spread:.4f} "
               f"{epochs:>14,.0f} {seconds:>8.0f}")
-    print("(a) and (b) are one sweep per seed: wall time is the whole sweep's.")
+    print("(a), (b) and (d) are one sweep per seed: wall time is the whole sweep's.")
 
 
 def _parse() -> argparse.Namespace:
