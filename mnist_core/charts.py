@@ -179,16 +179,17 @@ def parallel(ranked: list[dict], names: list[str], log_scaled: frozenset[str], t
     return figure
 
 
-def importance(shares: dict[str, float]):
-    """Each hyperparameter's importance (permutation importance of a random forest)."""
+def importance(shares: dict[str, float], about: str = "val_accuracy"):
+    """Each hyperparameter's importance (permutation importance of a random forest fit to
+    ``about``: which score of which trials)."""
     import plotly.graph_objects as go
 
     ordered = sorted(shares.items(), key=lambda item: item[1])
     figure = go.Figure(go.Bar(x=[share for _, share in ordered], y=[n for n, _ in ordered],
                               orientation="h",
                               hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
-    _layout(figure, "Hyperparameter importance",
-            "share of importance (permutation importance, random forest on val_accuracy)", "")
+    _layout(figure, f"Hyperparameter importance<br><sup>fit on {about}</sup>",
+            "share of importance (permutation importance, random forest)", "")
     figure.update_xaxes(tickformat=".0%")
     return figure
 

@@ -423,6 +423,35 @@ def test_successive_halving_prunes_exactly_per_rung(ray_session, tmp_path, capsy
     assert "1 ok, 8 pruned, 0 failed of 9 trials" in printed and "21 trial-epochs" in printed
 
 
+def test_a_halving_search_with_few_finishers_gets_importance_from_a_rung(ray_session,
+                                                                          tmp_path):
+    """36 settings, a third go on: 12 finish, too few to say what mattered; the page's
+    importance is fit on all 36 at the rung they all reached, scored after its one epoch."""
+    from mnist_core.importance import hyperparameter_importance
+
+    config = tmp_path / "few.toml"
+    config.write_text(HALVING.format(pack_size='"auto"').replace(
+        'name = "halving"', 'name = "few"\nsamples = 36').replace(
+        "learning_rate = [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 4.0]",
+        "learning_rate = {loguniform = [0.01, 3.0]}\nmomentum = {uniform = [0.0, 0.9]}").replace(
+        "epochs = [9]", "epochs = [3]"))
+    out = tmp_path / "runs"
+    assert main(["--config", str(config), "--out", str(out), "--no-progress"]) == 0
+    folder = _sweep_folder(out)
+    tables = _tables(folder)
+    assert sum(row["status"] == "ok" for row in tables["trials"]) == 12
+    page = (folder / "report.html").read_text()
+    assert "fit on val_accuracy at epoch 1 of the 36 trials that reached rung 0" in page
+    first_epoch = {cell["trial_id"]: cell["val_accuracy"] for cell in tables["epochs"]
+                   if cell["epoch"] == 1}
+    rows = [row | {"status": "ok", "val_accuracy": first_epoch[row["trial_id"]]}
+            for row in tables["trials"]]
+    shares = hyperparameter_importance(rows, ["learning_rate", "momentum"],
+                                       frozenset({"learning_rate"}))
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert all(json.dumps(share) in page for share in shares.values())
+
+
 def test_halving_resumes_after_a_kill_mid_rung(ray_session, tmp_path):
     config = tmp_path / "halving.toml"
     config.write_text(HALVING.format(pack_size=1))

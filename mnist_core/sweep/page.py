@@ -24,12 +24,13 @@ import pyarrow.compute as pc
 from mnist_core import charts, storage
 from mnist_core.config import HYPERPARAMETERS
 from mnist_core.html import cell, escape, figure, page, table, write_page
-from mnist_core.importance import hyperparameter_importance
+from mnist_core.importance import MAX_ROWS, hyperparameter_importance
 from mnist_core.reports import (
     describe_selection,
     diverged,
     ranked_trials,
 )
+from mnist_core.sweep.config import Halving
 from mnist_core.sweep.selection import describe_choice, seed_means
 from mnist_core.sweep.store import (
     SweepFiles,
@@ -47,6 +48,8 @@ PAGE_COLUMNS = ["trial_id", "status", "error", "seed", "epochs", "best_epoch", "
                 "val_loss", "val_images", "test_accuracy", "train_seconds", "rung", "pack_id",
                 "dataset", "finished_at"]
 OTHER_ROWS = 200  # pruned and failed trials the table keeps room for, beside the best
+# Fewer ok trials than this in a halving search: importance is fit on a rung's trials instead.
+IMPORTANCE_TRIALS = 30
 _ROW_COLUMNS = ["trial_id", "status", "best_epoch", "val_accuracy", "test_accuracy",
                 "train_seconds", "rung", "pack_id", "error"]
 
@@ -76,9 +79,10 @@ class PageTrials:
 
 def sweep_page(trials: PageTrials, sweep_id: str, config_text: str, swept: list[str],
                log_scaled: frozenset[str] = frozenset(), live: bool = False,
-               best: dict | None = None) -> str:
+               best: dict | None = None, halving: Halving | None = None) -> str:
     """The HTML of a sweep's report from its trials (``page_trials``) and ``best`` (its
-    ``best/best.json``: how the setting was chosen, the finalists, the refit)."""
+    ``best/best.json``: how the setting was chosen, the finalists, the refit); ``halving``:
+    the sweep's successive halving, if it has one."""
     ranked = ranked_trials(trials.rows)
     chosen_id = best["choice"]["trial_id"] if best and "choice" in best else None
     chosen = next((row for row in ranked if row["trial_id"] == chosen_id),
@@ -91,7 +95,7 @@ def sweep_page(trials: PageTrials, sweep_id: str, config_text: str, swept: list[
     sections.append(_trials_table(trials, ranked, swept))
     if ranked:
         sections.append(_best_trial(trials, chosen))
-        sections.append(_search_charts(trials, ranked, swept, log_scaled))
+        sections.append(_search_charts(trials, ranked, swept, log_scaled, halving))
     sections.append(f"<h2>Config</h2><pre>{escape(config_text)}</pre>")
     return page(f"Sweep {sweep_id}", sections, live)
 
@@ -194,7 +198,7 @@ def _best_trial(trials: PageTrials, best: dict) -> str:
 
 
 def _search_charts(trials: PageTrials, ranked: list[dict], swept: list[str],
-                   log_scaled: frozenset[str]) -> str:
+                   log_scaled: frozenset[str], halving: Halving | None) -> str:
     curves = ranked[:charts.MAX_CURVES]
     by_trial: dict[str, list[dict]] = {}
     for row in sorted(trials.details("epochs", [r["trial_id"] for r in curves]),
@@ -203,9 +207,10 @@ def _search_charts(trials: PageTrials, ranked: list[dict], swept: list[str],
     parts = ["<h2>The search</h2><div class=grid>",
              figure(charts.history(trials.best_so_far), "history"),
              figure(charts.all_curves(by_trial, curves), "all-curves")]
-    shares = hyperparameter_importance(ranked, swept, log_scaled)
+    scored, about = _importance_trials(trials, ranked, halving)
+    shares = hyperparameter_importance(scored, swept, log_scaled)
     if shares:
-        parts.append(figure(charts.importance(shares), "importance"))
+        parts.append(figure(charts.importance(shares, about), "importance"))
     total = trials.ok_count  # the charts say "n of total": every ok trial, not the drawn ones
     parts += [figure(charts.slice_plot(ranked, name, name in log_scaled, total),
                      f"slice-{index}") for index, name in enumerate(swept)]
@@ -214,6 +219,47 @@ def _search_charts(trials: PageTrials, ranked: list[dict], swept: list[str],
         parts.append(figure(charts.parallel(ranked, swept, log_scaled, total),
                             "parallel"))
     return "".join(parts)
+
+
+def _importance_trials(trials: PageTrials, ranked: list[dict],
+                       halving: Halving | None) -> tuple[list[dict], str]:
+    """The trials importance is fit on, each scored by ``val_accuracy``, and what that score
+    is: the ok trials'; in a halving search with fewer than ``IMPORTANCE_TRIALS`` of them
+    (most were pruned), every trial that reached the deepest rung that many reached, scored
+    at that rung's epochs as the rung compared them (from their epochs)."""
+    about = f"val_accuracy of the {len(ranked):,} ok trials"
+    reached = [row for row in trials.rows if row["status"] != "failed"
+               and row.get("rung") is not None]
+    if halving is None or len(ranked) >= IMPORTANCE_TRIALS or not reached:
+        return ranked, about
+    budgets = halving.rungs(max(row["epochs"] for row in reached))
+    rung = max((rung for rung in range(len(budgets))
+                if sum(row["rung"] >= rung for row in reached) >= IMPORTANCE_TRIALS),
+               default=None)
+    if rung is None:
+        return ranked, about
+    cohort = [row for row in reached if row["rung"] >= rung]
+    if len(cohort) > MAX_ROWS:  # the importance's own cap: read no more epochs than it uses
+        picked = np.random.default_rng(0).choice(len(cohort), MAX_ROWS, replace=False)
+        cohort = [cohort[index] for index in sorted(picked)]
+    curves: dict[str, dict[int, float]] = {}
+    for point in trials.details("epochs", [row["trial_id"] for row in cohort]):
+        curves.setdefault(point["trial_id"], {})[point["epoch"]] = point["val_accuracy"]
+    scored = [row | {"status": "ok", "val_accuracy": _score_at(row, curves.get(
+        row["trial_id"], {}), budgets[rung])} for row in cohort]
+    return ([row for row in scored if row["val_accuracy"] is not None],
+            f"val_accuracy at epoch {budgets[rung]} of the {len(cohort):,} trials that "
+            f"reached rung {rung}")
+
+
+def _score_at(row: dict, curve: dict[int, float], epochs: int) -> float | None:
+    """A trial's validation accuracy after ``epochs`` epochs (its own, if fewer), as halving
+    ranked it: the best so far where its epoch is chosen by validation, else the last."""
+    values = [curve[epoch] for epoch in sorted(curve) if epoch <= min(epochs, row["epochs"])]
+    values = [value for value in values if value is not None]
+    if not values:
+        return None
+    return max(values) if row["restore_best"] or row["patience"] else values[-1]
 
 
 def page_trials(folder: str, swept: list[str]) -> PageTrials:
@@ -289,5 +335,5 @@ def write_sweep_report(folder: str, live: bool = False) -> str:
     location = storage.join(folder, "best", "best.json")
     best = json.loads(storage.read_bytes(location)) if storage.exists(location) else None
     markup = sweep_page(page_trials(folder, config.grid_names), storage.name(folder), text,
-                        config.grid_names, config.log_scaled, live, best)
+                        config.grid_names, config.log_scaled, live, best, config.halving)
     return write_page(folder, markup)
