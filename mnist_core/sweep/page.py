@@ -248,8 +248,8 @@ def _importance_trials(trials: PageTrials, ranked: list[dict],
     scored = [row | {"status": "ok", "val_accuracy": _score_at(row, curves.get(
         row["trial_id"], {}), budgets[rung])} for row in cohort]
     return ([row for row in scored if row["val_accuracy"] is not None],
-            f"val_accuracy at epoch {budgets[rung]} of the {len(cohort):,} trials that "
-            f"reached rung {rung}")
+            f"val_accuracy at epoch {budgets[rung]} of the {len(cohort):,} "
+            f"{'drawn ' if trials.sampled else ''}trials that reached rung {rung}")
 
 
 def _score_at(row: dict, curve: dict[int, float], epochs: int) -> float | None:
