@@ -217,8 +217,17 @@ def _describe_refit(refit: dict) -> str:
         return (f"refit of {refit['trial_id']} failed ({refit['error']}): best/model.keras is "
                 "the validation-time model")
     return (f"refit: {refit['trial_id']} trained again on training + validation "
-            f"({refit['train_images']:,} images, {refit['epochs']} epochs): test accuracy "
-            f"{refit['test_accuracy']:.4f}; that model is best/model.keras")
+            f"({refit['train_images']:,} images, {refit['epochs']} epochs{_seeds(refit)}): "
+            f"test accuracy {refit['test_accuracy']:.4f}; that model is best/model.keras")
+
+
+def _seeds(refit: dict) -> str:
+    """Which of the refit's seeds was kept, where it tried several."""
+    tried = refit.get("seeds", [])
+    if len(tried) < 2:
+        return ""
+    return (f"; seed {refit['seed']} of {len(tried)}, kept for its lowest training loss "
+            f"{refit['train_loss']:.4f}")
 
 
 def _cell(value) -> str:

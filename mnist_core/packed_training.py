@@ -19,12 +19,15 @@ softmax cross-entropy (from logits, as Keras takes it from a softmax output in a
 update rules of Keras's SGD (with momentum and Nesterov), Adam, RMSprop and Adagrad and its
 cosine and exponential learning-rate schedules, written out op for op, plus the single-trial
 path's L2 penalty and epoch choice (``training.EpochChooser``), so a member of a pack ends where
-the same trial trained alone ends (tested to 1e-5). Nadam is not packed
+the same trial trained alone ends (tested to 1e-5). Groups may differ in seed (one setting
+restarted from several seeds: the refit's restarts): each group then starts from its seed's
+weights and shuffles in its seed's order, as each member would alone. Nadam is not packed
 (``PACKABLE_OPTIMIZERS``): such trials run alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import time
@@ -61,9 +64,10 @@ class MemberState:
 class MemberGroups:
     """Members of one pack that train on different rows of the splits' training images: the
     pack's members, in order, form ``len(train_rows)`` groups of equal size; group ``g``
-    trains on rows ``train_rows[g]`` (in that order, shuffled by the seed as if they were the
-    whole training set, so each member ends where it would trained alone on them) and is
-    validated on rows ``val_rows[g]``. Every group has as many rows of each: its steps match."""
+    trains on rows ``train_rows[g]`` (in that order, shuffled by its members' seed as if they
+    were the whole training set, so each member ends where it would trained alone on them)
+    and is validated on rows ``val_rows[g]``. Every group has as many rows of each: its steps
+    match. The members of a group share their seed; groups may differ."""
 
     train_rows: tuple[np.ndarray, ...]
     val_rows: tuple[np.ndarray, ...]
@@ -110,12 +114,13 @@ class _PackData:
     def validates(self) -> bool:
         return self.y_val.shape[-1] > 0
 
-    def order(self, permutation: np.ndarray) -> np.ndarray:
-        """An epoch's rows of ``x``: ``permutation`` of the training images, or of each
-        group's training rows (``(groups, n)``)."""
+    def order(self, permutations: list[np.ndarray]) -> np.ndarray:
+        """An epoch's rows of ``x``: a permutation of the training images, or each group's
+        permutation of its training rows (``(groups, n)``)."""
         if self.groups is None:
-            return permutation.astype(np.int32)
-        return np.stack([rows[permutation] for rows in self.groups.train_rows]).astype(np.int32)
+            return permutations[0].astype(np.int32)
+        return np.stack([rows[permutation] for rows, permutation in
+                         zip(self.groups.train_rows, permutations)]).astype(np.int32)
 
 
 @dataclass(frozen=True, eq=False)
@@ -165,15 +170,23 @@ def train_pack(configs: Sequence[TrialConfig], splits: Splits,
     members = [_Member(config, budget) for config, budget in
                zip(configs, budgets or [config.epochs for config in configs])]
     data = _PackData.of(splits, groups)
-    pack = _PackState(configs, initial_weights(configs[0], splits), data)
+    seeds = group_seeds(configs, groups)
+    first = {seed: initial_weights(dataclasses.replace(configs[0], seed=seed), splits)
+             for seed in set(seeds)}
+    per_group = len(configs) // len(seeds)
+    pack = _PackState(configs, [first[seeds[index // per_group]]
+                                for index in range(len(configs))], data)
     done = _resume(pack, members, starts) if starts else 0
     run_epoch = _epoch_function(pack, data)
     measure = _metrics_function(pack, data)
-    shuffler = np.random.default_rng(configs[0].seed)
+    shufflers = {seed: np.random.default_rng(seed) for seed in set(seeds)}
     for _ in range(done):  # the data order of the epochs already trained
-        shuffler.permutation(data.train_size)
+        for shuffler in shufflers.values():
+            shuffler.permutation(data.train_size)
     for epoch in range(done + 1, max(member.budget for member in members) + 1):
-        order = tf.constant(data.order(shuffler.permutation(data.train_size)))
+        shuffled = {seed: shuffler.permutation(data.train_size)
+                    for seed, shuffler in shufflers.items()}
+        order = tf.constant(data.order([shuffled[seed] for seed in seeds]))
         rows = dict(zip(("loss", "accuracy"), (value.numpy() for value in run_epoch(order))))
         if data.validates:
             rows |= dict(zip(("val_loss", "val_accuracy"),
@@ -182,6 +195,18 @@ def train_pack(configs: Sequence[TrialConfig], splits: Splits,
     weights, slots = pack.member_weights(), pack.member_slots()
     return PackFit([member.fit(weights[index], _state(member, weights[index], slots[index]))
                     for index, member in enumerate(members)], time.perf_counter() - start)
+
+
+def group_seeds(configs: Sequence[TrialConfig], groups: MemberGroups | None) -> list[int]:
+    """The seed of each group of a pack's members (one for a pack without groups): it
+    decides the group's starting weights and data order, so its members must share it."""
+    count = groups.count if groups else 1
+    per_group = len(configs) // count
+    seeds = [{config.seed for config in configs[start:start + per_group]}
+             for start in range(0, per_group * count, per_group)]
+    if any(len(group) != 1 for group in seeds):
+        raise ValueError("the members of a pack (of each group of one) must share their seed")
+    return [group.pop() for group in seeds]
 
 
 def _state(member: _Member, weights: list[np.ndarray],
@@ -271,7 +296,7 @@ class _PackState:
     """The stacked variables of a pack: weights, optimizer slots, per-member hyperparameters
     (vectors over the K members) and the mask of members still training."""
 
-    def __init__(self, configs: Sequence[TrialConfig], start: list[np.ndarray],
+    def __init__(self, configs: Sequence[TrialConfig], start: list[list[np.ndarray]],
                  data: _PackData):
         import tensorflow as tf
 
@@ -279,8 +304,8 @@ class _PackState:
         self.groups = data.groups.count if data.groups else 1
         self.optimizer = configs[0].optimizer
         self.activation = configs[0].model.activation
-        self.widths = [int(kernel.shape[1]) for kernel in start[0::2]]
-        self.variables = [tf.Variable(value) for value in _stack_members([start] * self.size)]
+        self.widths = [int(kernel.shape[1]) for kernel in start[0][0::2]]
+        self.variables = [tf.Variable(value) for value in _stack_members(start)]
         self.steps = tf.Variable(0, dtype=tf.int64)
         self.active = tf.Variable(np.ones(self.size, bool))
         steps_per_epoch = math.ceil(data.train_size / configs[0].batch_size)

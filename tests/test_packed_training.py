@@ -64,6 +64,33 @@ def test_members_grouped_by_their_rows_equal_a_pack_per_group(digits):
         MemberGroups((rows[:10], rows[:11]), (rows[:5], rows[:5]))
 
 
+def test_groups_of_different_seeds_each_end_where_their_seed_ends_alone(digits):
+    """Restarts of one setting in one pack (the refit's seeds): each group starts from its
+    seed's weights and shuffles in its seed's order, also when it goes on from a state."""
+    setting = dataclasses.replace(_configs("sgd")[40], epochs=4, momentum=0.9, nesterov=True,
+                                  l2=1e-4, schedule="cosine")
+    seeds = [3, 4, 9]
+    configs = [dataclasses.replace(setting, seed=seed) for seed in seeds]
+    rows = np.arange(len(digits.y_train))
+    groups = MemberGroups((rows,) * 3, (rows[:0],) * 3)
+    whole = dataclasses.replace(digits, x_val=digits.x_val[:0], y_val=digits.y_val[:0])
+    fit = train_pack(configs, whole, groups=groups)
+    halfway = train_pack(configs, whole, budgets=[2] * 3, groups=groups)
+    goes_on = train_pack(configs, whole, groups=groups,
+                         starts=[member.state for member in halfway.members])
+    for index, config in enumerate(configs):
+        alone = train(config, whole)
+        _assert_weights_close(fit.members[index].weights, alone.model.get_weights())
+        _assert_weights_close(goes_on.members[index].weights, alone.model.get_weights())
+        assert fit.members[index].history["loss"] == pytest.approx(alone.history["loss"],
+                                                                   rel=1e-5)
+    assert fit.members[0].history["loss"] != pytest.approx(fit.members[1].history["loss"])
+    with pytest.raises(ValueError, match="must share their seed"):
+        train_pack(configs, whole)
+    with pytest.raises(ValueError, match="must share their seed"):
+        train_pack(configs[:2] * 3, whole, groups=groups)
+
+
 def test_two_hidden_layers_and_relu_pack_too(digits):
     configs = _configs("sgd", hidden=(16, 12), activation="relu")[20:28]
     fit = train_pack(configs, digits)

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mnist_core.sweep.config import parse_sweep_config, trial_positions
+from mnist_core.sweep.config import Trial, parse_sweep_config, trial_positions
 from mnist_core.sweep.packs import (
     CPU_PACK_LIMIT,
     GPU_PACK_LIMIT,
@@ -15,8 +15,9 @@ from mnist_core.sweep.packs import (
     make_packs,
     pack_key,
     pack_size_for,
+    restart_packs,
 )
-from mnist_core.sweep.refit import Fold, FoldGroups
+from mnist_core.sweep.refit import ALL_DATA, Fold, FoldGroups, Restarts, refit_configs
 
 CONFIG = """
 [sweep]
@@ -41,6 +42,23 @@ def test_packs_hold_only_trials_that_share_a_key_and_nadam_trains_alone():
     assert sorted(len(p.trials) for p in sgd) == [3, 3, 3, 3, 4, 4]
     assert len(nadam) == 20 and all(len(p.trials) == 1 for p in nadam)
     assert len({p.pack_id for p in packs}) == len(packs)
+
+
+def test_restart_packs_hold_a_group_per_seed_or_a_pack_per_seed():
+    trials = parse_sweep_config(CONFIG).trials
+    sgd = next(t for t in trials if t.config.optimizer == "sgd")
+    seeds = [Trial(sgd.trial_id, config) for config in refit_configs(sgd.config, 4, 5)]
+    assert [trial.config.seed for trial in seeds] == [sgd.config.seed + i for i in range(5)]
+    assert all(trial.config.epochs == 4 and not trial.config.restore_best for trial in seeds)
+    packs = restart_packs(seeds, largest=3)  # 5 seeds on 2 slots
+    assert [pack.view for pack in packs] == [Restarts(3), Restarts(2)]
+    assert sorted(t.config.seed for pack in packs for t in pack.trials) == [
+        t.config.seed for t in seeds]
+    assert all(pack.keep_all_models for pack in packs)
+    nadam = next(t for t in trials if t.config.optimizer == "nadam")
+    alone = restart_packs([Trial(nadam.trial_id, config)
+                           for config in refit_configs(nadam.config, 4, 3)], largest=3)
+    assert [(len(pack.trials), pack.view) for pack in alone] == [(1, ALL_DATA)] * 3
 
 
 def test_fold_packs_train_each_trial_once_per_fold_in_as_few_packs_as_fit():

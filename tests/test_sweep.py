@@ -669,11 +669,16 @@ def test_only_the_models_kept_cross_to_the_driver(ray_session, tmp_path, keep):
 
 
 def test_refit_trains_the_choice_on_training_and_validation_data(ray_session, tmp_path, capsys):
-    from mnist_core.config import DataConfig
+    """From three seeds (``refit_seeds``): each trained as that seed alone trains, the one
+    with the lowest training loss kept."""
+    from mnist_core.config import DataConfig, TrialConfig
     from mnist_core.data import load_dataset
     from mnist_core.evaluation import evaluate
+    from mnist_core.sweep.refit import refit_splits
+    from mnist_core.trial import run_pack
 
-    text = _config(tmp_path, name="refit", epochs=3).read_text() + "\n[selection]\nrefit = true\n"
+    text = _config(tmp_path, name="refit", epochs=3).read_text() + (
+        "\n[selection]\nrefit = true\nrefit_seeds = 3\n")
     path = tmp_path / "refit.toml"
     path.write_text(text)
     out = tmp_path / "runs"
@@ -687,6 +692,18 @@ def test_refit_trains_the_choice_on_training_and_validation_data(ray_session, tm
     model = load_model(folder / "best" / "model.keras")
     assert evaluate(model, splits.x_test, splits.y_test).accuracy == pytest.approx(
         refit["test_accuracy"], abs=1e-9)
-    assert "refit: " in capsys.readouterr().out
+    assert [tried["seed"] for tried in refit["seeds"]] == [0, 1, 2]
+    kept = min(refit["seeds"], key=lambda tried: tried["train_loss"])
+    assert (refit["seed"], refit["train_loss"]) == (kept["seed"], kept["train_loss"])
+    chosen = next(row for row in read_sweep(str(folder))["trials"].to_pylist()
+                  if row["trial_id"] == record["trial_id"])
+    for tried in refit["seeds"]:
+        config = TrialConfig.from_record(chosen | {"seed": tried["seed"], "epochs": 3})
+        (alone,) = run_pack([config], refit_splits(splits))
+        assert alone.history["loss"][-1] == pytest.approx(tried["train_loss"], rel=1e-4)
+        assert alone.evaluation.accuracy == pytest.approx(tried["test_accuracy"], abs=2 / 360)
+    assert len({tried["train_loss"] for tried in refit["seeds"]}) == 3
+    printed = capsys.readouterr().out
+    assert f"seed {kept['seed']} of 3, kept for its lowest training loss" in printed
     assert main(["--resume", folder.name, "--out", str(out), "--no-progress"]) == 0
     assert json.loads((folder / "best" / "best.json").read_text())["refit"] == refit

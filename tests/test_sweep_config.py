@@ -146,6 +146,8 @@ learning_rate = {loguniform = [0.01, 1.0]}
         ("[selection]\nfinalists = 2\nfolds = 1", "folds must be an integer >= 2"),
         ("[selection]\nfinalists = -1", "finalists must be an integer >= 0"),
         ('[selection]\nrefit = "yes"', "refit must be true or false"),
+        ("[selection]\nrefit_seeds = 0", "refit_seeds must be an integer >= 1"),
+        ("[selection]\nrefit = false\nrefit_seeds = 4", "refit_seeds applies only with refit"),
     ],
 )
 def test_bad_search_and_selection_options_are_one_line(tmp_path, extra, named):

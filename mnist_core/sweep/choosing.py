@@ -16,14 +16,14 @@ import pyarrow as pa
 
 from mnist_core import storage
 from mnist_core.config import TrialConfig
-from mnist_core.sweep.config import SweepConfig, Trial
-from mnist_core.sweep.packs import Pack, fold_packs, pack_key
+from mnist_core.sweep.config import Selection, SweepConfig, Trial
+from mnist_core.sweep.packs import Pack, fold_packs, pack_key, restart_packs
 from mnist_core.sweep.refit import (
-    ALL_DATA,
     Fold,
     FoldGroups,
     fold_sizes,
-    refit_config,
+    keep_restart,
+    refit_configs,
     refit_done,
     write_refit,
 )
@@ -60,26 +60,28 @@ def choose(config: SweepConfig, store: PartStore, keeper: BestKeeper, run,
             choice |= {"chosen_by": "cross_validation", "trial_id": records[0]["trial_id"]}
         choice |= {"folds": selection.folds, "finalists": records}
     chosen = next(row for row in rows if row["trial_id"] == choice["trial_id"])
-    return _settle(keeper, choice, chosen, selection.refit, run, say)
+    return _settle(keeper, choice, chosen, selection, run, say)
 
 
-def _settle(keeper: BestKeeper, choice: dict, chosen: dict, refits: bool, run,
+def _settle(keeper: BestKeeper, choice: dict, chosen: dict, selection: Selection, run,
             say) -> tuple[dict, dict | None]:
-    """Put ``chosen`` in ``best/`` and, if ``refits``, refit it: both trained at once where
-    both train. ``choice`` as it then stands (the best trial by validation, and why, if
-    training the chosen one again failed) and the refit's record."""
+    """Put ``chosen`` in ``best/`` and, with ``selection.refit``, refit it: both trained at
+    once where both train. ``choice`` as it then stands (the best trial by validation, and
+    why, if training the chosen one again failed) and the refit's record."""
     hold = _hold_pack(keeper, chosen, say)
-    refit = _refit_pack(keeper, chosen, choice, say) if hold and refits else None
-    members = run_all(run, [pack for pack in (hold, refit) if pack is not None])
-    error = None if hold is None else _keep(keeper, chosen, members[hold.pack_id])
+    refits = _refit_packs(keeper, chosen, choice, selection.refit_seeds, run, say) \
+        if hold and selection.refit else []
+    members = run_all(run, [hold, *refits] if hold else refits)
+    error = None if hold is None else _keep(keeper, chosen, members[hold.pack_id][0])
     if error is not None:  # best/ keeps the best trial by validation, and says why
         choice |= {"chosen_by": "validation", "trial_id": keeper.best["trial_id"],
                    "error": f"training {chosen['trial_id']} again for best/ failed: {error}"}
-    if not refits:
+    if not selection.refit:
         return choice, None
-    if refit is not None and error is None:
-        return choice, _record_refit(keeper, members[refit.pack_id], run)
-    return choice, refit_choice(keeper, choice, run, say)  # best/ as it is now
+    if refits and error is None:
+        return choice, _record_refit(keeper, [member for pack in refits
+                                              for member in members[pack.pack_id]], run)
+    return choice, refit_choice(keeper, choice, selection.refit_seeds, run, say)
 
 
 def _candidates(config: SweepConfig, store: PartStore) -> list[dict]:
@@ -114,36 +116,53 @@ def _keep(keeper: BestKeeper, chosen: dict, member: MemberRecord) -> str | None:
     return None
 
 
-def refit_choice(keeper: BestKeeper, choice: dict, run, say=lambda line: None) -> dict | None:
+def refit_choice(keeper: BestKeeper, choice: dict, seeds: int, run,
+                 say=lambda line: None) -> dict | None:
     """Train the setting in ``best/`` again on training + validation data (``refit``) for the
-    epochs its validation chose; return its record (None when ``best/`` already holds it, an
-    ``error`` when the refit failed: the validation-time model then stays)."""
-    pack = _refit_pack(keeper, keeper.best, choice, say)
-    if pack is None:
+    epochs its validation chose, from ``seeds`` seeds; return its record (None when ``best/``
+    already holds it, an ``error`` when the refit failed: the validation-time model then
+    stays)."""
+    packs = _refit_packs(keeper, keeper.best, choice, seeds, run, say)
+    if not packs:
         return None
-    return _record_refit(keeper, run_one(run, pack), run)
+    members = run_all(run, packs)
+    return _record_refit(keeper, [member for pack in packs
+                                  for member in members[pack.pack_id]], run)
 
 
-def _refit_pack(keeper: BestKeeper, chosen: dict, choice: dict, say) -> Pack | None:
-    """The refit of ``chosen``, a pack of one (None when ``best/`` already holds it)."""
-    if refit_done(keeper.folder, chosen["trial_id"]):
-        return None
+def _refit_packs(keeper: BestKeeper, chosen: dict, choice: dict, seeds: int, run,
+                 say) -> list[Pack]:
+    """The refit of ``chosen`` from ``seeds`` seeds (``packs.restart_packs``); none when
+    ``best/`` already holds it."""
+    if refit_done(keeper.folder, chosen["trial_id"], seeds):
+        return []
     finalist = next((record for record in choice.get("finalists", [])
                      if record["trial_id"] == chosen["trial_id"]), None)
-    config = refit_config(TrialConfig.from_record(chosen), refit_epochs(chosen, finalist))
-    say(f"refitting {chosen['trial_id']} on training + validation data ({config.epochs} "
-        "epochs)")
-    return Pack(f"refit-{chosen['trial_id']}", (Trial(chosen["trial_id"], config),),
-                keep_all_models=True, view=ALL_DATA)
+    configs = refit_configs(TrialConfig.from_record(chosen), refit_epochs(chosen, finalist),
+                            seeds)
+    from_seeds = f", from {seeds} seeds" if seeds > 1 else ""
+    say(f"refitting {chosen['trial_id']} on training + validation data ({configs[0].epochs} "
+        f"epochs{from_seeds})")
+    return restart_packs([Trial(chosen["trial_id"], config) for config in configs],
+                         run.largest(seeds))
 
 
-def _record_refit(keeper: BestKeeper, member: MemberRecord, run) -> dict:
-    """Put the refit model (``member``) in ``best/``; its record (an ``error`` if it failed)."""
-    if member.result is None:
-        return {"trial_id": member.trial_id, "error": member.error}
+def _record_refit(keeper: BestKeeper, members: list[MemberRecord], run) -> dict:
+    """Put the refit model (of ``members``, one per seed: the one ``keep_restart`` keeps) in
+    ``best/``; its record (an ``error`` if every seed failed)."""
+    members = sorted(members, key=lambda member: member.config_record["seed"])
+    losses = [member.result.history["loss"][-1] if member.result else None
+              for member in members]
+    kept = keep_restart(losses)
+    if kept is None:
+        return {"trial_id": members[0].trial_id, "error": members[0].error}
+    seeds = [{"seed": member.config_record["seed"], "train_loss": loss,
+              "test_accuracy": member.result.evaluation.accuracy if member.result else None,
+              "error": member.error} for member, loss in zip(members, losses)]
     images = len(run.splits.y_train) + len(run.splits.y_val)
     with recording(keeper.folder):
-        return write_refit(keeper.folder, member.trial_id, member.result, images)
+        return write_refit(keeper.folder, members[kept].trial_id, members[kept].result,
+                           images, seeds)
 
 
 def cross_validate(config: SweepConfig, folder: str, finalists: list[dict], run) -> list[dict]:
@@ -247,15 +266,9 @@ class _Collected:
         self.members[pack_id] = members
 
 
-def run_all(run, packs: list[Pack]) -> dict[str, MemberRecord]:
-    """Train packs of one trial each through ``run``, at once; each one's member record, by
-    pack id."""
+def run_all(run, packs: list[Pack]) -> dict[str, list[MemberRecord]]:
+    """Train ``packs`` through ``run``, at once; each one's member records, by pack id."""
     sink = _Collected()
     if packs:
         run.run_packs(packs, sink)
-    return {pack_id: members[0] for pack_id, members in sink.members.items()}
-
-
-def run_one(run, pack: Pack) -> MemberRecord:
-    """Train a pack of one trial through ``run``; its member's record."""
-    return run_all(run, [pack])[pack.pack_id]
+    return sink.members

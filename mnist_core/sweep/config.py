@@ -56,7 +56,7 @@ SECTIONS = {
     "resources": {"num_cpus", "num_gpus", "max_retries", "pack_size"},
     "scheduler": {"kind", "eta", "min_epochs"},
     "tracking": {"mlflow", "experiment", "tensorboard"},
-    "selection": {"refit", "by", "finalists", "folds"},
+    "selection": {"refit", "refit_seeds", "by", "finalists", "folds"},
     "search": {"sampler", "round_size"},
 }
 SCHEDULERS = ("none", "halving")
@@ -144,15 +144,18 @@ class Selection:
     """How the sweep's model is chosen, on validation data only: by the best trial, or by the
     best mean over seeds (``by = "seed_mean"``); then, with ``finalists = N``, the N best
     settings are compared again by ``folds``-fold cross-validation over training + validation
-    data; with ``refit``, the chosen setting is trained again on training + validation."""
+    data; with ``refit``, the chosen setting is trained again on training + validation, from
+    ``refit_seeds`` seeds, keeping the model with the lowest training loss."""
 
     refit: bool = False
+    refit_seeds: int = 1
     by: str = "trial"
     finalists: int = 0
     folds: int = 5
 
     def __post_init__(self) -> None:
         check_flag("refit", self.refit)
+        check_int("refit_seeds", self.refit_seeds, 1)
         check_choice("by", self.by, SELECT_BY)
         check_int("finalists", self.finalists, 0)
         check_int("folds", self.folds, 2)
@@ -537,6 +540,9 @@ def _units(value) -> tuple:
 def _selection(section: dict, is_search: bool, seeds: list) -> Selection:
     """``[selection]``: refit on by default for searches (a grid with distributions)."""
     selection = _section("selection", Selection, **{"refit": is_search, **section})
+    if "refit_seeds" in section and not selection.refit:
+        raise ConfigError("[selection] refit_seeds applies only with refit = true (the seeds "
+                          "the chosen setting is trained again from)")
     if "folds" in section and not selection.cross_validates:
         raise ConfigError("[selection] folds applies only with finalists >= 1 (the settings "
                           "compared again by cross-validation)")

@@ -29,7 +29,7 @@ import numpy as np
 from mnist_core.config import TrialConfig
 from mnist_core.packed_training import PACKABLE_OPTIMIZERS, MemberState
 from mnist_core.sweep.config import Trial, TrialGrid
-from mnist_core.sweep.refit import Fold, FoldGroups
+from mnist_core.sweep.refit import ALL_DATA, Fold, FoldGroups, Restarts
 from mnist_core.sweep.store import SweepRows
 
 CPU_PACK_LIMIT = 128
@@ -53,7 +53,7 @@ class Pack:
     trials: Sequence[Trial]  # a tuple, or a grid's ``TrialColumns`` (made on the worker)
     budgets: tuple[int, ...] | None = None
     keep_all_models: bool = False  # else only the pack's best member sends its model back
-    view: Fold | FoldGroups | str | None = None  # the data it trains on (``refit.view_data``)
+    view: Fold | FoldGroups | Restarts | str | None = None  # its data (``refit.view_data``)
     starts: tuple[MemberState, ...] | None = None  # each member's state to go on from
     details_to: str | None = None  # the sweep folder its worker writes detail parts to
     rows: SweepRows | None = None  # set: its worker builds its report tables (``worker``)
@@ -127,6 +127,22 @@ def fold_packs(trials: list[Trial], folds: FoldGroups, largest: int) -> list[Pac
     run = uuid.uuid4().hex[:6]
     return [Pack(f"{run}-f{index:05d}", tuple(trials[index::count]) * groups, view=folds)
             for index in range(count)]
+
+
+def restart_packs(trials: list[Trial], largest: int) -> list[Pack]:
+    """Packs for one setting from several seeds (``trials``, the refit's) on training +
+    validation data: a group per seed (``Restarts``), as many seeds per pack as fit in
+    ``largest`` members, balanced; a pack per seed where a pack holds one (an unpackable
+    optimizer). Every member's model comes back."""
+    limit = min(_member_limit(trials[0].config, largest), len(trials))
+    run = uuid.uuid4().hex[:6]
+    if limit < 2:
+        return [Pack(f"{run}-r{index:05d}", (trial,), keep_all_models=True, view=ALL_DATA)
+                for index, trial in enumerate(trials)]
+    count = math.ceil(len(trials) / limit)
+    chunks = [tuple(trials[index::count]) for index in range(count)]
+    return [Pack(f"{run}-r{index:05d}", chunk, keep_all_models=True,
+                 view=Restarts(len(chunk))) for index, chunk in enumerate(chunks)]
 
 
 def grid_packs(grid: TrialGrid, positions: np.ndarray, largest: int,

@@ -8,6 +8,12 @@ the validation-time ones in ``best.json`` (``refit`` and the top-level figures, 
 chosen trial's), and the validation-time model stays as ``best/model_validation.keras``. The
 test set still chooses nothing. A refit is recorded by trial id, so a resumed sweep refits
 again only when its choice changed.
+
+With ``[selection] refit_seeds = N`` the setting is trained from N seeds (its own and the
+next ones), a group per seed in one pack, and the model with the lowest training loss is
+kept, as scikit-learn's ``KMeans`` keeps the best of its ``n_init`` runs by inertia: this
+small network lands in minima of different quality from different starting weights, and the
+training loss tells them apart without any held-out data (``keep_restart``).
 """
 
 from __future__ import annotations
@@ -54,10 +60,22 @@ class FoldGroups:
 ALL_DATA = "all"  # a pack's view: training + validation data as one training set (refit)
 
 
-def view_data(view: Fold | FoldGroups | str | None,
+@dataclass(frozen=True)
+class Restarts:
+    """Training + validation data as one training set (``ALL_DATA``) for ``count`` groups of
+    a pack's members, each group its own seed's: the refit's seeds in one pack."""
+
+    count: int
+
+
+def view_data(view: Fold | FoldGroups | Restarts | str | None,
               splits: Splits) -> tuple[Splits, MemberGroups | None]:
-    """The data a pack trains on (``view_splits``), and for ``FoldGroups`` the rows of
-    training + validation data each group trains and is validated on."""
+    """The data a pack trains on (``view_splits``), and for ``FoldGroups`` and ``Restarts``
+    the rows of training + validation data each group trains and is validated on."""
+    if isinstance(view, Restarts):
+        pooled = refit_splits(splits)
+        rows = np.arange(len(pooled.y_train))
+        return pooled, MemberGroups((rows,) * view.count, (rows[:0],) * view.count)
     if not isinstance(view, FoldGroups):
         return view_splits(view, splits), None
     pooled = refit_splits(splits)
@@ -104,22 +122,34 @@ def refit_splits(splits: Splits) -> Splits:
         x_val=splits.x_val[:0], y_val=splits.y_val[:0])
 
 
-def refit_config(config: TrialConfig, best_epoch: int) -> TrialConfig:
-    """The chosen setting for its kept epochs, with nothing left that needs validation."""
-    return dataclasses.replace(config, epochs=best_epoch, restore_best=False, patience=0)
+def refit_configs(config: TrialConfig, best_epoch: int, seeds: int) -> list[TrialConfig]:
+    """The chosen setting for its kept epochs, with nothing left that needs validation,
+    from its own seed and the ``seeds - 1`` after it."""
+    refit = dataclasses.replace(config, epochs=best_epoch, restore_best=False, patience=0)
+    return [dataclasses.replace(refit, seed=config.seed + offset) for offset in range(seeds)]
 
 
-def refit_done(folder: str, trial_id: str) -> bool:
-    """Whether ``best/`` already holds the refit of ``trial_id``."""
+def refit_done(folder: str, trial_id: str, seeds: int) -> bool:
+    """Whether ``best/`` already holds the refit of ``trial_id`` from ``seeds`` seeds."""
     location = storage.join(folder, "best", "best.json")
     if not storage.exists(location):
         return False
-    record = json.loads(storage.read_bytes(location))
-    return record.get("refit", {}).get("trial_id") == trial_id
+    refit = json.loads(storage.read_bytes(location)).get("refit", {})
+    return refit.get("trial_id") == trial_id and len(refit.get("seeds", [None])) == seeds
 
 
-def write_refit(folder: str, trial_id: str, result, train_images: int) -> dict:
-    """Put the refit model in ``best/model.keras`` (the validation-time one kept beside it)
+def keep_restart(losses: list[float | None]) -> int | None:
+    """Which of the refit's seeds to keep: the one whose last epoch's training loss (as
+    Keras reports it, the L2 penalty included) is lowest; None when every one failed."""
+    finite = [(loss, index) for index, loss in enumerate(losses)
+              if loss is not None and np.isfinite(loss)]
+    return min(finite)[1] if finite else None
+
+
+def write_refit(folder: str, trial_id: str, result, train_images: int,
+                seeds: list[dict]) -> dict:
+    """Put the refit model (``result``: the kept one of ``seeds``, each one's seed, training
+    loss and test accuracy) in ``best/model.keras`` (the validation-time one kept beside it)
     and its figures in ``best.json``; return the refit record."""
     best = storage.join(folder, "best")
     chosen = storage.join(best, "model.keras")
@@ -128,7 +158,10 @@ def write_refit(folder: str, trial_id: str, result, train_images: int) -> dict:
     storage.write_bytes(chosen, result.model_bytes)
     refit = {"trial_id": trial_id, "epochs": result.config.epochs,
              "train_images": train_images, "test_accuracy": result.evaluation.accuracy,
-             "test_loss": result.evaluation.loss,
+             "test_loss": result.evaluation.loss, "seed": result.config.seed,
+             "train_loss": result.history["loss"][-1],
+             "kept_by": "the lowest training loss" if len(seeds) > 1 else "its only seed",
+             "seeds": seeds,
              "model": "best/model.keras (validation-time model: best/model_validation.keras)"}
     location = storage.join(best, "best.json")
     record = json.loads(storage.read_bytes(location)) | {"refit": refit}
