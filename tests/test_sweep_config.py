@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from mnist_core.errors import ConfigError
-from mnist_core.sweep.config import load_sweep_config, parse_sweep_config
+from mnist_core.sweep.config import SEARCH_REFIT_SEEDS, load_sweep_config, parse_sweep_config
 
 VALID = """
 [sweep]
@@ -171,7 +171,9 @@ def test_tpe_sweeps_count_their_trials_before_any_is_proposed():
     config = parse_sweep_config(SEARCH + '[search]\nsampler = "tpe"\nround_size = 3\n')
     assert config.trials == () and config.trial_count == 16 and config.proposes
     assert config.grid_names == ["learning_rate", "seed"]
-    assert config.selection.refit  # a search: refit by default
+    assert config.selection.refit  # a search: refit by default, from several seeds
+    assert config.selection.refit_seeds == SEARCH_REFIT_SEEDS > 1
+    assert parse_sweep_config(SEARCH + "[selection]\nrefit = false\n").selection.refit_seeds == 1
 
 
 def test_a_million_trial_sweep_holds_its_draws_not_a_million_configs():

@@ -63,6 +63,9 @@ SCHEDULERS = ("none", "halving")
 KEEP_MODELS = ("best", "all")
 SELECT_BY = ("trial", "seed_mean")
 SAMPLERS = ("random", "tpe")
+# A search's refit trains its choice from this many seeds and keeps the lowest training loss
+# (bench/selection.py on Fashion-MNIST: docs/results.md).
+SEARCH_REFIT_SEEDS = 8
 MAX_TRIALS = 10_000_000  # [sweep] max_trials' default: counted before anything is expanded
 # Fields added after the first release: left out of a trial's id hash while at their default,
 # so sweeps started before they existed resume with the same trial ids.
@@ -538,8 +541,12 @@ def _units(value) -> tuple:
 
 
 def _selection(section: dict, is_search: bool, seeds: list) -> Selection:
-    """``[selection]``: refit on by default for searches (a grid with distributions)."""
-    selection = _section("selection", Selection, **{"refit": is_search, **section})
+    """``[selection]``: refit on by default for searches (a grid with distributions), from
+    ``SEARCH_REFIT_SEEDS`` seeds unless the section says otherwise."""
+    refits = section.get("refit", is_search)
+    seeds_tried = SEARCH_REFIT_SEEDS if is_search and refits is True else 1
+    selection = _section("selection", Selection,
+                         **{"refit": is_search, "refit_seeds": seeds_tried, **section})
     if "refit_seeds" in section and not selection.refit:
         raise ConfigError("[selection] refit_seeds applies only with refit = true (the seeds "
                           "the chosen setting is trained again from)")
