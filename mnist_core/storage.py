@@ -64,6 +64,13 @@ def name(location: str) -> str:
     return str(location).rstrip("/").rsplit("/", 1)[-1]
 
 
+def is_temporary(location: str) -> bool:
+    """Whether ``location`` is the temporary file of an atomic write (``_atomic_output``'s:
+    its name starts with a dot), one still being written or left by a writer killed mid-write:
+    never a file of its own."""
+    return name(location).startswith(".")
+
+
 def exists(location: str) -> bool:
     """True when a file exists at ``location``."""
     if not is_uri(location):

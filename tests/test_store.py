@@ -104,6 +104,20 @@ def test_an_unrecorded_pack_is_trained_again_and_every_row_restored(sweep, capsy
     _assert_every_row(sweep)
 
 
+def test_a_part_killed_mid_write_is_trained_again_and_its_temporary_file_removed(sweep,
+                                                                                capsys):
+    """A writer killed mid-write leaves its temporary file (``.p1.parquet.<random>``) beside
+    the parts: it is no part, and the pack it was for is trained again."""
+    _as_parts(sweep)
+    trials = sweep / "parts" / "trials" / "p1.parquet"
+    left = trials.with_name(".p1.parquet.k3x9q2ab")
+    left.write_bytes(trials.read_bytes()[:100])
+    trials.unlink()
+    assert _resume(sweep, capsys)[0] == 0
+    _assert_every_row(sweep)
+    assert not (sweep / "parts").exists()
+
+
 def test_a_first_compaction_cut_short_resumes_with_every_row(sweep, capsys):
     _as_parts(sweep)
     shutil.copy(sweep / "parts" / "epochs" / "p1.parquet", sweep / "epochs.parquet")

@@ -242,7 +242,8 @@ class _FoldStore:
 
     def _files(self) -> list[str]:
         parts = [entry.location for entry in
-                 storage.list_files(storage.join(self.folder, "finalists"))]
+                 storage.list_files(storage.join(self.folder, "finalists"))
+                 if not storage.is_temporary(entry.location)]
         return [self.compacted, *parts] if storage.exists(self.compacted) else parts
 
 
