@@ -158,8 +158,9 @@ def _fewer_seeds(cross_validated: dict, refit: dict) -> dict:
 
 def _order(results: dict) -> list[str]:
     """Methods in the order the report lists them: a, b, then b with fewer seeds, c, d."""
-    fewer = sorted((key for key in results if key[1:].isdigit()), key=lambda key: int(key[1:]))
-    return [key for key in ("a", "b", *reversed(fewer), "c", "d") if key in results]
+    fewer = sorted((key for key in results if key[1:].isdigit()), key=lambda key: int(key[1:]),
+                   reverse=True)
+    return [key for key in ("a", "b", *fewer, "c", "d") if key in results]
 
 
 def _line(result: dict) -> str:

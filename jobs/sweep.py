@@ -35,6 +35,7 @@ from mnist_core.sweep.config import (
     load_sweep_config,
     parse_sweep_config,
 )
+from mnist_core.sweep.refit import describe_kept_seed
 from mnist_core.sweep.selection import describe_choice
 from mnist_core.sweep.store import claim_sweep_folder
 
@@ -216,18 +217,11 @@ def _describe_refit(refit: dict) -> str:
     if "error" in refit:
         return (f"refit of {refit['trial_id']} failed ({refit['error']}): best/model.keras is "
                 "the validation-time model")
+    kept = describe_kept_seed(refit)
     return (f"refit: {refit['trial_id']} trained again on training + validation "
-            f"({refit['train_images']:,} images, {refit['epochs']} epochs{_seeds(refit)}): "
-            f"test accuracy {refit['test_accuracy']:.4f}; that model is best/model.keras")
-
-
-def _seeds(refit: dict) -> str:
-    """Which of the refit's seeds was kept, where it tried several."""
-    tried = refit.get("seeds", [])
-    if len(tried) < 2:
-        return ""
-    return (f"; seed {refit['seed']} of {len(tried)}, kept for its lowest training loss "
-            f"{refit['train_loss']:.4f}")
+            f"({refit['train_images']:,} images, {refit['epochs']} epochs"
+            f"{'; ' + kept if kept else ''}): test accuracy {refit['test_accuracy']:.4f}; "
+            "that model is best/model.keras")
 
 
 def _cell(value) -> str:

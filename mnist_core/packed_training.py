@@ -173,9 +173,7 @@ def train_pack(configs: Sequence[TrialConfig], splits: Splits,
     seeds = group_seeds(configs, groups)
     first = {seed: initial_weights(dataclasses.replace(configs[0], seed=seed), splits)
              for seed in set(seeds)}
-    per_group = len(configs) // len(seeds)
-    pack = _PackState(configs, [first[seeds[index // per_group]]
-                                for index in range(len(configs))], data)
+    pack = _PackState(configs, [first[config.seed] for config in configs], data)
     done = _resume(pack, members, starts) if starts else 0
     run_epoch = _epoch_function(pack, data)
     measure = _metrics_function(pack, data)

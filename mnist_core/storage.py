@@ -71,6 +71,12 @@ def is_temporary(location: str) -> bool:
     return name(location).startswith(".")
 
 
+def finished_files(pattern: str) -> list[FileEntry]:
+    """``list_files`` without the temporary files of writes in progress or cut off
+    (``is_temporary``): the files a reader may read."""
+    return [entry for entry in list_files(pattern) if not is_temporary(entry.location)]
+
+
 def exists(location: str) -> bool:
     """True when a file exists at ``location``."""
     if not is_uri(location):

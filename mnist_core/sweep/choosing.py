@@ -79,8 +79,7 @@ def _settle(keeper: BestKeeper, choice: dict, chosen: dict, selection: Selection
     if not selection.refit:
         return choice, None
     if refits and error is None:
-        return choice, _record_refit(keeper, [member for pack in refits
-                                              for member in members[pack.pack_id]], run)
+        return choice, _record_refit(keeper, refits, members, run)
     return choice, refit_choice(keeper, choice, selection.refit_seeds, run, say)
 
 
@@ -125,9 +124,7 @@ def refit_choice(keeper: BestKeeper, choice: dict, seeds: int, run,
     packs = _refit_packs(keeper, keeper.best, choice, seeds, run, say)
     if not packs:
         return None
-    members = run_all(run, packs)
-    return _record_refit(keeper, [member for pack in packs
-                                  for member in members[pack.pack_id]], run)
+    return _record_refit(keeper, packs, run_all(run, packs), run)
 
 
 def _refit_packs(keeper: BestKeeper, chosen: dict, choice: dict, seeds: int, run,
@@ -147,10 +144,12 @@ def _refit_packs(keeper: BestKeeper, chosen: dict, choice: dict, seeds: int, run
                          run.largest(seeds))
 
 
-def _record_refit(keeper: BestKeeper, members: list[MemberRecord], run) -> dict:
-    """Put the refit model (of ``members``, one per seed: the one ``keep_restart`` keeps) in
-    ``best/``; its record (an ``error`` if every seed failed)."""
-    members = sorted(members, key=lambda member: member.config_record["seed"])
+def _record_refit(keeper: BestKeeper, packs: list[Pack],
+                  members: dict[str, list[MemberRecord]], run) -> dict:
+    """Put the refit model (of the refit ``packs``' ``members``, one per seed: the one
+    ``keep_restart`` keeps) in ``best/``; its record (an ``error`` if every seed failed)."""
+    members = sorted((member for pack in packs for member in members[pack.pack_id]),
+                     key=lambda member: member.config_record["seed"])
     losses = [member.result.history["loss"][-1] if member.result else None
               for member in members]
     kept = keep_restart(losses)
@@ -242,8 +241,7 @@ class _FoldStore:
 
     def _files(self) -> list[str]:
         parts = [entry.location for entry in
-                 storage.list_files(storage.join(self.folder, "finalists"))
-                 if not storage.is_temporary(entry.location)]
+                 storage.finished_files(storage.join(self.folder, "finalists"))]
         return [self.compacted, *parts] if storage.exists(self.compacted) else parts
 
 

@@ -499,8 +499,7 @@ def _finishing_on_workers(folder: str) -> bool:
     """Whether compaction and the final page go to worker tasks: where workers reach
     ``folder`` (``_details_folder``) and it holds at least ``WORKER_FINISH_PACKS`` packs'
     parts. Their memory (every trial's ids, the page's columns) is then not the driver's."""
-    packs = [entry for entry in storage.list_files(storage.join(folder, "parts", "trials"))
-             if not storage.is_temporary(entry.location)]
+    packs = storage.finished_files(storage.join(folder, "parts", "trials"))
     return len(packs) >= WORKER_FINISH_PACKS and _details_folder(folder) is not None
 
 

@@ -31,6 +31,7 @@ from mnist_core.reports import (
     ranked_trials,
 )
 from mnist_core.sweep.config import Halving
+from mnist_core.sweep.refit import describe_kept_seed
 from mnist_core.sweep.selection import describe_choice, seed_means
 from mnist_core.sweep.store import (
     SweepFiles,
@@ -131,13 +132,11 @@ def _choice(best: dict) -> str:
     """How the setting was chosen; the finalists' fold scores when they were compared."""
     choice = best["choice"]
     refit = best.get("refit", {})
-    seeds = len(refit.get("seeds", []))
-    kept = "" if seeds < 2 else (
-        f" from {seeds} seeds (seed {refit['seed']} kept: the lowest training loss)")
+    kept = describe_kept_seed(refit)
     refit_line = "" if "test_accuracy" not in refit else (
         f" Trained again on training + validation data ({refit['train_images']:,} images, "
-        f"{refit['epochs']} epochs){kept}, it scores {refit['test_accuracy']:.4f} on the test "
-        "set; that model is best/model.keras.")
+        f"{refit['epochs']} epochs{'; ' + kept if kept else ''}), it scores "
+        f"{refit['test_accuracy']:.4f} on the test set; that model is best/model.keras.")
     text = (f"<h2>The choice</h2><p>{escape(describe_choice(choice))}: "
             f"<b>{cell(choice['trial_id'])}</b> (validation {best['val_accuracy']:.4f}, "
             f"test {best['test_accuracy']:.4f}).{refit_line}</p>")

@@ -146,6 +146,16 @@ def keep_restart(losses: list[float | None]) -> int | None:
     return min(finite)[1] if finite else None
 
 
+def describe_kept_seed(refit: dict) -> str:
+    """Which of a refit's seeds was kept (its record's ``seed``), where it tried several;
+    empty where it tried one."""
+    tried = refit.get("seeds", [])
+    if len(tried) < 2:
+        return ""
+    return (f"seed {refit['seed']} of {len(tried)}, kept for its lowest training loss "
+            f"{refit['train_loss']:.4f}")
+
+
 def write_refit(folder: str, trial_id: str, result, train_images: int,
                 seeds: list[dict]) -> dict:
     """Put the refit model (``result``: the kept one of ``seeds``, each one's seed, training

@@ -554,9 +554,7 @@ def _sources(folder: str) -> list[dict[str, str | None]]:
     """The compacted files, then each finished pack's parts (those with a trials part)."""
     compacted = {name: storage.join(folder, f"{name}.parquet") for name in SCHEMAS}
     sources = [compacted] if storage.exists(compacted["trials"]) else []
-    for entry in storage.list_files(storage.join(folder, "parts", "trials")):
-        if storage.is_temporary(entry.location):  # a part whose writer was killed
-            continue
+    for entry in storage.finished_files(storage.join(folder, "parts", "trials")):
         pack_id = storage.name(entry.location).removesuffix(".parquet")
         sources.append({name: storage.join(folder, "parts", name, f"{pack_id}.parquet")
                         for name in SCHEMAS})
