@@ -117,7 +117,7 @@ def _sweep_and_scoring(args, splits, folder: Path, on_gpu: bool) -> dict:
                         out=str(folder / "out"), actors=4 if on_gpu else 2,
                         num_gpus=0.25 if on_gpu else 0.0)
     start = time.perf_counter()
-    scored = scoring.execute(scoring.make_plan(score))
+    scored = scoring.execute(scoring.make_plan(score, scoring.check_inputs(score)))
     scoring_seconds = time.perf_counter() - start
     ray.shutdown()
     return {"sweep_trials": summary.total, "sweep_packs": summary.packs,

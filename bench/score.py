@@ -36,11 +36,11 @@ def main() -> None:
     """Run the measurements and print their ratios."""
     args = _parse()
     from mnist_core import devices, session
-    from mnist_core.data import dataset_images
+    from mnist_core.data import held_out_images
 
     devices.configure()
     dataset = "fashion_mnist" if DEBIAN_FASHION.is_dir() else "digits"
-    pixels, labels = dataset_images(dataset)
+    pixels, labels = held_out_images(dataset)
     with tempfile.TemporaryDirectory(dir=args.workdir) as folder:
         model_path = _model(Path(folder), pixels, labels)
         rates = _in_process_rates(model_path, pixels[np.arange(IN_MEMORY) % len(pixels)])
@@ -94,7 +94,8 @@ def _time_job(folder: Path, model_path: str, dataset: str, pixels, labels, count
                          actors=args.actors)
     start = time.perf_counter()
     landed = []
-    summary = scoring.execute(scoring.make_plan(config),
+    plan = scoring.make_plan(config, scoring.check_inputs(config))
+    summary = scoring.execute(plan,
                               on_shard=lambda *_: landed.append(time.perf_counter() - start))
     seconds = time.perf_counter() - start
     assert summary.images == count and summary.failed_rows == 0

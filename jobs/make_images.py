@@ -4,7 +4,8 @@
     python -m jobs.make_images --dataset fashion_mnist --count 1000000 --shard-size 50000 \\
         --out data/fashion_1m
 
-Tiles the dataset's images (train then test) up to --count, with unique ids
+Tiles the data set's test images (held out from every model trained on it, so the accuracy
+a scoring run reports on them is a test accuracy) up to --count, with unique ids
 ``<dataset>-<index>``. Each shard has columns id (string), image (raw uint8 bytes, row-major,
 in the dataset's own pixel units: 0–255, or 0–16 for digits, as its models take them) and
 label (the true label, for checking).
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from jobs._cli import Parser, run
 from mnist_core import storage
 from mnist_core.config import DATASETS
-from mnist_core.data import dataset_images
+from mnist_core.data import held_out_images
 from mnist_core.errors import ConfigError
 from mnist_core.scoring.shards import write_shards
 
@@ -42,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.count <= 0 or args.shard_size <= 0:
         raise ConfigError("--count and --shard-size must be positive")
     storage.check_writable(args.out)
-    images, labels = dataset_images(args.dataset, args.data_path)
+    images, labels = held_out_images(args.dataset, args.data_path)
     shards = write_shards(args.out, args.dataset, images, labels, args.count, args.shard_size)
     print(f"wrote {args.count} images in {shards} shards to {args.out}")
     return 0

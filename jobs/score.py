@@ -7,14 +7,18 @@
 
 Inputs (paths or URIs): Parquet shards (id, image), .npy/.npz arrays of uint8 images, or
 folders of PNG/JPEG. Writes predictions/shard=<key>/part-0.parquet, manifest.parquet and
-failures.parquet to --out. A rerun scores only new or changed shards, and every shard again
-when the model changed. One run per --out at a time. Exit code 0 when every image was scored,
-1 when some images or shards were rejected (see failures.parquet), 2 for a missing model or
-input, an output folder that cannot be written or is in use, 3 for a corrupt model.
+failures.parquet to --out. A rerun scores only new or changed shards, every shard again when
+the model changed, and (--retry-failed) the shards with rejected images. One run per --out at
+a time. Exit code 0 when --out holds a prediction from this model for every image of the
+input, 1 when it holds rejected images or shards for this model (from this run or an earlier
+one: the most common reasons are printed, every one is in failures.parquet), 2 for a missing
+model or input, images of another size than the model takes, resources the cluster lacks, an
+output folder that cannot be written or is in use, 3 for a corrupt model.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import time
@@ -53,6 +57,8 @@ def parse_args(argv: Sequence[str] | None):
                         help="a line per committed shard instead of a progress bar (for logs)")
     parser.add_argument("--wait", action="store_true",
                         help="wait for another run that holds --out instead of exiting 2")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="score again the shards whose images this model rejected")
     return parser.parse_args(argv)
 
 
@@ -61,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     config = ScoreConfig(model=args.model, input=args.input, out=args.out,
                          batch_size=args.batch_size, actors=args.actors,
-                         num_gpus=args.num_gpus, max_retries=args.max_retries, wait=args.wait)
+                         num_gpus=args.num_gpus, max_retries=args.max_retries, wait=args.wait,
+                         retry_failed=args.retry_failed)
     rerun = shlex.join([sys.executable, "-m", "jobs.score",
                         *(sys.argv[1:] if argv is None else argv)])
     return score(config, rerun, args.address, show_progress=not args.no_progress)
@@ -69,13 +76,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def score(config: ScoreConfig, rerun: str, address: str | None = None,
           show_progress: bool = True) -> int:
-    """Check and lock ``--out``, score what is pending, print the summary; return the exit
-    code. ``rerun``: the command that continues an interrupted run. ``jobs.score_demo`` calls
-    this with its own config."""
+    """Check the inputs (before ``--out`` is touched), then check and lock ``--out``, score
+    what is pending, print the summary; return the exit code. ``rerun``: the command that
+    continues an interrupted run. ``jobs.score_demo`` calls this with its own config."""
+    from mnist_core.scoring.driver import check_inputs
+
+    inputs = check_inputs(config)
     storage.check_writable(config.out)
     try:
         with lock.hold(config.out, config.wait, on_wait=_print_waiting(config.out)):
-            return _score(config, address, show_progress)
+            return _score(config, inputs, address, show_progress)
     except OutputBusy as error:
         raise OutputBusy(f"{error}; try again later, or pass --wait", key="out") from None
     except KeyboardInterrupt as interrupt:
@@ -87,18 +97,19 @@ def score(config: ScoreConfig, rerun: str, address: str | None = None,
         return interrupted_exit_code(interrupt)
 
 
-def _score(config: ScoreConfig, address: str | None, show_progress: bool) -> int:
+def _score(config: ScoreConfig, inputs, address: str | None, show_progress: bool) -> int:
     from mnist_core import console, session
-    from mnist_core.scoring.driver import execute, make_plan
+    from mnist_core.scoring.driver import check_resources, execute, make_plan
     from mnist_core.scoring.page import write_scoring_report
 
     with console.native_output_to(storage.join(config.out, "logs", "score.log")):
-        plan = make_plan(config)
-    print(f"model {plan.model_id}: {plan.model}", flush=True)
-    print(f"{len(plan.pending)} of {len(plan.shards)} shards to score", flush=True)
+        plan = make_plan(config, inputs)
+    print(f"model {inputs.model_id}: {inputs.model}", flush=True)
+    print(f"{len(plan.pending)} of {len(inputs.shards)} shards to score", flush=True)
     if plan.pending:
         print(f"scoring on {session.connect(address)}", flush=True)
         stop_on_sigterm()
+        check_resources(config, cluster_can_grow=bool(address or os.environ.get("RAY_ADDRESS")))
     start = time.perf_counter()
     with _ShardProgress(plan.pending, show_progress) as progress:
         summary = execute(plan, on_shard=progress.committed)
@@ -108,8 +119,22 @@ def _score(config: ScoreConfig, address: str | None, show_progress: bool) -> int
           f"{summary.images} images in {seconds:.1f} s, {summary.failed_rows} rejected")
     print(f"predictions: before {_models(summary.models_before)}; "
           f"now {_models(summary.models_after)}")
+    _print_held(summary.held, config.out)
     print(f"output: {config.out} (report: {write_scoring_report(config.out)})")
-    return EXIT_OK if summary.failed_rows == 0 else EXIT_PARTIAL
+    return EXIT_OK if summary.held.rejected == 0 else EXIT_PARTIAL
+
+
+def _print_held(held, out: str) -> None:
+    """What --out holds from this model for the input: every run says it, so a rerun that
+    scores nothing still reports (and exits 1 for) what earlier runs rejected."""
+    print(f"{out} holds {held.images:,} predictions from this model for {held.shards} of the "
+          f"input's shards; {held.rejected:,} rejected")
+    if not held.rejected:
+        return
+    for reason, count in held.reasons:
+        print(f"  {count:>8,} rejected: {reason}")
+    print(f"every rejected image is in {storage.join(out, 'failures.parquet')}; a shard is "
+          "scored again when it or the model changes, or with --retry-failed")
 
 
 class _ShardProgress:

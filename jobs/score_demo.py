@@ -2,11 +2,12 @@
 
     python -m jobs.score_demo [--runs runs] [--images data/demo_images] [--out scores/demo]
 
-The demo set is 20,000 of scikit-learn's digits tiled into four Parquet shards (written on
-first use). The model is the best model of the newest completed sweep in ``--runs``
-(``<runs>/latest``) when that sweep is on digits; otherwise a model is trained once into
-``<runs>/score-model/``. Run it twice: the second run finds every shard already scored by that
-model and scores nothing.
+The demo set is scikit-learn's digits' 360 test images (held out from every model trained on
+digits) tiled to 20,000 images in four Parquet shards (written on first use), so the accuracy
+its page reports is a test accuracy. The model is the best model of the newest completed
+sweep in ``--runs`` (``<runs>/latest``) when that sweep is on digits; otherwise a model is
+trained once into ``<runs>/score-model/``. Run it twice: the second run finds every shard
+already scored by that model and scores nothing.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     images = Path(args.images)
     if not any(images.glob("*.parquet")):
-        from mnist_core.data import dataset_images
+        from mnist_core.data import held_out_images
         from mnist_core.scoring.shards import write_shards
 
-        pixels, labels = dataset_images("digits")
+        pixels, labels = held_out_images("digits")
         write_shards(str(images), "digits", pixels, labels, DEMO_COUNT, DEMO_SHARD_SIZE)
         print(f"demo images: wrote {DEMO_COUNT} digits in {images}")
     runs = Path(args.runs)

@@ -14,6 +14,7 @@ and ``packed_training``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from mnist_core.errors import ConfigError
@@ -203,6 +204,8 @@ def check_range(name: str, value: object, lower: float, upper: float | None,
     """``value`` is a number within the bounds (open or closed at each end)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"must be a number, got {value!r}", key=name)
+    if not math.isfinite(value):
+        raise ConfigError(f"must be a finite number, got {value}", key=name)
     below = value <= lower if lower_open else value < lower
     above = upper is not None and (value >= upper if upper_open else value > upper)
     if not (below or above):

@@ -104,12 +104,12 @@ def prepare(name: str, raw: RawData, validation_split: float, seed: int) -> Spli
     )
 
 
-def dataset_images(name: str, data_path: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """Every image of a dataset (train then test) as uint8 (n, pixels) in its own units
-    (0–255; 0–16 for digits), and the labels: the raw material for scoring demos."""
+def held_out_images(name: str, data_path: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """A data set's test images as uint8 (n, pixels) in its own units (0–255; 0–16 for
+    digits), and their labels: the raw material for scoring demos, held out from every model
+    that trains on the data set, so a demo's accuracy is a test accuracy."""
     raw = load_raw(name, data_path)
-    images = np.concatenate([_flatten(raw.x_train), _flatten(raw.x_test)])
-    return images.astype(np.uint8), np.concatenate([raw.y_train, raw.y_test]).astype(np.int32)
+    return _flatten(raw.x_test).astype(np.uint8), np.asarray(raw.y_test, np.int32)
 
 
 def keras_cache_dir() -> Path:

@@ -24,6 +24,7 @@ from scipy.special import expit
 from mnist_core import storage
 from mnist_core.config import NUM_CLASSES
 from mnist_core.errors import DataFormatError, DataNotFoundError
+from mnist_core.keras_archive import check_archive
 
 LEGACY_PIXEL_MAX = 255.0
 _ACTIVATIONS = {
@@ -83,6 +84,11 @@ class DenseForward:
         """Number of input features the first layer expects."""
         return int(self.weights[0].shape[0])
 
+    @property
+    def classes(self) -> int:
+        """Number of classes the softmax layer gives probabilities for."""
+        return int(self.weights[-1].shape[1])
+
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """Softmax probabilities (float32, rows sum to 1) for raw pixels in [0, pixel_max]."""
         activations = np.asarray(pixels, dtype=np.float32)
@@ -137,7 +143,9 @@ def load_model(location: str | Path):
 
 
 def load_model_bytes(data: bytes, source: str):
-    """Load a model from the bytes of a ``.keras`` file; ``source`` names it in errors."""
+    """Load a model from the bytes of a ``.keras`` file, its members' sizes checked first
+    (``keras_archive``); ``source`` names it in errors."""
+    check_archive(data, source)
     import keras
 
     with tempfile.TemporaryDirectory() as folder:

@@ -163,7 +163,7 @@ def read_batches(location: str, columns: list[str] | None = None,
     column may hold one of them are read (the caller still filters their rows). One row
     group at a time: a reader over many keeps what it decoded of each until it ends (+200 MB
     over the 151 row groups of a million trials' epochs)."""
-    with _readable(location), _input_file(location) as source:
+    with _readable(location), open_input(location) as source:
         parquet = pq.ParquetFile(source)
         if columns is not None:  # a file written before a column existed lacks it
             columns = _present(columns, parquet)
@@ -238,7 +238,7 @@ def _group_name(locations: list[str]) -> str:
 
 def read_metadata(location: str) -> dict[bytes, bytes]:
     """The key-value metadata of the Parquet file at ``location`` (its footer alone)."""
-    with _readable(location), _input_file(location) as source:
+    with _readable(location), open_input(location) as source:
         return pq.ParquetFile(source).schema_arrow.metadata or {}
 
 
@@ -251,7 +251,8 @@ def table_writer(location: str, schema: pa.Schema) -> Iterator[pq.ParquetWriter]
 
 
 @contextlib.contextmanager
-def _input_file(location: str):
+def open_input(location: str):
+    """A seekable binary file open for reading at ``location`` (a path or URI)."""
     if not is_uri(location):
         with open(_local(location), "rb") as source:
             yield source
@@ -298,6 +299,20 @@ def remove(location: str) -> None:
     filesystem, path = _filesystem(location)
     with contextlib.suppress(FileNotFoundError):
         filesystem.delete_file(path)
+
+
+def move(source: str, target: str) -> None:
+    """Put the file at ``source`` at ``target`` (replacing it) and remove ``source``: a rename
+    locally (atomic on one filesystem), a server-side copy then a delete on an object store
+    (each object appears whole)."""
+    if not is_uri(target):
+        Path(_local(target)).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(_local(source), _local(target))
+        return
+    filesystem, path = _filesystem(target)
+    _, source_path = _filesystem(source)
+    filesystem.copy_file(source_path, path)
+    filesystem.delete_file(source_path)
 
 
 def remove_empty_folders(location: str) -> None:

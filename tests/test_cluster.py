@@ -93,11 +93,11 @@ def test_sweep_submitted_without_out_lands_in_the_submitters_runs(cluster, tmp_p
 
 def test_scoring_submitted_through_the_jobs_api(cluster, tmp_path):
     from mnist_core.config import ModelConfig
-    from mnist_core.data import dataset_images
+    from mnist_core.data import held_out_images
     from mnist_core.model import build_model
     from mnist_core.scoring.shards import write_shards
 
-    pixels, labels = dataset_images("digits")
+    pixels, labels = held_out_images("digits")
     write_shards(str(tmp_path / "in"), "digits", pixels, labels, 3000, 1000)
     build_model(ModelConfig(), 64, pixel_max=16).save(tmp_path / "model.keras")
     result = _submit(cluster, "score", "--model", str(tmp_path / "model.keras"), "--input",

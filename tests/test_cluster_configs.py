@@ -70,7 +70,7 @@ def test_the_cron_line_scores_with_the_latest_sweep_as_written(ray_session, tmp_
     import numpy as np
     import pyarrow.parquet as pq
 
-    from mnist_core.data import dataset_images
+    from mnist_core.data import held_out_images
     from mnist_core.scoring.shards import write_shards
     from mnist_core.sweep.config import parse_sweep_config
     from mnist_core.sweep.driver import run_sweep
@@ -81,7 +81,7 @@ def test_the_cron_line_scores_with_the_latest_sweep_as_written(ray_session, tmp_
     config = parse_sweep_config('[sweep]\nname = "cron"\ndataset = "digits"\n'
                                 '[grid]\nepochs = [2]\n')
     summary = run_sweep(config, str(project / "runs"), "cron-1", show_progress=False)
-    pixels, labels = dataset_images("digits")
+    pixels, labels = held_out_images("digits")
     write_shards(str(incoming), "digits", pixels, labels, 2000, 1000)
     command = (_cron_command().replace("/srv/mnist-ray", str(project))
                .replace("/data/incoming", str(incoming)).replace("/data/scores", str(scores))

@@ -92,15 +92,15 @@ def test_bad_shards_land_in_failures_and_the_rest_complete(ray_session, tmp_path
     folder = tmp_path / "in"
     _shards(folder, count=1200)
     (folder / "corrupt.parquet").write_bytes(b"PAR1 not really parquet")
-    np.save(folder / "small.npy", np.zeros((5, 20, 20), np.uint8))
+    np.save(folder / "floats.npy", np.zeros((5, 28, 28), np.float32))
     out = tmp_path / "out"
     assert main(["--model", str(model_path), "--input", str(folder), "--out", str(out)]) == 1
     assert len(_predictions(out)) == 1200
     failures = pq.read_table(out / "failures.parquet").to_pylist()
     reasons = {os.path.basename(row["source"]): row["reason"] for row in failures}
-    assert set(reasons) == {"corrupt.parquet", "small.npy"}
+    assert set(reasons) == {"corrupt.parquet", "floats.npy"}
     assert "unreadable shard" in reasons["corrupt.parquet"]
-    assert "28x28" in reasons["small.npy"]
+    assert "expected uint8 images of 28x28" in reasons["floats.npy"]
     statuses = {os.path.basename(r["path"]): r["status"]
                 for r in pq.read_table(out / "manifest.parquet").to_pylist()}
     assert statuses["corrupt.parquet"] == "failed" and statuses["part-00000.parquet"] == "ok"
@@ -150,6 +150,7 @@ def test_missing_model_or_input_exits_2_with_one_line(tmp_path, model_path, miss
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error:")
     assert missing in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists(), "a refused run leaves no --out behind"
 
 
 def test_tensorflow_forward_pass_matches_numpy(model_path):
@@ -218,12 +219,12 @@ def test_a_crash_while_rescoring_with_a_new_model_resumes(ray_session, tmp_path,
 def test_raw_digits_pixels_are_scored_in_the_models_units(ray_session, tmp_path):
     import keras
 
-    from mnist_core.data import dataset_images
+    from mnist_core.data import held_out_images
 
     keras.utils.set_random_seed(0)
     model = tmp_path / "digits.keras"
     build_model(ModelConfig(), 64, pixel_max=16).save(model)
-    pixels, _ = dataset_images("digits")
+    pixels, _ = held_out_images("digits")
     folder = tmp_path / "in"
     folder.mkdir()
     np.save(folder / "raw.npy", pixels[:50])

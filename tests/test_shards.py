@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from mnist_core.errors import DataNotFoundError
-from mnist_core.scoring.shards import content_hash, discover, read_shard
+from mnist_core.scoring.shards import content_hash, discover, image_sizes, read_shard
 
 RNG = np.random.default_rng(3)
 
@@ -123,3 +123,51 @@ def test_content_hash_changes_with_content(tmp_path):
 def test_nothing_to_score(tmp_path):
     with pytest.raises(DataNotFoundError, match="no Parquet"):
         discover(str(tmp_path / "*.parquet"))
+
+
+def test_array_ids_carry_the_path_relative_to_the_input_root(tmp_path):
+    for day in ("day1", "day2"):
+        (tmp_path / day).mkdir()
+        np.save(tmp_path / day / "batch.npy", _images(2))
+    first, second = discover(str(tmp_path))
+    assert read_shard(first, 28).ids.to_pylist() == ["day1/batch.npy:0", "day1/batch.npy:1"]
+    assert read_shard(second, 28).ids.to_pylist() == ["day2/batch.npy:0", "day2/batch.npy:1"]
+
+
+def test_labels_outside_the_classes_are_rejected_rows_not_a_broken_shard(tmp_path):
+    images = _images(5).reshape(5, -1)
+    pq.write_table(pa.table({
+        "id": [f"x{i}" for i in range(5)],
+        "image": pa.array([row.tobytes() for row in images], pa.binary()),
+        "label": pa.array([1, 2**40, -1, None, 9], pa.int64()),
+    }), tmp_path / "l.parquet")
+    rows = read_shard(_only(discover(str(tmp_path / "l.parquet"))), 28)
+    assert rows.readable
+    assert list(rows.errors) == ["", "label 1099511627776 outside the model's classes 0-9",
+                                 "label -1 outside the model's classes 0-9", "", ""]
+    assert rows.labels.type == pa.int32()
+    assert rows.labels.to_pylist() == [1, None, None, None, 9]
+
+
+def test_a_label_column_of_another_type_makes_the_shard_unreadable(tmp_path):
+    images = _images(1).reshape(1, -1)
+    pq.write_table(pa.table({"id": ["x"], "image": [images[0].tobytes()], "label": ["cat"]}),
+                   tmp_path / "l.parquet")
+    rows = read_shard(_only(discover(str(tmp_path / "l.parquet"))), 28)
+    assert not rows.readable and "labels must be integers" in rows.errors[0]
+
+
+@pytest.mark.parametrize(("write", "sizes"), [
+    (lambda p: np.save(p / "a.npy", _images(3, side=8)), {64}),
+    (lambda p: np.savez(p / "a.npz", one=_images(2, 8), two=_images(2).reshape(2, -1)),
+     {64, 784}),
+    (lambda p: _parquet(p / "a.parquet", _images(3)), {784}),
+    (lambda p: _parquet(p / "a.parquet", _images(3, side=8), as_lists=True), {64}),
+    (lambda p: pq.write_table(pa.table({"id": ["a"], "image": pa.array(
+        [bytes(64)], pa.binary(64))}), p / "a.parquet"), {64}),
+    (lambda p: (p / "a.parquet").write_bytes(b"PAR1 garbage"), set()),
+    (lambda p: Image.fromarray(_images(1)[0]).save(p / "a.png"), set()),
+])
+def test_image_sizes_come_from_headers_schemas_or_first_rows(tmp_path, write, sizes):
+    write(tmp_path)
+    assert image_sizes(_only(discover(str(tmp_path)))) == sizes

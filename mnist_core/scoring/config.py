@@ -10,8 +10,9 @@ from mnist_core.config import check_int, check_range, check_type
 @dataclass(frozen=True)
 class ScoreConfig:
     """A scoring job: model (file, sweep folder or ``latest`` pointer), inputs, output folder,
-    the actor pool's knobs, how often a shard whose actor died is given to a new actor, and
-    whether to wait for another run that holds the output folder."""
+    the actor pool's knobs, how often a shard whose actor died is given to a new actor,
+    whether to wait for another run that holds the output folder, and whether to score again
+    the shards whose rows this model rejected."""
 
     model: str
     input: str
@@ -21,6 +22,7 @@ class ScoreConfig:
     num_gpus: float = 0.0
     max_retries: int = 2
     wait: bool = False
+    retry_failed: bool = False
 
     def __post_init__(self) -> None:
         for name in ("model", "input", "out"):

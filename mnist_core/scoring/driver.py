@@ -1,9 +1,13 @@
 """Batch scoring on Ray actors: shards in, one prediction row per image out, exactly once.
 
-``make_plan`` works out, before Ray is needed, what a run will do: the model (loaded once, with
-``safe_mode=True``, from a file, a sweep folder or a ``latest`` pointer, local or a URI), every
-input shard, and the ones the manifest says are pending — new, changed, or scored by another
-model. ``execute`` hands the pending shards to a pool of ``ShardScorer`` actors (``--actors``
+``check_inputs`` refuses, in about a second and before the output folder is touched, what
+cannot work: a missing model or input, a model archive whose members are too large, shards
+whose images have another size than the model takes. ``make_plan``, under the output folder's
+lock, works out what a run will do: the model (loaded once, with ``safe_mode=True``, from a
+file, a sweep folder or a ``latest`` pointer, local or a URI) and the shards the manifest says
+are pending — new, changed, scored by another model, or (asked for) with rejected rows.
+``check_resources`` refuses GPU or CPU requests the Ray cluster cannot meet before any actor
+starts. ``execute`` hands the pending shards to a pool of ``ShardScorer`` actors (``--actors``
 of them, ``num_gpus`` each), one shard per actor at a time, gathers results with ``ray.wait``
 and commits each shard to ``manifest.parquet`` the moment it lands. A crash costs only the
 shards in flight: they are missing from the manifest (or still bound to the old model), the
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,74 +42,120 @@ from pyarrow import ArrowException
 
 from mnist_core import storage
 from mnist_core.errors import ConfigError, OutputError
+from mnist_core.keras_archive import check_archive
 from mnist_core.model_ref import resolve_model
 from mnist_core.prediction import DenseForward, load_model_bytes
 from mnist_core.scoring.config import ScoreConfig
-from mnist_core.scoring.manifest import IdClaims, Manifest
-from mnist_core.scoring.scorer import ShardResult, ShardScorer
-from mnist_core.scoring.shards import Shard, discover
+from mnist_core.scoring.manifest import FolderState, IdClaims, Manifest
+from mnist_core.scoring.scorer import STAGING, ShardResult, ShardScorer
+from mnist_core.scoring.shards import Shard, discover, image_sizes
 
 ShardCallback = Callable[[Shard, int, int], None]
 
 
 @dataclass(frozen=True)
 class ScoreSummary:
-    """What a scoring run did, and which models the output folder held before and after."""
+    """What a scoring run did, what the output folder holds from its model for the input's
+    shards (``held``), and which models the folder held before and after."""
 
     shards: int
     scored_shards: int
     images: int
     failed_rows: int
     model_id: str
+    held: FolderState
     models_before: dict[str, int]
     models_after: dict[str, int]
 
 
 @dataclass(frozen=True, eq=False)
-class ScorePlan:
-    """What a scoring run will do: the model, its image side, every input shard, the ones
-    that are still pending for this model, and the ids other shards' predictions hold."""
+class ScoreInputs:
+    """A run's inputs, checked: the model file and its bytes, the image side it takes, and
+    every input shard."""
 
-    config: ScoreConfig
     model: str
-    forward: DenseForward
-    model_id: str
+    model_bytes: bytes
     side: int
     shards: list[Shard]
+
+    @property
+    def model_id(self) -> str:
+        """A content hash of the model file: the same file always gets the same id."""
+        return hashlib.sha256(self.model_bytes).hexdigest()[:16]
+
+
+@dataclass(frozen=True, eq=False)
+class ScorePlan:
+    """What a scoring run will do: its checked inputs, the model as numpy weights, the shards
+    still pending for this model, and the ids other shards' predictions hold."""
+
+    config: ScoreConfig
+    inputs: ScoreInputs
+    forward: DenseForward
     pending: list[Shard]
     manifest: Manifest
     models_before: Counter
     claims: IdClaims
 
 
-def model_id(model_bytes: bytes) -> str:
-    """A content hash of the model file: the same file always gets the same id."""
-    return hashlib.sha256(model_bytes).hexdigest()[:16]
-
-
-def make_plan(config: ScoreConfig) -> ScorePlan:
-    """Load the model (safe mode), find the shards and compare them with the manifest."""
+def check_inputs(config: ScoreConfig) -> ScoreInputs:
+    """Find the model and the shards and check that every shard's images have the size the
+    model takes, reading no more than headers and first rows (Keras is not imported)."""
     model = resolve_model(config.model)
     model_bytes = storage.read_bytes(model)
-    forward = DenseForward.from_model(load_model_bytes(model_bytes, model))
+    input_dim = check_archive(model_bytes, model).input_dim
+    side = _side(input_dim, model)
     shards = discover(config.input)
+    for shard in shards:
+        sizes = image_sizes(shard)
+        if sizes and input_dim not in sizes:
+            raise ConfigError(f"{shard.path}: its images have {_pixels(min(sizes))} but the "
+                              f"model {model} takes {_pixels(input_dim)}: score them with a "
+                              "model trained on images of their size", key="input")
+    return ScoreInputs(model, model_bytes, side, shards)
+
+
+def make_plan(config: ScoreConfig, inputs: ScoreInputs) -> ScorePlan:
+    """Load the model (safe mode), clear what a crashed run left uncommitted, and compare the
+    shards with the manifest. Call it holding the output folder's lock."""
+    forward = DenseForward.from_model(load_model_bytes(inputs.model_bytes, inputs.model))
     manifest = Manifest(config.out)
-    identity = model_id(model_bytes)
-    pending = manifest.pending(shards, identity)
-    return ScorePlan(config, model, forward, identity, _side(forward, model), shards, pending,
-                     manifest, manifest.models(), manifest.claims(pending))
+    manifest.recover()
+    pending = manifest.pending(inputs.shards, inputs.model_id, config.retry_failed)
+    return ScorePlan(config, inputs, forward, pending, manifest, manifest.models(),
+                     manifest.claims(pending))
+
+
+def check_resources(config: ScoreConfig, cluster_can_grow: bool) -> None:
+    """Refuse an actor the connected Ray cluster has no room for (a GPU it lacks, say); on a
+    cluster whose autoscaler can add nodes, warn and wait for them instead."""
+    import ray
+
+    available = ray.cluster_resources()
+    kind, asked = ("GPU", config.num_gpus) if config.num_gpus else ("CPU", 1.0)
+    if available.get(kind, 0) >= asked:
+        return
+    message = (f"each scoring actor asks for {asked:g} {kind} and the cluster has "
+               f"{available.get(kind, 0):g}")
+    if not cluster_can_grow:
+        raise ConfigError(f"{message}: lower --num-gpus, or score on a cluster that has them",
+                          key="num_gpus")
+    warnings.warn(f"{message}: the actors wait until the autoscaler adds nodes", stacklevel=2)
 
 
 def execute(plan: ScorePlan, on_shard: ShardCallback | None = None) -> ScoreSummary:
     """Score the plan's pending shards on the connected Ray, committing each as it lands."""
     images = failed = 0
+    inputs = plan.inputs
     for shard, result in _score_on_actors(plan):
         result = plan.claims.settle(result)
-        plan.manifest.commit(shard, result, plan.model_id, plan.model)
+        plan.manifest.commit(shard, result, inputs.model_id, inputs.model)
         images, failed = images + result.rows, failed + len(result.rejected)
         if on_shard is not None:
             on_shard(shard, result.rows, len(result.rejected))
-    return ScoreSummary(len(plan.shards), len(plan.pending), images, failed, plan.model_id,
+    storage.remove_empty_folders(storage.join(plan.config.out, STAGING))
+    return ScoreSummary(len(inputs.shards), len(plan.pending), images, failed, inputs.model_id,
+                        plan.manifest.held(inputs.shards, inputs.model_id),
                         dict(plan.models_before), dict(plan.manifest.models()))
 
 
@@ -151,8 +202,8 @@ def _actor_starter(plan: ScorePlan):
     forward = ray.put(plan.forward)
 
     def start():
-        return actor_class.remote(forward, plan.model_id, plan.side, config.batch_size,
-                                  config.out, use_gpu=config.num_gpus > 0)
+        return actor_class.remote(forward, plan.inputs.model_id, plan.inputs.side,
+                                  config.batch_size, config.out, use_gpu=config.num_gpus > 0)
 
     return start
 
@@ -176,9 +227,14 @@ def _result(ref, shard: Shard, out: str) -> ShardResult:
                           key="out") from None
 
 
-def _side(forward: DenseForward, model: str) -> int:
-    side = math.isqrt(forward.input_dim)
-    if side * side != forward.input_dim:
-        raise ConfigError(f"{model}: model input of {forward.input_dim} features is not a "
-                          "square image")
+def _side(input_dim: int, model: str) -> int:
+    side = math.isqrt(input_dim)
+    if side * side != input_dim:
+        raise ConfigError(f"{model}: model input of {input_dim} features is not a square image",
+                          key="model")
     return side
+
+
+def _pixels(count: int) -> str:
+    side = math.isqrt(count)
+    return f"{count} pixels ({side}x{side})" if side * side == count else f"{count} pixels"

@@ -79,8 +79,9 @@ def _origin(path: str | None) -> str:
 
 
 def _accuracy(predicted: np.ndarray, truth: pa.ChunkedArray) -> str:
-    known = np.asarray(truth.is_valid().to_numpy(zero_copy_only=False), bool)
-    actual = truth.fill_null(-1).to_numpy(zero_copy_only=False)[known]
+    values = truth.fill_null(-1).to_numpy(zero_copy_only=False)
+    known = (values >= 0) & (values < NUM_CLASSES)  # what the confusion matrix can count
+    actual = values[known]
     guessed = predicted[known]
     accuracy = float(np.mean(actual == guessed)) if len(actual) else float("nan")
     cells = [{"true_label": t, "predicted_label": p, "count": int(np.sum((actual == t)
@@ -99,7 +100,7 @@ def write_scoring_report(out: str) -> str:
     manifest = _table_or_empty(storage.join(out, "manifest.parquet"), MANIFEST_SCHEMA)
     failures = _table_or_empty(storage.join(out, "failures.parquet"), FAILURES_SCHEMA)
     parts = [_predictions(row["output"]) for row in manifest.to_pylist()
-             if storage.exists(row["output"])]
+             if row["output"] and storage.exists(row["output"])]
     predictions = pa.concat_tables(parts) if parts else _PREDICTION_COLUMNS.empty_table()
     return write_page(out, scoring_page(manifest, failures, predictions, out))
 

@@ -4,7 +4,8 @@ A shard is the unit that is scored, committed and, after a crash, redone whole:
 - a Parquet file with an ``id`` column and an ``image`` column (raw uint8 bytes, or a list of
   integers), one image per row;
 - a ``.npy`` or ``.npz`` file of uint8 images, (n, side, side) or (n, side*side); ids are
-  ``<file>:<index>`` (``<file>:<array>:<index>`` inside an npz);
+  ``<file>:<index>`` (``<file>:<array>:<index>`` inside an npz), ``<file>`` being the path
+  relative to the input root, so ``day1/batch.npy`` and ``day2/batch.npy`` are distinct;
 - a folder holding PNG or JPEG files, each converted to side×side grayscale; ids are paths
   relative to the input root.
 
@@ -14,8 +15,13 @@ trained on digits): pixels outside the range are rejected rows, never silently s
 Reading never raises for bad content: a corrupt shard yields one row whose ``error`` says why,
 and a bad image yields a row with its ``error`` set, so the rest is still scored. Ids are
 strings or integers and keep their type; a null id, or an id that appears earlier in the same
-shard, is a rejected row, never a second prediction (``Manifest.claim`` does the same across
-shards and runs).
+shard, is a rejected row, never a second prediction (``IdClaims`` does the same across shards
+and runs). A Parquet shard's optional ``label`` column holds integers; a label outside the
+model's classes is a rejected row, so accuracy and the confusion matrix count the same images.
+
+``image_sizes`` tells, before any shard is read whole, how many pixels a shard's images have
+(from an array's header, a Parquet schema or its first rows), so that a run whose model takes
+another size is refused before it starts.
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mnist_core import storage
+from mnist_core.config import NUM_CLASSES
 from mnist_core.errors import DataNotFoundError
 
 ARRAY_SUFFIXES = (".parquet", ".npy", ".npz")
@@ -80,6 +88,54 @@ def content_hash(shard: Shard) -> str:
     return digest.hexdigest()
 
 
+def image_sizes(shard: Shard, sample: int = 16) -> set[int]:
+    """The pixel counts of ``shard``'s images as far as its header, schema or first
+    ``sample`` rows tell without reading it whole; empty when they cannot tell (a folder of
+    image files, which are resized, or a shard that cannot be read: scoring records why)."""
+    if shard.kind == "images":
+        return set()
+    try:
+        with storage.open_input(shard.path) as source:
+            if shard.kind == "parquet":
+                return _parquet_image_sizes(source, sample)
+            if shard.kind == "npy":
+                return {_npy_image_size(source)}
+            with zipfile.ZipFile(source) as archive:
+                return {_npy_image_size(archive.open(name)) for name in archive.namelist()}
+    except Exception:  # noqa: BLE001 - an unreadable shard is scoring's to record, not ours
+        return set()
+
+
+def _npy_image_size(stream) -> int:
+    """Pixels per image of the ``.npy`` array whose header ``stream`` starts with."""
+    from numpy.lib import format as npy
+
+    major, _ = npy.read_magic(stream)
+    read_header = npy.read_array_header_1_0 if major == 1 else npy.read_array_header_2_0
+    shape, _, _ = read_header(stream)
+    return int(np.prod(shape[1:]))
+
+
+def _parquet_image_sizes(source, sample: int) -> set[int]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    shard = pq.ParquetFile(source)
+    kind = shard.schema_arrow.field("image").type
+    if pa.types.is_fixed_size_binary(kind):
+        return {kind.byte_width}
+    if pa.types.is_fixed_size_list(kind):
+        return {kind.list_size}
+    batch = next(shard.iter_batches(batch_size=sample, columns=["image"]), None)
+    if batch is None:
+        return set()
+    column = batch.column(0).drop_null()
+    lengths = pc.binary_length(column) if pa.types.is_binary(kind) or \
+        pa.types.is_large_binary(kind) else pc.list_value_length(column)
+    return set(lengths.to_pylist())
+
+
 @dataclass(frozen=True, eq=False)
 class ShardRows:
     """A shard read into rows: ids (Arrow strings), pixels (n, side*side) uint8 in the model's
@@ -93,47 +149,58 @@ class ShardRows:
     labels: object = None  # an Arrow int32 array, when a Parquet shard has a label column
 
 
-def read_shard(shard: Shard, side: int, pixel_max: float = 255.0) -> ShardRows:
+def read_shard(shard: Shard, side: int, pixel_max: float = 255.0,
+               classes: int = NUM_CLASSES) -> ShardRows:
     """Read ``shard`` once, hashing its bytes; bad content becomes error rows, never raises.
 
     Arrays and Parquet images hold pixel values in the model's units and must lie in
     [0, ``pixel_max``]; image files are 8-bit, so their 0–255 is mapped onto that range.
+    Labels must lie in [0, ``classes``).
     """
     import pyarrow as pa
 
-    reader = {"parquet": _read_parquet, "npy": _read_npy, "npz": _read_npz,
-              "images": _read_images}[shard.kind]
     digest, readable, labels = "", True, None
     try:
         if shard.kind == "images":
             digest = content_hash(shard)
-            ids, pixels, errors = reader(shard, side, pixel_max)
+            ids, pixels, errors = _read_images(shard, side, pixel_max)
         else:
             data = storage.read_bytes(shard.path)
             digest = hashlib.sha256(data).hexdigest()
-            ids, pixels, errors = reader(data, storage.name(shard.path), side)
+            ids, pixels, errors, labels = _read_array_shard(shard, data, side)
             _reject_out_of_range(pixels, errors, pixel_max)
-            labels = _parquet_labels(data) if shard.kind == "parquet" else None
     except Exception as error:  # noqa: BLE001 - any unreadable shard is recorded, never fatal
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         ids, pixels = pa.nulls(1, pa.string()), np.zeros((1, side * side), np.uint8)
         errors = np.array([f"unreadable shard: {type(error).__name__}: {reason}"], dtype=object)
-        readable = False
+        readable, labels = False, None
     ids = pa.array(ids, pa.string()) if not isinstance(ids, pa.Array) else ids
     _reject_bad_ids(ids, errors)
+    labels = _checked_labels(labels, errors, classes) if labels is not None else None
     return ShardRows(ids, pixels, errors, digest, readable, labels)
 
 
-def _parquet_labels(data: bytes):
-    """A Parquet shard's ``label`` column (int32), or None without one (or an unusable one)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def _read_array_shard(shard: Shard, data: bytes, side: int):
+    """(ids, pixels, errors, labels or None) of a Parquet, npy or npz shard's bytes."""
+    if shard.kind == "parquet":
+        return _read_parquet(data, side)
+    reader = _read_npy if shard.kind == "npy" else _read_npz
+    return (*reader(data, _relative(shard.path, shard.root), side), None)
 
-    shard = pq.ParquetFile(pa.BufferReader(data))
-    if "label" not in shard.schema_arrow.names:
-        return None
-    column = shard.read(columns=["label"]).column("label").combine_chunks()
-    return column.cast(pa.int32()) if pa.types.is_integer(column.type) else None
+
+def _checked_labels(labels, errors: np.ndarray, classes: int):
+    """The labels as int32; a row whose label is outside [0, ``classes``) is rejected and its
+    label nulled (labels beyond int32's range included)."""
+    import pyarrow as pa
+
+    present = np.asarray(labels.is_valid().to_numpy(zero_copy_only=False), bool)
+    values = labels.fill_null(0).to_numpy(zero_copy_only=False)
+    outside = present & ((values < 0) | (values >= classes))
+    newly = outside & (errors == "")
+    errors[newly] = [f"label {value} outside the model's classes 0-{classes - 1}"
+                     for value in values[newly]]
+    kept = present & ~outside
+    return pa.array(np.where(kept, values, 0).astype(np.int32), mask=~kept)
 
 
 def _reject_bad_ids(ids, errors: np.ndarray) -> None:
@@ -209,18 +276,29 @@ def _reject_out_of_range(pixels: np.ndarray, errors: np.ndarray, pixel_max: floa
                           for value in pixels[too_bright].max(axis=1)]
 
 
-def _read_parquet(data: bytes, name: str, side: int):
+def _read_parquet(data: bytes, side: int):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     shard = pq.ParquetFile(pa.BufferReader(data))
-    missing = {"id", "image"} - set(shard.schema_arrow.names)
+    names = shard.schema_arrow.names
+    missing = {"id", "image"} - set(names)
     if missing:
         raise ValueError(f"missing column(s) {', '.join(sorted(missing))}")
-    table = shard.read(columns=["id", "image"])  # other columns (labels, say) are not read
+    table = shard.read(columns=["id", "image", *(["label"] if "label" in names else [])])
     ids = _typed_ids(table.column("id").combine_chunks())
     pixels, errors = _decode_images(table.column("image").combine_chunks(), side * side)
-    return ids, pixels, errors
+    labels = _typed_labels(table.column("label").combine_chunks()) if "label" in names else None
+    return ids, pixels, errors, labels
+
+
+def _typed_labels(column):
+    """Labels as int64 (checked against the model's classes later); another type is refused."""
+    import pyarrow as pa
+
+    if not (pa.types.is_integer(column.type) or pa.types.is_null(column.type)):
+        raise ValueError(f"label column has type {column.type}; labels must be integers")
+    return column.cast(pa.int64())
 
 
 def _typed_ids(column):
