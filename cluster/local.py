@@ -26,12 +26,14 @@ import hashlib
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 HOST = "127.0.0.1"
+RAY_PORT, DASHBOARD_PORT = 6390, 8265  # the Makefile's RAY_PORT and DASHBOARD_PORT defaults
 
 
 def auth_env(folder: Path) -> dict[str, str]:
@@ -48,6 +50,7 @@ def temp_root(folder: Path) -> Path:
 
 def up(folder: Path, port: int, dashboard_port: int) -> dict:
     """Start the head and worker nodes and wait until both are alive; return the state."""
+    check_ports_free(port, dashboard_port)
     folder = folder.resolve()  # every Ray process reads the token from this path, whatever its cwd
     folder.mkdir(parents=True, exist_ok=True)
     token = folder / "auth_token"
@@ -70,6 +73,27 @@ def up(folder: Path, port: int, dashboard_port: int) -> dict:
     (folder / "cluster.json").write_text(json.dumps(state, indent=2))
     _wait_for_nodes(state["address"], env, count=2)
     return state
+
+
+def check_ports_free(port: int, dashboard_port: int) -> None:
+    """Every port the cluster will listen on is free on 127.0.0.1; one line naming the port
+    and the ``make`` variable that moves it otherwise (exit 2)."""
+    wanted = [(port, "RAY_PORT", "the GCS")]
+    wanted += [(dashboard_port + offset, "DASHBOARD_PORT", what) for offset, what in (
+        (0, "the dashboard"), (1, "the worker's agent"), (2, "the head's agent"),
+        (3, "the Ray Client server"))]
+    for number, variable, what in wanted:
+        with socket.socket() as probe:
+            try:
+                probe.bind((HOST, number))
+            except OSError:
+                _refuse(f"port {number} ({what}) is in use on {HOST}: choose another "
+                        f"{variable}, e.g. make cluster-up {variable}={number + 100}")
+
+
+def _refuse(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def down(folder: Path, timeout: float = 10) -> int:
@@ -118,7 +142,8 @@ def _ray(arguments: list[str], env: dict[str, str]) -> None:
     ray = Path(sys.executable).with_name("ray")
     result = subprocess.run([str(ray), *arguments], env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        raise SystemExit(f"error: ray {arguments[0]} failed: {result.stderr.strip()[-2000:]}")
+        lines = [line for line in result.stderr.splitlines() if any(c.isalpha() for c in line)]
+        _refuse(f"ray {arguments[0]} failed: {lines[-1].strip() if lines else 'no message'}")
 
 
 def _wait_for_nodes(address: str, env: dict[str, str], count: int, timeout: float = 120) -> None:
@@ -142,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="start the two nodes, or stop this cluster's processes")
     parser.add_argument("--dir", type=Path, default=Path(".cluster"),
                         help="the cluster's state: token, addresses, temp-dir root")
-    parser.add_argument("--port", type=int, default=6390, help="the GCS port")
-    parser.add_argument("--dashboard-port", type=int, default=8265,
+    parser.add_argument("--port", type=int, default=RAY_PORT, help="the GCS port")
+    parser.add_argument("--dashboard-port", type=int, default=DASHBOARD_PORT,
                         help="the dashboard and Jobs API port (on 127.0.0.1)")
     args = parser.parse_args(argv)
     if args.action == "down":
@@ -152,8 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     state = up(args.dir, args.port, args.dashboard_port)
     print(f"two-node Ray cluster up: GCS {state['address']}, dashboard and Jobs API "
           f"{state['dashboard']} (token in {state['token_path']})")
-    print(f"submit with: make submit   (or RAY_AUTH_MODE=token "
-          f"RAY_AUTH_TOKEN_PATH={state['token_path']} python -m jobs.submit sweep ...)")
+    ports = "" if args.dashboard_port == DASHBOARD_PORT else \
+        f" DASHBOARD_PORT={args.dashboard_port}"
+    print(f"submit with: make submit{ports}   (or RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="
+          f"{state['token_path']} python -m jobs.submit sweep --address "
+          f"{state['dashboard']} ...)")
     return 0
 
 

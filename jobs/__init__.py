@@ -1,1 +1,19 @@
-"""Entry points, each run as ``python -m jobs.<name>``: thin wrappers over ``mnist_core``."""
+"""Entry points, each run as ``python -m jobs.<name>``: thin wrappers over ``mnist_core``.
+
+Run that way, SIGTERM exits 143 from the first line on: while a job's modules (pyarrow, Ray)
+are still being imported, nothing is held and nothing needs saying, so the handler set here
+just exits; ``jobs._cli.run`` then installs the one that stops the job cleanly. (While
+``python -m`` imports this package, ``sys.argv[0]`` is still ``"-m"``; importing ``jobs``
+from elsewhere, as the tests do, changes no handler.)
+"""
+
+import signal
+import sys
+
+
+def _exit_terminated(signum, frame):
+    sys.exit(128 + signum)
+
+
+if sys.argv[:1] == ["-m"]:
+    signal.signal(signal.SIGTERM, _exit_terminated)

@@ -3,8 +3,9 @@
 Exit codes: 0 success; 1 the job ran but some trials or shards failed (reports are complete);
 2 a usage error, bad config or missing file; 3 a corrupt data or model file; 130 interrupted
 (SIGINT, Ctrl-C), 143 terminated (SIGTERM: what Kubernetes and ``ray job stop`` send). Both
-signals are handled alike: the job stops submitting work, keeps what finished, stops the Ray
-it started and prints how to go on.
+signals are handled alike (``mnist_core.signals``): the job stops submitting work, keeps what
+finished, stops the Ray it started and prints how to go on. ``jobs/__init__`` makes SIGTERM an
+exit 143 already while a job's modules are imported, before ``run`` takes over.
 
 The library names fields, paths and references by their key (``out``, ``learning_rate``); this
 is the one place that turns a key into the flag a user typed (``--out``, ``--learning-rate``).
@@ -13,44 +14,44 @@ is the one place that turns a key into the flag a user typed (``--out``, ``--lea
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from collections.abc import Callable, Sequence
 
 from mnist_core.errors import UserError
+from mnist_core.signals import interrupted_exit_code, stop_on_sigterm
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_CORRUPT = 0, 1, 2, 3
-EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread as Ctrl-C raises ``KeyboardInterrupt``."""
-
-
-def stop_on_sigterm() -> None:
-    """Make SIGTERM raise ``Terminated``. Call it again after Ray starts: Ray's core installs
-    a SIGTERM handler of its own that dumps a stack trace and dies."""
-    signal.signal(signal.SIGTERM, _raise_terminated)
-
-
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
-
-
-def interrupted_exit_code(interrupt: KeyboardInterrupt) -> int:
-    """143 for SIGTERM, 130 for Ctrl-C."""
-    return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
+__all__ = ["EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "EXIT_CORRUPT", "Parser", "flag",
+           "int_list", "interrupted_exit_code", "message", "run", "stop_on_sigterm"]
 
 
 class Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors are one line on stderr and exit code 2, and whose
-    help shows every flag's default."""
+    help shows every flag's default (``_HelpFormatter``)."""
 
     def __init__(self, **kwargs):
-        super().__init__(formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
+        super().__init__(formatter_class=_HelpFormatter, **kwargs)
 
     def error(self, message: str):  # noqa: D102 - argparse's hook
         self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see --help)\n")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Each flag's default after its help, as a user would type it (``10,10``, not
+    ``(10, 10)``); none for a flag without one, or whose help already says it."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "(default" in text or default in (None, False, argparse.SUPPRESS):
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, tuple | list) else default
+        return f"{text} (default: {str(shown).replace('%', '%%')})"
+
+
+def summary(doc: str) -> str:
+    """The first paragraph of a job's docstring, as one line: its ``--help`` description."""
+    return " ".join(doc.strip().split("\n\n")[0].split())
 
 
 def flag(key: str) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from jobs._cli import Parser, run
+from jobs._cli import Parser, run, summary
 from mnist_core import storage
 from mnist_core.config import DATASETS
 from mnist_core.data import held_out_images
@@ -26,7 +26,7 @@ from mnist_core.scoring.shards import write_shards
 
 def parse_args(argv: Sequence[str] | None):
     """Parse the job's flags."""
-    parser = Parser(prog="jobs.make_images", description=__doc__.split("\n")[0])
+    parser = Parser(prog="jobs.make_images", description=summary(__doc__))
     parser.add_argument("--dataset", choices=DATASETS, default="digits",
                         help="the data set whose test images are tiled")
     parser.add_argument("--data-path", default="",

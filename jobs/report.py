@@ -13,14 +13,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from jobs._cli import Parser, run
+from jobs._cli import Parser, run, summary
 from mnist_core import storage
 from mnist_core.errors import DataNotFoundError
 
 
 def parse_args(argv: Sequence[str] | None):
     """Parse the job's flags."""
-    parser = Parser(prog="jobs.report", description=__doc__.split("\n")[0])
+    parser = Parser(prog="jobs.report", description=summary(__doc__))
     parser.add_argument("folder", help="a sweep folder or a scoring --out (path or URI)")
     return parser.parse_args(argv)
 

@@ -30,7 +30,7 @@ from jobs._cli import (
     Parser,
     interrupted_exit_code,
     run,
-    stop_on_sigterm,
+    summary,
 )
 from mnist_core import lock, storage
 from mnist_core.errors import OutputBusy
@@ -39,7 +39,7 @@ from mnist_core.scoring.config import ScoreConfig
 
 def parse_args(argv: Sequence[str] | None):
     """Parse the job's flags."""
-    parser = Parser(prog="jobs.score", description=__doc__.split("\n")[0])
+    parser = Parser(prog="jobs.score", description=summary(__doc__))
     parser.add_argument("--model", required=True,
                         help="a .keras file, a sweep folder, or <out>/latest (path or URI)")
     parser.add_argument("--input", required=True,
@@ -108,7 +108,6 @@ def _score(config: ScoreConfig, inputs, address: str | None, show_progress: bool
     print(f"{len(plan.pending)} of {len(inputs.shards)} shards to score", flush=True)
     if plan.pending:
         print(f"scoring on {session.connect(address)}", flush=True)
-        stop_on_sigterm()
         check_resources(config, cluster_can_grow=bool(address or os.environ.get("RAY_ADDRESS")))
     start = time.perf_counter()
     with _ShardProgress(plan.pending, show_progress) as progress:

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from jobs._cli import Parser, run
+from jobs._cli import Parser, run, summary
 from jobs.score import score
 from mnist_core.scoring.config import ScoreConfig
 
@@ -26,7 +26,7 @@ DEMO_COUNT, DEMO_SHARD_SIZE = 20_000, 5_000
 
 def parse_args(argv: Sequence[str] | None):
     """Parse the job's flags."""
-    parser = Parser(prog="jobs.score_demo", description=__doc__.split("\n")[0])
+    parser = Parser(prog="jobs.score_demo", description=summary(__doc__))
     parser.add_argument("--runs", default="runs", help="where sweeps put their reports")
     parser.add_argument("--images", default="data/demo_images",
                         help="the demo image set (written on first use)")

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import yaml
 
-from jobs._cli import EXIT_CORRUPT, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Parser, run
+from jobs._cli import EXIT_CORRUPT, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Parser, run, summary
 from mnist_core import storage
 from mnist_core.errors import ConfigError
 
@@ -52,7 +52,7 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 def parse_args(argv: Sequence[str] | None):
     """Parse the submitter's own flags; the rest belong to the job. ``--help`` with a job
     name shows the job's own flags too."""
-    parser = Parser(prog="jobs.submit", description=__doc__.split("\n")[0], add_help=False,
+    parser = Parser(prog="jobs.submit", description=summary(__doc__), add_help=False,
                     epilog="Every other flag is the job's own and passes through unchanged.")
     parser.add_argument("job", choices=["sweep", "score"], help="the job to run on the cluster")
     parser.add_argument("--address",

@@ -18,20 +18,30 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+
 from jobs._cli import (
     EXIT_OK,
     EXIT_PARTIAL,
     Parser,
     interrupted_exit_code,
     run,
-    stop_on_sigterm,
+    summary,
 )
 from mnist_core import lock, storage
-from mnist_core.errors import ConfigError, DataNotFoundError, OutputBusy, RecordingError
+from mnist_core.config import hyperparameter_text
+from mnist_core.errors import (
+    ConfigError,
+    DataNotFoundError,
+    OutputBusy,
+    RecordingError,
+    UserError,
+)
 from mnist_core.reports import describe_selection
 from mnist_core.sweep.config import (
     SWEEP_ID,
     SweepConfig,
+    check_fits_data,
     load_sweep_config,
     parse_sweep_config,
 )
@@ -53,7 +63,7 @@ def sweep_id(text: str) -> str:
 
 def parse_args(argv: Sequence[str] | None):
     """Parse the job's flags."""
-    parser = Parser(prog="jobs.sweep", description=__doc__.split("\n")[0])
+    parser = Parser(prog="jobs.sweep", description=summary(__doc__))
     parser.add_argument("--config", help="sweep TOML (required unless --resume)")
     parser.add_argument("--out", default="runs", help="folder or URI for sweep reports")
     parser.add_argument("--address", default=None,
@@ -83,12 +93,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     config = _with_tracking(_load_config(args), args)
     storage.check_writable(args.out)
+    from mnist_core import console
     from mnist_core.data import load_dataset
 
-    splits = load_dataset(config.data)  # before Ray: bad data is one line, and no folder
+    try:  # before Ray: bad data is one line, and no folder; a download's noise to a log
+        with console.native_output_to(storage.join(args.out, "logs", "data.log")):
+            splits = load_dataset(config.data)
+    except UserError as error:  # a sweep's data keys live in its TOML, not in flags
+        if error.key is None:
+            raise
+        raise type(error)(f"[sweep] {error.key} {error.detail}") from None
+    labels = np.concatenate([splits.y_train, splits.y_val])
+    check_fits_data(config, len(splits.x_train), int(np.bincount(labels).min()))
     sweep = args.resume or claim_sweep_folder(
         args.out, f"{config.name}-{datetime.now():%Y%m%d-%H%M%S}")
     folder = storage.join(args.out, sweep)
+    if not args.resume:  # with the folder: a stop at any moment leaves a resumable sweep
+        storage.write_bytes(storage.join(folder, "sweep.toml"), config.source_text.encode())
     try:
         with lock.hold(folder, args.wait, on_wait=_print_waiting(sweep)):
             return _run(config, splits, sweep, args)
@@ -102,7 +123,6 @@ def _run(config: SweepConfig, splits, sweep: str, args) -> int:
     from mnist_core.sweep.driver import run_sweep
 
     where = session.connect(args.address)
-    stop_on_sigterm()
     print(f"sweep {sweep}: {config.trial_count} trials on {where}", flush=True)
     page = storage.join(args.out, sweep, "report.html")
     print(f"page: {page} (live while the sweep runs)", flush=True)
@@ -196,6 +216,8 @@ def _print_summary(summary, config: SweepConfig) -> None:
         _print_table(rows, [*(name for name in names if name != "seed"), "seeds",
                             "val_accuracy", "test_accuracy"])
     print(f"reports: {summary.folder} (open {storage.join(summary.folder, 'report.html')})")
+    for line in summary.tracked:
+        print(line)
 
 
 def _seed_cells(record: dict) -> dict:
@@ -225,8 +247,7 @@ def _describe_refit(refit: dict) -> str:
 
 
 def _cell(value) -> str:
-    if isinstance(value, list):
-        return "x".join(map(str, value))
+    value = hyperparameter_text(value)
     if isinstance(value, float):
         return f"{value:.4f}" if 0.001 <= abs(value) < 1 else f"{value:.4g}"
     return str(value)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from jobs._cli import EXIT_PARTIAL, Parser, flag, int_list, run
+from jobs._cli import EXIT_PARTIAL, Parser, flag, int_list, run, summary
 from mnist_core import reports, storage
 from mnist_core.config import (
     DATASETS,
@@ -28,7 +28,7 @@ from mnist_core.errors import ConfigError
 
 def parse_args(argv: Sequence[str] | None):
     """Parse the job's flags: the data's, then one per hyperparameter (``TrialConfig``)."""
-    parser = Parser(prog="jobs.train", description=__doc__.split("\n")[0])
+    parser = Parser(prog="jobs.train", description=summary(__doc__))
     parser.add_argument("--dataset", choices=DATASETS, default="digits",
                         help="the data set to train on")
     parser.add_argument("--data-path", default="",

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from mnist_core.config import NUM_CLASSES
+from mnist_core.config import NUM_CLASSES, class_names, hyperparameter_text
 
 MAX_POINTS = 1000
 TOP_KEPT = 300
@@ -39,21 +39,25 @@ def _sampled_note(drawn: int, total: int) -> str:
 
 
 def _layout(figure, title: str, x: str, y: str, **axes):
-    figure.update_layout(title=title, template="plotly_white", height=360,
-                         margin={"l": 60, "r": 20, "t": 50, "b": 50}, **axes)
+    # Titles start at the left edge: Plotly's toolbar takes the top right corner.
+    figure.update_layout(title={"text": title, "x": 0, "xanchor": "left", "xref": "paper",
+                                "y": 0.97, "yanchor": "top"},
+                         template="plotly_white", height=360,
+                         margin={"l": 60, "r": 20, "t": 60, "b": 50}, **axes)
     figure.update_xaxes(title_text=x, showline=True, ticks="outside")
     figure.update_yaxes(title_text=y, showline=True, ticks="outside")
     return figure
 
 
-def confusion(cells: list[dict], title: str):
-    """The confusion matrix as a heatmap with each cell's count written in it."""
+def confusion(cells: list[dict], title: str, dataset: str | None = None):
+    """The confusion matrix as a heatmap with each cell's count written in it, its classes
+    named as ``dataset`` names them."""
     import plotly.graph_objects as go
 
     counts = np.zeros((NUM_CLASSES, NUM_CLASSES), int)
     for cell in cells:
         counts[cell["true_label"], cell["predicted_label"]] = cell["count"]
-    labels = [str(label) for label in range(NUM_CLASSES)]
+    labels = class_names(dataset)
     figure = go.Figure(go.Heatmap(z=counts, x=labels, y=labels, colorscale="Blues",
                                   text=counts, texttemplate="%{text}",
                                   colorbar={"title": "images"},
@@ -130,13 +134,17 @@ def history(steps: list[dict]):
                                 hovertemplate="%{text}: %{y:.4f} after %{x} trials"
                                               "<extra></extra>"), row=1, col=1)
     times = [step["finished_at"] for step in steps]
-    if all(moment is not None for moment in times):
+    day = ""
+    if times and all(moment is not None for moment in times):
         figure.add_trace(go.Scatter(x=times, y=best, mode="lines+markers",
                                     line_shape="hv", name="best so far (time)",
                                     showlegend=False), row=1, col=2)
+        day = f" on {min(times):%Y-%m-%d}"
     _layout(figure, "Best validation accuracy so far", "", "best validation accuracy")
     figure.update_xaxes(title_text="trials finished", row=1, col=1)
-    figure.update_xaxes(title_text="finished at (UTC)", row=1, col=2)
+    # The day once in the title, times alone on the ticks: no date crammed against a tick.
+    figure.update_xaxes(title_text=f"finished at (UTC{day})", tickformat="%H:%M:%S",
+                        nticks=4, row=1, col=2)
     return figure
 
 
@@ -146,7 +154,7 @@ def slice_plot(ranked: list[dict], name: str, log: bool, total: int):
     import plotly.graph_objects as go
 
     rows = shown(ranked)
-    values = [_axis_value(row[name]) for row in rows]
+    values = [hyperparameter_text(row[name]) for row in rows]
     figure = go.Figure(go.Scatter(
         x=values, y=[row["val_accuracy"] for row in rows], mode="markers",
         marker={"size": 6, "opacity": 0.6, "color": [row["val_accuracy"] for row in rows],
@@ -217,14 +225,8 @@ def confidence(probabilities: np.ndarray):
                    "images")
 
 
-def _axis_value(value):
-    if isinstance(value, list):
-        return "x".join(map(str, value))
-    return value
-
-
 def _dimension(rows: list[dict], name: str, log: bool) -> dict:
-    values = [_axis_value(row[name]) for row in rows]
+    values = [hyperparameter_text(row[name]) for row in rows]
     if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
         if log:
             ticks = sorted({10.0 ** k for k in range(math.floor(math.log10(min(values))),

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from mnist_core.errors import ConfigError
 
 NUM_CLASSES = 10
+MAX_SEED = 2**32 - 1  # numpy's seeds are unsigned 32-bit integers
 # What one trial may ask for, so that a typo cannot take a worker down: parameters counted on
 # MNIST's 784 inputs (weights, gradients and two optimizer slots: 16 bytes each, 1.6 GB at the
 # limit), and epochs.
@@ -27,6 +28,8 @@ MAX_TRIAL_PARAMS = 100_000_000
 MAX_EPOCHS = 100_000
 MAX_INPUT_DIM = 784
 DATASETS = ("mnist", "fashion_mnist", "digits")
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot")
 ACTIVATIONS = ("sigmoid", "relu", "tanh", "elu", "softplus", "linear")
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad", "nadam")
 SCHEDULES = ("constant", "cosine", "exponential")
@@ -53,7 +56,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         check_choice("dataset", self.dataset, DATASETS)
         check_type("data_path", self.data_path, str)
-        check_type("seed", self.seed, int)
+        check_seed("seed", self.seed)
         check_range("validation_split", self.validation_split, 0.0, 1.0, upper_open=True)
         if self.dataset == "digits" and self.data_path:
             raise ConfigError("names a file, but digits is scikit-learn's bundled set and "
@@ -129,7 +132,7 @@ class TrialConfig:
         if self.epochs > MAX_EPOCHS:
             raise ConfigError(f"must be <= {MAX_EPOCHS:,} (a trial that never ends), got "
                               f"{self.epochs:,}", key="epochs")
-        check_type("seed", self.seed, int)
+        check_seed("seed", self.seed)
         self._check_regularisation()
 
     def _check_regularisation(self) -> None:
@@ -177,6 +180,20 @@ def hyperparameter_fields() -> tuple[dataclasses.Field, ...]:
 
 
 HYPERPARAMETERS = tuple(item.name for item in hyperparameter_fields())
+
+
+def class_names(dataset: str | None) -> list[str]:
+    """What each of the 10 labels means in ``dataset``: Fashion-MNIST's garments, else the
+    digit itself."""
+    if dataset == "fashion_mnist":
+        return [f"{label} {name}" for label, name in enumerate(FASHION_CLASSES)]
+    return [str(label) for label in range(NUM_CLASSES)]
+
+
+def hyperparameter_text(value):
+    """A hyperparameter's value as reports, pages and trackers show it: a list (the
+    ``hidden_units`` widths) as ``10x10``, any other value as it is."""
+    return "x".join(map(str, value)) if isinstance(value, list | tuple) else value
 _OWN_FIELDS = tuple(item.name for item in dataclasses.fields(TrialConfig) if item.name != "model")
 
 
@@ -221,6 +238,12 @@ def check_int(name: str, value: object, lowest: int) -> None:
     """``value`` is an integer (not a bool) of at least ``lowest``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
         raise ConfigError(f"must be an integer >= {lowest}, got {value!r}", key=name)
+
+
+def check_seed(name: str, value: object) -> None:
+    """``value`` is a seed numpy and TensorFlow take: an integer in [0, 2**32 - 1]."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"must be an integer in [0, {MAX_SEED}], got {value!r}", key=name)
 
 
 def check_positive_int(name: str, value: object) -> None:

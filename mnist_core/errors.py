@@ -49,5 +49,5 @@ class OutputBusy(OutputError):
 
 
 class RecordingError(OutputError):
-    """Writing a sweep's reports failed midway (a full disk, a lost mount); what was recorded
-    before is kept and the sweep can be resumed (exit 2)."""
+    """Writing a sweep's reports or a page failed midway (a full disk, a lost mount); what
+    was recorded before is kept and the job can be resumed (exit 2)."""

@@ -3,18 +3,22 @@
 A page opens from disk with no server and no network: charts are Plotly figures drawn by
 plotly.js, written once beside the page (``plotly.min.js``, from the plotly package), and
 tables are built in the browser from JSON with ``textContent``, never as markup. Every value
-that reaches a page is escaped by construction: text through ``escape`` (``cell``), JSON
-through ``json_script`` (``<`` written as ``\\u003c``, so no string can close a tag). The
-sweep's page lives in ``sweep/page.py``, the scoring run's in ``scoring/page.py``.
+that reaches a page is escaped by construction: markup with values in it is made by
+``markup`` (every field formatted, then escaped, whatever its type: a number field read back
+from a damaged ``best.json`` that holds a string renders as that string's text), and JSON by
+``json_script`` (``<`` written as ``\\u003c``, so no string can close a tag). The sweep's
+page lives in ``sweep/page.py``, the scoring run's in ``scoring/page.py``.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import string
 from pathlib import Path
 
 from mnist_core import storage
+from mnist_core.errors import RecordingError
 
 PLOTLY_JS = "plotly.min.js"
 escape = html.escape
@@ -121,15 +125,42 @@ for (const holder of document.querySelectorAll("script.table-data")) {
 """
 
 
-def cell(value) -> str:
-    """A value as escaped text: floats to 4 significant digits, lists as ``10x10``."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list):
-        return escape("x".join(map(str, value)))
-    return escape(str(value))
+class _LenientFormatter(string.Formatter):
+    """``str.format`` where a value of another type than its field expects (a string where
+    ``{:.4f}`` wants a number) is written as its text, and a part a damaged record lacks
+    (``{0[mean]}`` of a record without ``mean``) as ``?``, instead of raising."""
+
+    def get_field(self, field_name, args, kwargs):
+        try:
+            return super().get_field(field_name, args, kwargs)
+        except (LookupError, TypeError, AttributeError):
+            return "?", field_name
+
+    def format_field(self, value, format_spec: str) -> str:
+        try:
+            return format(value, format_spec)
+        except (TypeError, ValueError):
+            return str(value)
+
+
+class _EscapingFormatter(_LenientFormatter):
+    def format_field(self, value, format_spec: str) -> str:
+        return escape(super().format_field(value, format_spec))
+
+
+_TEXT, _MARKUP = _LenientFormatter(), _EscapingFormatter()
+
+
+def text(template: str, *args, **values) -> str:
+    """``template.format(...)`` for plain text made of values read back from disk: a value of
+    an unexpected type is written as its text, never a traceback."""
+    return _TEXT.format(template, *args, **values)
+
+
+def markup(template: str, *args, **values) -> str:
+    """``text`` with every replacement field escaped after formatting: the one way values
+    enter a page's markup (``markup("<b>{id}</b> {score:.4f}", ...)``)."""
+    return _MARKUP.format(template, *args, **values)
 
 
 def json_script(data, css_class: str, target: str) -> str:
@@ -165,15 +196,24 @@ def page(title: str, sections: list[str], live: bool = False) -> str:
             "</body></html>")
 
 
-def write_page(folder: str, markup: str) -> str:
+def write_page(folder: str, html: str) -> str:
     """Write ``<folder>/report.html`` and, once, plotly.js beside it; return the page's
-    location."""
+    location. A failed write (a full disk) is a ``RecordingError`` naming the file; the
+    page it would have replaced stays whole (writes are atomic)."""
     script = storage.join(folder, PLOTLY_JS)
+    location = storage.join(folder, "report.html")
     if not storage.exists(script):
         import plotly
 
         bundle = Path(plotly.__file__).parent / "package_data" / PLOTLY_JS
-        storage.write_bytes(script, bundle.read_bytes())
-    location = storage.join(folder, "report.html")
-    storage.write_bytes(location, markup.encode())
+        _write(script, bundle.read_bytes())
+    _write(location, html.encode())
     return location
+
+
+def _write(location: str, data: bytes) -> None:
+    try:
+        storage.write_bytes(location, data)
+    except OSError as error:
+        reason = error.strerror or str(error).splitlines()[0]
+        raise RecordingError(f"{location}: {reason}; the page was not written") from None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from mnist_core import storage
+from mnist_core import best, storage
 from mnist_core.errors import DataFormatError, DataNotFoundError
 
 LATEST = "latest"
@@ -28,6 +28,34 @@ def write_latest(out: str, sweep_id: str) -> str:
     return pointer
 
 
+def move_latest(out: str, sweep_id: str) -> bool:
+    """Point ``<out>/latest`` at sweep ``sweep_id`` unless it points at a sweep started after
+    it (a resumed older sweep never takes ``latest`` from a newer one); return whether it
+    moved. A sweep's start is when its ``sweep.toml`` was written."""
+    current = _pointed_sweep(storage.join(out, LATEST))
+    if current not in (None, sweep_id) and _started(out, current) > _started(out, sweep_id):
+        return False
+    write_latest(out, sweep_id)
+    return True
+
+
+def _pointed_sweep(pointer: str) -> str | None:
+    """The sweep id the pointer names; None without a readable one."""
+    if not storage.exists(pointer):
+        return None
+    try:
+        sweep_id = json.loads(storage.read_bytes(pointer))["sweep_id"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return sweep_id if isinstance(sweep_id, str) else None
+
+
+def _started(out: str, sweep_id: str) -> int:
+    """When sweep ``sweep_id`` started (its ``sweep.toml``'s mtime, ns); 0 when unknown."""
+    entries = storage.list_files(storage.join(out, sweep_id, "sweep.toml"))
+    return entries[0].mtime_ns if entries else 0
+
+
 def resolve_model(reference: str) -> str:
     """The ``.keras`` file that ``reference`` names; ``DataNotFoundError`` says what was tried."""
     reference = str(reference).rstrip("/")
@@ -35,7 +63,7 @@ def resolve_model(reference: str) -> str:
         return _follow_latest(reference)
     if storage.exists(reference):
         return reference
-    for candidate in (storage.join(reference, "best", "model.keras"),
+    for candidate in (best.model_path(reference),
                       storage.join(reference, "model.keras")):
         if storage.exists(candidate):
             return candidate

@@ -16,7 +16,14 @@ import numpy as np
 import pyarrow as pa
 
 from mnist_core import storage
-from mnist_core.config import NUM_CLASSES, DataConfig, hyperparameter_fields
+from mnist_core.config import (
+    HYPERPARAMETERS,
+    NUM_CLASSES,
+    DataConfig,
+    hyperparameter_fields,
+    hyperparameter_text,
+)
+from mnist_core.html import text
 from mnist_core.trial import TrialResult
 
 _COLUMN_TYPES = {bool: pa.bool_(), int: pa.int32(), float: pa.float64(), str: pa.string(),
@@ -144,10 +151,9 @@ def trust_in(chosen: dict | None, others: Sequence[float]) -> dict | None:
 def describe_selection(statistics: dict) -> str:
     """One sentence on the chosen trial's validation figure, for the console and the page."""
     others = statistics["within_one_standard_error"]
-    return (f"chosen on {statistics['val_images']:,} validation images: "
-            f"{statistics['val_accuracy']:.4f} ± {statistics['standard_error']:.4f} (one "
-            f"standard error); {others:,} other trial{'s' if others != 1 else ''} within one "
-            "standard error of it")
+    return text("chosen on {val_images:,} validation images: {val_accuracy:.4f} ± "
+                "{standard_error:.4f} (one standard error); {0:,} other trial{1} within one "
+                "standard error of it", others, "s" if others != 1 else "", **statistics)
 
 
 def ranked_trials(rows: list[dict]) -> list[dict]:
@@ -222,15 +228,23 @@ def write_trial_reports(out: str, trial_id: str, result: TrialResult,
 
 def write_trial_page(out: str, trial_id: str, row: dict, epochs: list[dict],
                      cells: list[dict]) -> str:
-    """``<out>/report.html`` of one trial: its metrics, confusion matrix and learning curves,
-    drawn by the same chart functions as a sweep's page. Returns its location."""
+    """``<out>/report.html`` of one trial: its metrics, the hyperparameters it trained with,
+    its confusion matrix and learning curves, drawn by the same chart functions as a sweep's
+    page. Returns its location."""
     from mnist_core import charts
-    from mnist_core.html import cell, figure, page, write_page
+    from mnist_core.html import figure, markup, page, table, write_page
 
-    summary = (f"<p>{cell(row['dataset'])}: test accuracy {row['test_accuracy']:.4f}, test "
-               f"loss {row['test_loss']:.4f}; the weights of epoch {cell(row['best_epoch'])} "
-               f"of {cell(row['epochs'])}; {row['params']:,} parameters.</p>")
+    summary = markup("<p>{dataset}: test accuracy {test_accuracy:.4f}, test loss "
+                     "{test_loss:.4f}; the weights of epoch {best_epoch} of {epochs}; "
+                     "{params:,} parameters.</p>", **{name: row.get(name) for name in (
+                         "dataset", "test_accuracy", "test_loss", "best_epoch", "epochs",
+                         "params")})
+    settings = [{"hyperparameter": name, "value": hyperparameter_text(row.get(name))}
+                for name in HYPERPARAMETERS]
     return write_page(out, page(f"Trial {trial_id}", [
-        summary, "<div class=grid>",
-        figure(charts.confusion(cells, "Confusion matrix (test set)"), "confusion"),
+        summary, "<h2>Hyperparameters</h2>",
+        table("hyperparameters", ["hyperparameter", "value"], settings, [], ""),
+        "<div class=grid>",
+        figure(charts.confusion(cells, "Confusion matrix (test set)", row.get("dataset")),
+               "confusion"),
         figure(charts.learning_curves(epochs, "Learning curves"), "curves"), "</div>"]))

@@ -12,14 +12,21 @@ notices below ERROR (its start-up INFO line, the token-authentication WARNING) a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+from collections.abc import Iterator
+
+from mnist_core import signals
 
 _connected_here: list[bool] = []  # whether connect() called ray.init in this process
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> str:
-    """Connect this process to Ray (once) and return a short description of where."""
+    """Connect this process to Ray (once) and return a short description of where. The
+    caller's SIGTERM handler stays in place (``ray.init`` installs one of its own that exits
+    15; a SIGTERM it catches is raised as ``signals.Terminated`` where the caller has ours)."""
     import ray
 
     if ray.is_initialized():
@@ -27,11 +34,28 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
     address = address or os.environ.get("RAY_ADDRESS") or None
     quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
     _connected_here.append(True)
-    if address:
-        ray.init(address=address, **quiet)
-        return f"Ray cluster at {address}"
-    ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", include_dashboard=False, **quiet)
-    return "local Ray (127.0.0.1)"
+    with _keeping_sigterm_handler():
+        if address:
+            ray.init(address=address, **quiet)
+            return f"Ray cluster at {address}"
+        ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", include_dashboard=False,
+                 **quiet)
+        return "local Ray (127.0.0.1)"
+
+
+@contextlib.contextmanager
+def _keeping_sigterm_handler() -> Iterator[None]:
+    ours = signals.handles_sigterm()
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    except SystemExit as stop:
+        if ours and stop.code == signal.SIGTERM:
+            raise signals.terminated() from None
+        raise
+    finally:
+        if previous is not None:  # None: a handler set outside Python, left to Ray
+            signal.signal(signal.SIGTERM, previous)
 
 
 def disconnect() -> None:

@@ -72,20 +72,31 @@ def terminate_when(command: list[str], pattern: str, root: Path, rows: int = 1,
     holds ``rows`` rows, send the job SIGTERM (as Kubernetes stops a pod) and wait for it.
     Return its exit code, its stderr, and the processes of its session still alive 30 s
     later (then kill those, so no test leaks them)."""
-    import subprocess
-
     from mnist_core import storage
+
+    def ready() -> bool:
+        found = next(iter(sorted(root.glob(pattern))), None)
+        return found is not None and storage.read_table(str(found)).num_rows >= rows
+
+    return signal_when(command, ready, timeout=timeout)
+
+
+def signal_when(command: list[str], ready, sent: int = signal.SIGTERM,
+                timeout: float = 240) -> tuple[int, str, list[int]]:
+    """Run ``command`` in a session of its own; as soon as ``ready()`` is true, send the job
+    ``sent`` and wait for it. Return its exit code, its stderr, and the processes of its
+    session still alive 30 s later (then kill those, so no test leaks them)."""
+    import subprocess
 
     job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True,
                            env={**os.environ, "RAY_ADDRESS": ""})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and job.poll() is None:
-        found = next(iter(sorted(root.glob(pattern))), None)
-        if found is not None and storage.read_table(str(found)).num_rows >= rows:
+        if ready():
             break
-        time.sleep(0.1)
-    job.send_signal(signal.SIGTERM)
+        time.sleep(0.05)
+    job.send_signal(sent)
     _, stderr = job.communicate(timeout=120)
     deadline = time.monotonic() + 30
     while (left := session_members(job.pid)) and time.monotonic() < deadline:

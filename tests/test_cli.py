@@ -39,9 +39,14 @@ def test_every_flag_has_help_and_its_default_is_shown(module_name):
     for action in parser._actions:
         assert action.help, f"{module_name} {action.option_strings or action.dest} has no help"
     defaults = [action for action in parser._actions if action.option_strings
-                and action.default not in (None, False, argparse.SUPPRESS)]
+                and action.default not in (None, False, argparse.SUPPRESS)
+                and "(default" not in action.help]  # one that says its own default
     for action in defaults:
-        assert f"(default: {action.default})" in " ".join(text.split()), action.dest
+        shown = (",".join(map(str, action.default)) if isinstance(action.default, tuple)
+                 else action.default)
+        assert f"(default: {shown})" in " ".join(text.split()), action.dest
+    assert "(default: None)" not in text and "(default: (" not in text
+    assert " ".join(parser.description.split()).endswith((".", ")")), parser.description
 
 
 def test_a_keyed_error_is_spelled_as_the_flag():

@@ -1,6 +1,8 @@
 """The cluster configs parse, and say what users rely on: loopback, token auth, excludes."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,3 +158,26 @@ def test_submit_help_lists_the_jobs_own_flags():
                             capture_output=True, text=True, timeout=60, check=True)
     assert "passed through" in result.stdout and "--resume SWEEP_ID" in result.stdout
     assert "(default: runs)" in result.stdout  # defaults shown
+
+
+@pytest.mark.parametrize(("flag", "offset", "variable"), [
+    ("--port", 0, "RAY_PORT"), ("--dashboard-port", 0, "DASHBOARD_PORT"),
+    ("--dashboard-port", 3, "DASHBOARD_PORT"),
+])
+def test_cluster_up_names_a_taken_port_and_the_variable_to_change(tmp_path, flag, offset,
+                                                                   variable):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        base = taken.getsockname()[1] - offset
+        ports = {"--port": 16390, "--dashboard-port": 18265} | {flag: base}
+        result = subprocess.run([sys.executable, "-m", "cluster.local", "up", "--dir",
+                                 str(tmp_path / "c"), *(f"{key}={value}" for key, value in
+                                                        ports.items())],
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: port {base + offset} (")
+    assert f"choose another {variable}, e.g. make cluster-up {variable}=" in line
+    assert not (tmp_path / "c").exists()

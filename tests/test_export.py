@@ -51,3 +51,8 @@ def test_a_sweep_becomes_an_optuna_study(ray_session, tmp_path, capsys):
     importance = optuna.importance.get_param_importances(study)
     assert set(importance) == {"learning_rate", "momentum", "hidden_units"}
     assert run(main, ["optuna", str(folder), "--storage", storage]) == 2  # taken
+    capsys.readouterr()
+    unusable = f"sqlite:///{tmp_path / 'no' / 'such' / 'folder' / 'x.db'}"
+    assert run(main, ["optuna", str(folder), "--storage", unusable]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: --storage {unusable}: not a storage Optuna can use (")

@@ -74,3 +74,55 @@ def test_markup_in_every_scoring_table_is_escaped(tmp_path):
     storage.write_table(str(out / "failures.parquet"), _table(FAILURES_SCHEMA, 3))
     text = (out / "report.html").read_text() if write_scoring_report(str(out)) else ""
     assert "<img" not in text and "&lt;img src=x" in text
+
+
+def _evil_record(trial_id: str) -> dict:
+    """A ``best.json`` of the full shape whose every value but the chosen trial's id (which
+    the page looks up) is markup, numbers included, as anyone who can write a shared results
+    bucket could leave it."""
+    finalist = {key: MARKUP for key in ("failed_folds", "rank_by_validation", "val_accuracy",
+                                        "mean", "std")}
+    finalist |= {"trial_id": MARKUP, "fold_accuracies": [MARKUP], "fold_epochs": [MARKUP]}
+    refit = {key: MARKUP for key in ("trial_id", "epochs", "train_images", "test_accuracy",
+                                     "test_loss", "seed", "train_loss", "kept_by", "model")}
+    return {"trial_id": trial_id, "val_accuracy": MARKUP, "test_accuracy": MARKUP,
+            "choice": {"chosen_by": "cross_validation", "trial_id": trial_id, "folds": MARKUP,
+                       "finalists": [finalist]},
+            "refit": refit | {"seeds": [{"seed": MARKUP}, {"seed": MARKUP}]},
+            "selection": {"val_images": MARKUP}}
+
+
+@pytest.mark.parametrize("chosen_by", ["cross_validation", "seed_mean", MARKUP])
+def test_markup_in_every_field_of_best_json_is_escaped(tmp_path, chosen_by):
+    import json
+
+    folder = tmp_path / "evil-2"
+    folder.mkdir()
+    (folder / "sweep.toml").write_text(SWEEP)
+    trials = _table(SCHEMAS["trials"], 4, status="ok")
+    for name, schema in SCHEMAS.items():
+        table = trials if name == "trials" else _table(schema, 4).set_column(
+            0, "trial_id", trials.column("trial_id"))
+        storage.write_table(str(folder / f"{name}.parquet"), table)
+    record = _evil_record(trials.column("trial_id")[0].as_py())
+    record["choice"] |= {"chosen_by": chosen_by, "seed_mean": {"trial_id": MARKUP}}
+    (folder / "best").mkdir()
+    (folder / "best" / "best.json").write_text(json.dumps(record))
+    text = (folder / "report.html").read_text() if write_sweep_report(str(folder)) else ""
+    assert "<img" not in text and "&lt;img src=x" in text
+    assert "The choice" in text
+
+
+def test_a_trial_named_with_markup_in_best_json_is_escaped_on_the_scoring_page(tmp_path):
+    import json
+
+    sweep = tmp_path / "sweep"
+    (sweep / "best").mkdir(parents=True)
+    (sweep / "best" / "best.json").write_text(json.dumps({"trial_id": MARKUP}))
+    out = tmp_path / "scores"
+    out.mkdir()
+    manifest = _table(MANIFEST_SCHEMA, 1, output="", model=str(sweep / "best" / "model.keras"))
+    storage.write_table(str(out / "manifest.parquet"), manifest)
+    text = (out / "report.html").read_text() if write_scoring_report(str(out)) else ""
+    assert "<img" not in text and f"trial {MARKUP}".replace("<", "&lt;").replace(
+        ">", "&gt;") in text

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from mnist_core.errors import DataFormatError, DataNotFoundError
-from mnist_core.model_ref import resolve_model, write_latest
+from mnist_core.model_ref import move_latest, resolve_model, write_latest
 
 
 @pytest.fixture
@@ -35,6 +35,18 @@ def test_latest_points_at_the_sweep_it_was_given_and_moves_atomically(runs):
     assert resolve_model(str(runs / "latest")) == str(runs / "new-2/best/model.keras")
     assert json.loads((runs / "latest").read_text())["sweep_id"] == "new-2"
     assert sorted(path.name for path in runs.iterdir()) == ["latest", "new-2", "old-1", "train"]
+
+
+def test_a_resumed_older_sweep_never_takes_latest_from_a_newer_one(runs):
+    import os
+
+    for age, sweep in enumerate(("new-2", "old-1")):  # old-1 started first (older mtime)
+        (runs / sweep / "sweep.toml").write_text("[sweep]\n")
+        os.utime(runs / sweep / "sweep.toml", ns=(10**18 - age * 10**12,) * 2)
+    assert move_latest(str(runs), "new-2")
+    assert not move_latest(str(runs), "old-1")  # --resume of the older one, finished again
+    assert json.loads((runs / "latest").read_text())["sweep_id"] == "new-2"
+    assert move_latest(str(runs), "new-2")  # the newest itself, resumed: stays
 
 
 @pytest.mark.parametrize(("setup", "error", "message"), [

@@ -125,3 +125,60 @@ def test_the_scoring_page_shows_accuracy_provenance_and_failures(ray_session, tm
     assert str(tmp_path / "model.keras") in dom
     charts = re.findall(r'<div id="([a-z0-9-]+)"[^>]*class="[^"]*js-plotly-plot', dom)
     assert {"labels", "confidence", "confusion"} <= set(charts)
+
+
+# Records, for every drawn chart, whether its title's box meets Plotly's toolbar's.
+GEOMETRY = """<script>
+const under = [];
+for (const plot of document.querySelectorAll(".js-plotly-plot")) {
+  const title = plot.querySelector(".gtitle"), bar = plot.querySelector(".modebar");
+  if (!title || !bar) { continue; }
+  const a = title.getBoundingClientRect(), b = bar.getBoundingClientRect();
+  if (a.right > b.left && a.left < b.right && a.bottom > b.top && a.top < b.bottom) {
+    under.push(plot.id);
+  }
+}
+document.body.dataset.titled = document.querySelectorAll(".js-plotly-plot .gtitle").length;
+document.body.dataset.underToolbar = under.join(",") || "none";
+document.body.dataset.columns = Array.from(
+  document.querySelectorAll("#trials-table th")).map((th) => th.dataset.key).join(",");
+</script></body>"""
+
+
+def _browse_with(script: str, page: Path, tmp_path: Path) -> str:
+    shutil.copy(page.parent / "plotly.min.js", tmp_path / "plotly.min.js")
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", script))
+    dom, log = _browse(probe, tmp_path)
+    assert _console_errors(log) == []
+    return dom
+
+
+def test_no_chart_title_runs_under_the_toolbar_and_no_column_is_all_blank(sweep_folder,
+                                                                         tmp_path):
+    dom = _browse_with(GEOMETRY, sweep_folder / "report.html", tmp_path)
+    assert int(re.search(r'data-titled="(\d+)"', dom).group(1)) >= 8
+    assert 'data-under-toolbar="none"' in dom
+    columns = re.search(r'data-columns="([^"]*)"', dom).group(1).split(",")
+    assert "rung" not in columns and "error" not in columns  # a plain search: all blank
+    assert {"trial_id", "status", "val_accuracy", "learning_rate"} <= set(columns)
+    choice = re.search(r"<h2>The choice</h2><p>(.*?)</p>", dom)
+    assert choice is None or len(re.findall(r"t\d{4}-[0-9a-f]{8}", choice.group(1))) == 1
+
+
+def test_a_fashion_trial_page_names_its_classes_and_shows_its_hyperparameters(tmp_path):
+    from mnist_core.config import TrialConfig
+    from mnist_core.reports import confusion_rows, write_trial_page
+
+    row = TrialConfig(learning_rate=0.25).as_record() | {
+        "dataset": "fashion_mnist", "test_accuracy": 0.8, "test_loss": 0.5, "best_epoch": 2,
+        "params": 7960}
+    epochs = [{"trial_id": "t", "epoch": epoch, "loss": 1.0 / epoch, "accuracy": 0.5,
+               "val_loss": 1.0, "val_accuracy": 0.5} for epoch in (1, 2)]
+    cells = confusion_rows("t", np.eye(10, dtype=int) * 10)
+    page = Path(write_trial_page(str(tmp_path / "train"), "t", row, epochs, cells))
+    dom = _browse_with(GEOMETRY, page, tmp_path)
+    assert "9 Ankle boot" in dom and "0 T-shirt/top" in dom
+    table = dom.split('id="hyperparameters-table"', 1)[1].split("</table>", 1)[0]
+    assert "learning_rate" in table and "0.25" in table and "hidden_units" in table
+    assert 'data-under-toolbar="none"' in dom

@@ -224,3 +224,67 @@ def test_trials_are_made_in_the_order_of_the_product_of_samples_points_and_seeds
 def test_a_value_no_trial_may_take_is_refused_at_parse_time(grid):
     with pytest.raises(ConfigError, match="momentum and nesterov apply to sgd only"):
         parse_sweep_config(f'[sweep]\ndataset = "digits"\nsamples = 50\n[grid]\n{grid}\n')
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[sweep]\nsamples = 4\n[grid]\nlearning_rate = {uniform = [-0.2, 1.0]}\n'
+     '[search]\nsampler = "tpe"', "[grid] learning_rate must be > 0, got -0.2"),
+    ('[sweep]\nsamples = 4\n[grid]\nlearning_rate = {uniform = [nan, 1.0]}',
+     "[grid] learning_rate: uniform range [nan, 1.0] must be finite"),
+    ('[sweep]\nsamples = 4\n[grid]\nbatch_size = {randint = [0, 10]}\n'
+     '[search]\nsampler = "tpe"', "[grid] batch_size must be a positive integer, got 0"),
+    ("[sweep]\nvalidation_split = nan", "[sweep] validation_split must be a finite number"),
+    ("[resources]\nnum_cpus = nan", "[resources] num_cpus must be a finite number"),
+    ("[resources]\nnum_gpus = inf", "[resources] num_gpus must be a finite number"),
+    ('[sweep]\nsamples = 4\nsearch_seed = -1\n[grid]\nlearning_rate = {uniform = [0.1, 1.0]}',
+     "[sweep] search_seed must be an integer in [0, 4294967295], got -1"),
+    ("[sweep]\nseeds = [0, 4294967296]", "[sweep] seeds must be an integer in [0, 4294967295]"),
+    ('[sweep]\nsamples = 4\n[grid]\nlearning_rate = {uniform = [0.1, 1.0]}\n'
+     "[selection]\nrefit_seeds = 100000000", "[selection] 4 trials and 100,000,000 more for "
+     "the refit's seeds and the folds exceed [sweep] max_trials = 10,000,000"),
+])
+def test_a_value_no_sampler_may_use_is_refused_before_any_work(text, message):
+    with pytest.raises(ConfigError) as error:
+        parse_sweep_config(text)
+    assert str(error.value).startswith(message)
+
+
+def test_a_range_whose_open_end_no_draw_reaches_is_accepted():
+    config = parse_sweep_config('[sweep]\nsamples = 3\n[grid]\nmomentum = {uniform = [0.0, 1.0]}')
+    assert config.trial_count == 3
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[grid]\nbatch_size = [1000000000000]", "[grid] batch_size 1,000,000,000,000 is larger "
+     "than the 1,293 training images"),
+    ('[sweep]\nsamples = 2\n[grid]\nlearning_rate = {uniform = [0.1, 1.0]}\n[selection]\n'
+     "finalists = 2\nfolds = 1500", "[selection] folds = 1500 is more than the 139 images of "
+     "the smallest class"),
+])
+def test_what_only_the_data_can_tell_is_refused_before_ray(tmp_path, text, message):
+    config = tmp_path / "big.toml"
+    config.write_text('[sweep]\nname = "big"\ndataset = "digits"\n' + text.replace(
+        "[sweep]\n", ""))
+    result = subprocess.run([sys.executable, "-m", "jobs.sweep", "--config", str(config),
+                             "--out", str(tmp_path / "runs")], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {message}")
+    assert not list((tmp_path / "runs").glob("*/sweep.toml"))
+
+
+def test_a_failed_download_names_the_config_key_not_a_flag(tmp_path):
+    import os
+
+    config = tmp_path / "mnist.toml"
+    config.write_text('[sweep]\nname = "m"\ndataset = "mnist"\n')
+    closed = "http://127.0.0.1:9"  # nothing listens: the download fails at once, offline or not
+    result = subprocess.run([sys.executable, "-m", "jobs.sweep", "--config", str(config),
+                             "--out", str(tmp_path / "runs")], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "KERAS_HOME": str(tmp_path / "k"),
+                                              "https_proxy": closed, "http_proxy": closed,
+                                              "HTTPS_PROXY": closed, "HTTP_PROXY": closed})
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: [sweep] data_path could not download mnist")

@@ -2,6 +2,8 @@
 real TensorBoard event files: runs, params, per-epoch metrics, statuses, the best model
 registered and loaded back."""
 
+import contextlib
+import io
 import socket
 import subprocess
 import sys
@@ -65,11 +67,28 @@ def tracked(request, ray_session, tmp_path_factory):
     config.write_text(SWEEP)
     store = (request.getfixturevalue("mlflow_server") if request.param == "server"
              else f"sqlite:///{folder / 'mlruns.db'}")
-    assert main(["--config", str(config), "--out", str(folder / "runs"), "--no-progress",
-                 "--mlflow", store, "--tensorboard", str(folder / "tb")]) == 0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["--config", str(config), "--out", str(folder / "runs"), "--no-progress",
+                     "--mlflow", store, "--tensorboard", str(folder / "tb")]) == 0
     (sweep,) = [path for path in (folder / "runs").iterdir() if path.is_dir()]
     trials = pq.read_table(sweep / "trials.parquet").to_pylist()
-    return {"folder": folder, "store": store, "sweep": sweep, "trials": trials}
+    return {"folder": folder, "store": store, "sweep": sweep, "trials": trials,
+            "printed": printed.getvalue()}
+
+
+def test_the_console_says_where_the_sweep_was_tracked(tracked):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracked["store"])
+    experiment = client.get_experiment_by_name("tracked-test").experiment_id
+    (parent,) = client.search_runs([experiment], "tags.kind = 'sweep'")
+    lines = tracked["printed"].splitlines()
+    assert f"mlflow: run {parent.info.run_id} ({tracked['sweep'].name}) in {tracked['store']} " \
+           f"(open with: mlflow ui --backend-store-uri {tracked['store']})" in lines
+    tensorboard = tracked["folder"] / "tb"
+    assert f"tensorboard: {tensorboard / tracked['sweep'].name} (open with: tensorboard " \
+           f"--logdir {tensorboard})" in lines
 
 
 def test_mlflow_holds_a_parent_run_and_a_child_per_trial(tracked):

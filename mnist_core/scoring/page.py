@@ -6,15 +6,15 @@ by reason. Rebuilt from the output folder's files alone.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 import numpy as np
 import pyarrow as pa
 
-from mnist_core import charts, storage
+from mnist_core import best, charts, storage
 from mnist_core.config import NUM_CLASSES
-from mnist_core.html import cell, figure, page, table, write_page
+from mnist_core.errors import DataFormatError
+from mnist_core.html import figure, markup, page, table, write_page
 
 _SHARD_COLUMNS = ["path", "status", "rows", "failed_rows", "model_id", "scored_at"]
 
@@ -48,34 +48,32 @@ def scoring_page(manifest: pa.Table, failures: pa.Table, predictions: pa.Table,
 
 
 def _summary(shards: list[dict]) -> str:
-    return (f"<p>{len(shards):,} shards, {sum(r['rows'] for r in shards):,} images scored, "
-            f"{sum(r['failed_rows'] for r in shards):,} rejected.</p>")
+    return markup("<p>{0:,} shards, {1:,} images scored, {2:,} rejected.</p>", len(shards),
+                  sum(r["rows"] for r in shards), sum(r["failed_rows"] for r in shards))
 
 
 def _provenance(shards: list[dict]) -> str:
     """Each model the folder's predictions come from: its id, path, and the sweep and trial
     that made it when it is a sweep's best model."""
     models = Counter((row["model_id"], row["model"]) for row in shards)
-    items = "".join(f"<li><b>{cell(model_id)}</b> ({count:,} shards): {_origin(path)}</li>"
-                    for (model_id, path), count in models.most_common())
+    items = "".join(markup("<li><b>{0}</b> ({1:,} shards): {2}</li>", model_id, count,
+                           _origin(path)) for (model_id, path), count in models.most_common())
     return f"<h2>Model</h2><ul>{items}</ul>" if items else ""
 
 
 def _origin(path: str | None) -> str:
+    """Where a model came from, as text: its path, and its sweep and trial when it is a
+    sweep's chosen model (a damaged ``best.json`` there names no trial)."""
     if not path:
         return "unknown"
-    text = cell(path)
-    if storage.name(storage.parent(path)) == "best":
-        sweep = storage.parent(storage.parent(path))
-        record = storage.join(sweep, "best", "best.json")
-        trial = ""
-        if storage.exists(record):
-            try:
-                trial = json.loads(storage.read_bytes(record)).get("trial_id", "")
-            except ValueError:
-                trial = ""
-        text = f"sweep {cell(storage.name(sweep))}, trial {cell(trial or '?')}: {text}"
-    return text
+    if storage.name(storage.parent(path)) != best.FOLDER:
+        return path
+    sweep = storage.parent(storage.parent(path))
+    try:
+        trial = best.chosen_trial(sweep)
+    except DataFormatError:
+        trial = None
+    return f"sweep {storage.name(sweep)}, trial {trial or '?'}: {path}"
 
 
 def _accuracy(predicted: np.ndarray, truth: pa.ChunkedArray) -> str:
@@ -87,8 +85,8 @@ def _accuracy(predicted: np.ndarray, truth: pa.ChunkedArray) -> str:
     cells = [{"true_label": t, "predicted_label": p, "count": int(np.sum((actual == t)
                                                                         & (guessed == p)))}
              for t in range(NUM_CLASSES) for p in range(NUM_CLASSES)]
-    return (f"<h2>Accuracy</h2><p>{accuracy:.4f} on the {len(actual):,} images whose input "
-            "carries a label.</p>"
+    return (markup("<h2>Accuracy</h2><p>{0:.4f} on the {1:,} images whose input carries a "
+                   "label.</p>", accuracy, len(actual))
             + figure(charts.confusion(cells, "Confusion matrix (labelled inputs)"),
                      "confusion"))
 

@@ -10,11 +10,9 @@ again only what is missing.
 
 from __future__ import annotations
 
-import json
-
 import pyarrow as pa
 
-from mnist_core import storage
+from mnist_core import best, storage
 from mnist_core.config import TrialConfig
 from mnist_core.sweep.config import Selection, SweepConfig, Trial
 from mnist_core.sweep.packs import Pack, fold_packs, pack_key, restart_packs
@@ -96,10 +94,7 @@ def _hold_pack(keeper: BestKeeper, chosen: dict, say) -> Pack | None:
     """What puts the chosen trial's model in ``best/``: nothing when the one kept while
     training is that trial's (it is then ``keeper.best``), else the trial trained again
     exactly as before (same seed, same data), a pack of one."""
-    location = storage.join(keeper.folder, "best", "best.json")
-    held = json.loads(storage.read_bytes(location)).get("trial_id") if storage.exists(
-        location) else None
-    if held == chosen["trial_id"]:
+    if best.chosen_trial(keeper.folder) == chosen["trial_id"]:
         keeper.best = chosen
         return None
     trial = Trial(chosen["trial_id"], TrialConfig.from_record(chosen))

@@ -36,6 +36,7 @@ from mnist_core.config import (
     check_flag,
     check_int,
     check_range,
+    check_seed,
     check_type,
     hyperparameter_fields,
 )
@@ -43,6 +44,7 @@ from mnist_core.errors import ConfigError, DataNotFoundError
 from mnist_core.sweep.search_space import (
     Distribution,
     draw_samples,
+    extremes,
     parse_distribution,
     sample_values,
 )
@@ -414,8 +416,11 @@ def parse_sweep_config(text: str, expand: bool = True) -> SweepConfig:
         raise ConfigError("[sweep] validation_split must be > 0: the best trial is chosen on "
                           "validation accuracy, never on the test set")
     seeds = _list("sweep", "seeds", sweep.get("seeds", [0]))
+    for seed in seeds:
+        _section("sweep", check_seed, name="seeds", value=seed)
     axes, distributions = _split_grid(grid)
     _check_trial_count(sweep, axes, distributions, seeds)
+    _check_extremes(axes, distributions, seeds)
     halving = _halving(document.get("scheduler", {}))
     search = _search(document.get("search", {}), distributions, halving)
     space = SearchSpace(axes, distributions, tuple(seeds),
@@ -430,13 +435,15 @@ def parse_sweep_config(text: str, expand: bool = True) -> SweepConfig:
         if expand:
             trials.validate()
     log_scaled = frozenset(key for key, spec in distributions.items() if spec.kind == "loguniform")
-    return SweepConfig(name, data, trials,
-                       _section("resources", Resources, **document.get("resources", {})), text,
-                       halving, log_scaled,
-                       _section("tracking", Tracking, **document.get("tracking", {})),
-                       sweep.get("keep_models", "best"),
-                       _selection(document.get("selection", {}), bool(distributions), seeds),
-                       search, space)
+    config = SweepConfig(name, data, trials,
+                         _section("resources", Resources, **document.get("resources", {})),
+                         text, halving, log_scaled,
+                         _section("tracking", Tracking, **document.get("tracking", {})),
+                         sweep.get("keep_models", "best"),
+                         _selection(document.get("selection", {}), bool(distributions), seeds),
+                         search, space)
+    _check_work(config, sweep.get("max_trials", MAX_TRIALS))
+    return config
 
 
 def _check_keys(document: dict) -> None:
@@ -504,7 +511,19 @@ def _check_samples(sweep: dict, distributions: dict[str, Distribution]) -> None:
     if not distributions:
         raise ConfigError("[sweep] samples needs at least one distribution in [grid], "
                           "e.g. learning_rate = {loguniform = [0.01, 3.0]}")
-    _section("sweep", check_type, name="search_seed", value=seed, kinds=int)
+    _section("sweep", check_seed, name="search_seed", value=seed)
+
+
+def _check_extremes(axes: dict[str, list], distributions: dict[str, Distribution],
+                    seeds: list) -> None:
+    """Build a trial at every edge of every distribution (each with the other keys' first
+    values): a range a sampler may draw from but no trial may take (a negative learning rate)
+    is refused now, whichever sampler draws it — TPE's draws come mid-sweep."""
+    first = {key: values[0] for key, values in axes.items()}
+    first |= {key: extremes(spec)[0] for key, spec in distributions.items()}
+    for key, spec in distributions.items():
+        for value in extremes(spec):
+            make_trial(0, first | {key: value}, seeds[0])
 
 
 def make_trial(index: int, values: dict, seed: int) -> Trial:
@@ -557,6 +576,38 @@ def _selection(section: dict, is_search: bool, seeds: list) -> Selection:
         raise ConfigError('[selection] by = "seed_mean" needs at least two [sweep] seeds, '
                           f"got {seeds!r}")
     return selection
+
+
+def _check_work(config: SweepConfig, max_trials: int) -> None:
+    """The trials a sweep trains beyond its own — a refit's seeds, cross-validation's folds —
+    count against ``[sweep] max_trials`` too."""
+    selection, extra = config.selection, 0
+    if selection.refit:
+        extra += selection.refit_seeds
+    if selection.cross_validates:
+        extra += selection.finalists * len(config.space.seeds) * selection.folds
+    if config.trial_count + extra > max_trials:
+        raise ConfigError(f"[selection] {config.trial_count:,} trials and {extra:,} more for "
+                          f"the refit's seeds and the folds exceed [sweep] max_trials = "
+                          f"{max_trials:,}; lower refit_seeds or folds, or raise "
+                          "max_trials")
+
+
+def check_fits_data(config: SweepConfig, train_images: int, smallest_class: int) -> None:
+    """What only the data can tell, checked before any work: no batch larger than the
+    training set, no more folds than the smallest class has images."""
+    sizes = list(config.space.axes.get("batch_size", []))
+    spec = config.space.distributions.get("batch_size")
+    sizes += extremes(spec) if spec is not None else []
+    too_big = [size for size in sizes if size > train_images]
+    if too_big:
+        raise ConfigError(f"[grid] batch_size {max(too_big):,} is larger than the "
+                          f"{train_images:,} training images")
+    selection = config.selection
+    if selection.cross_validates and selection.folds > smallest_class:
+        raise ConfigError(f"[selection] folds = {selection.folds} is more than the "
+                          f"{smallest_class} images of the smallest class: some folds would "
+                          "hold none of it")
 
 
 def _search(section: dict, distributions: dict, halving: Halving | None) -> Search:

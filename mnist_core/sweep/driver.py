@@ -33,7 +33,7 @@ from mnist_core import storage
 from mnist_core.data import Splits, load_dataset
 from mnist_core.errors import ConfigError
 from mnist_core.memory import limit_malloc_arenas, release_unused
-from mnist_core.model_ref import write_latest
+from mnist_core.model_ref import move_latest
 from mnist_core.sweep.config import SweepConfig, Trial, TrialGrid, trial_positions
 from mnist_core.sweep.halving import remove_stages, run_halving
 from mnist_core.sweep.packs import Pack, PackFailed, grid_packs, make_packs, pack_size_for
@@ -78,6 +78,7 @@ class SweepSummary:
     settings: tuple[dict, ...] = ()  # with several seeds: the best settings' seed means
     trial_epochs: int = 0  # epochs trained now by the trials that finished ok
     stage_idle: tuple[float, ...] = ()  # per rung (round): share of worker slot time idle
+    tracked: tuple[str, ...] = ()  # where MLflow and TensorBoard have the sweep, a line each
 
 
 def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool = True,
@@ -91,7 +92,9 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
     ``splits``: the config's data, when the caller loaded it already (else loaded here).
     """
     folder = storage.join(out, sweep_id)
-    storage.write_bytes(storage.join(folder, "sweep.toml"), config.source_text.encode())
+    config_file = storage.join(folder, "sweep.toml")
+    if not storage.exists(config_file):  # written once: its age is the sweep's (``latest``)
+        storage.write_bytes(config_file, config.source_text.encode())
     limit_malloc_arenas()  # and freed memory given back after each phase (``memory``)
     store = PartStore(folder)
     recorder = PackRecorder(store, SweepRows(sweep_id, config.data.dataset,
@@ -138,23 +141,26 @@ def _finish(config: SweepConfig, out: str, recorder: PackRecorder, summary: Swee
     release_unused()
     write_page(folder)
     release_unused()
-    _track(config, folder, summary.sweep_id, "FAILED" if summary.failed else "FINISHED")
+    tracked = _track(config, folder, summary.sweep_id,
+                     "FAILED" if summary.failed else "FINISHED")
     if recorder.keeper.best is not None and complete:
-        write_latest(out, summary.sweep_id)
-    return dataclasses.replace(summary, selection=selection, refit=refit, choice=choice)
+        move_latest(out, summary.sweep_id)
+    return dataclasses.replace(summary, selection=selection, refit=refit, choice=choice,
+                               tracked=tracked)
 
 
-def _track(config: SweepConfig, folder: str, sweep_id: str, status: str) -> None:
+def _track(config: SweepConfig, folder: str, sweep_id: str, status: str) -> tuple[str, ...]:
     """Log the sweep to MLflow and TensorBoard, when it asks for that; what they print (and
-    TensorFlow's start-up, for the MLflow model) goes to ``logs/tracking.log``."""
+    TensorFlow's start-up, for the MLflow model) goes to ``logs/tracking.log``. Returns where
+    each has it, a line each."""
     if not config.tracking.enabled:
-        return
+        return ()
     from mnist_core import console
     from mnist_core.sweep.tracking import log_sweep
 
     log = None if storage.is_uri(folder) else storage.join(folder, "logs", "tracking.log")
     with console.native_output_to(log):
-        log_sweep(config.tracking, folder, sweep_id, read_sweep(folder), status)
+        return log_sweep(config.tracking, folder, sweep_id, read_sweep(folder), status)
 
 
 class LivePage:

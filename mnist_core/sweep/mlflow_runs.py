@@ -18,6 +18,7 @@ import tomllib
 from pathlib import Path
 
 from mnist_core import storage
+from mnist_core.best import model_path as chosen_model_path
 from mnist_core.config import HYPERPARAMETERS
 from mnist_core.errors import ConfigError
 from mnist_core.reports import best_trial
@@ -31,8 +32,9 @@ _PARAM_LIMIT = 500  # MLflow's longest param value
 
 
 def log_to_mlflow(tracking: Tracking, folder: str, sweep_id: str, trials: list[dict],
-                  epochs: dict, confusion: dict, status: str) -> None:
-    """Log what is not logged yet, the best model if it changed, and end the parent run."""
+                  epochs: dict, confusion: dict, status: str) -> str:
+    """Log what is not logged yet, the best model if it changed, and end the parent run;
+    return the parent run's id."""
     try:
         from mlflow.tracking import MlflowClient
     except ImportError:
@@ -50,6 +52,7 @@ def log_to_mlflow(tracking: Tracking, folder: str, sweep_id: str, trials: list[d
                        confusion.get(trial["trial_id"], []))
     _log_best(client, tracking, parent, folder, trials)
     client.set_terminated(parent, status)
+    return parent
 
 
 def _experiment(client, tracking: Tracking) -> str:
@@ -124,7 +127,7 @@ def _log_best(client, tracking: Tracking, parent: str, folder: str, trials: list
     client.set_tag(parent, "best_trial_id", best["trial_id"])
     for name in ("val_accuracy", "test_accuracy"):
         client.log_metric(parent, f"best_{name}", float(best[name]))
-    model = storage.join(folder, "best", "model.keras")
+    model = chosen_model_path(folder)
     if previous != best["trial_id"] and storage.exists(model):
         _log_model(tracking, parent, model)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import tomllib
 
+from mnist_core.config import hyperparameter_text
 from mnist_core.errors import ConfigError
 from mnist_core.sweep.config import parse_sweep_config
 from mnist_core.sweep.tracking import by_trial
@@ -29,8 +30,7 @@ def export_study(text: str, tables: dict, storage_url: str, study_name: str) -> 
     if study_name in existing:
         raise ConfigError(f"study {study_name!r} exists already in {storage_url}; pass "
                           "another name", key="study_name")
-    study = optuna.create_study(storage=storage_url, study_name=study_name,
-                                direction="maximize")
+    study = _create_study(storage_url, study_name)
     distributions = search_space(text)
     epochs = by_trial(tables["epochs"].to_pylist())
     trials = [_frozen(row, distributions, epochs.get(row["trial_id"], []))
@@ -57,12 +57,12 @@ def search_space(text: str) -> dict:
                 "loguniform": lambda v: FloatDistribution(v[0], v[1], log=True),
                 "uniform": lambda v: FloatDistribution(v[0], v[1]),
                 "randint": lambda v: IntDistribution(v[0], v[1] - 1),
-                "choice": lambda v: CategoricalDistribution([_choice(c) for c in v]),
+                "choice": lambda v: CategoricalDistribution([hyperparameter_text(c) for c in v]),
             }[kind](values)
         elif name == "seed":
             space[name] = CategoricalDistribution(tomllib.loads(text)["sweep"]["seeds"])
         else:
-            space[name] = CategoricalDistribution([_choice(value) for value in spec])
+            space[name] = CategoricalDistribution([hyperparameter_text(value) for value in spec])
     return space
 
 
@@ -75,14 +75,23 @@ def _frozen(row: dict, distributions: dict, epochs: list[dict]):
                     if e["val_accuracy"] is not None}
     return create_trial(
         state=state, value=row["val_accuracy"] if state == TrialState.COMPLETE else None,
-        params={name: _choice(row[name]) for name in distributions},
+        params={name: hyperparameter_text(row[name]) for name in distributions},
         distributions=distributions, intermediate_values=intermediate,
         user_attrs={"trial_id": row["trial_id"], "test_accuracy": row["test_accuracy"],
                     "best_epoch": row["best_epoch"], "error": row["error"]})
 
 
-def _choice(value):
-    return "x".join(map(str, value)) if isinstance(value, list) else value
+def _create_study(storage_url: str, study_name: str):
+    """A new study in ``storage_url``; a URL Optuna cannot use is one ``ConfigError``."""
+    import optuna
+
+    try:
+        return optuna.create_study(storage=storage_url, study_name=study_name,
+                                   direction="maximize")
+    except Exception as error:  # noqa: BLE001 - sqlalchemy and Optuna raise many types here
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"{storage_url}: not a storage Optuna can use ({reason})",
+                          key="storage") from None
 
 
 def _has_studies(storage_url: str) -> bool:

@@ -12,7 +12,6 @@ best ``TABLE_ROWS`` trials (every trial is in ``trials.parquet``) and the charts
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,9 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mnist_core import charts, storage
-from mnist_core.config import HYPERPARAMETERS
-from mnist_core.html import cell, escape, figure, page, table, write_page
+from mnist_core import best, charts, storage
+from mnist_core.config import HYPERPARAMETERS, hyperparameter_text
+from mnist_core.html import figure, markup, page, table, text, write_page
 from mnist_core.importance import MAX_ROWS, hyperparameter_importance
 from mnist_core.reports import (
     describe_selection,
@@ -97,7 +96,7 @@ def sweep_page(trials: PageTrials, sweep_id: str, config_text: str, swept: list[
     if ranked:
         sections.append(_best_trial(trials, chosen))
         sections.append(_search_charts(trials, ranked, swept, log_scaled, halving))
-    sections.append(f"<h2>Config</h2><pre>{escape(config_text)}</pre>")
+    sections.append(markup("<h2>Config</h2><pre>{0}</pre>", config_text))
     return page(f"Sweep {sweep_id}", sections, live)
 
 
@@ -107,25 +106,32 @@ def _summary(trials: PageTrials, best: dict | None, not_first: bool) -> str:
     table = trials.table
     counts = Counter({item["values"]: item["counts"]
                       for item in pc.value_counts(table.column("status")).to_pylist()})
-    statuses = ", ".join(f"<span class={status}>{counts[status]:,} {status}</span>"
+    statuses = ", ".join(markup("<span class={0}>{1:,} {0}</span>", status, counts[status])
                          for status in ("ok", "pruned", "failed") if counts[status])
     dataset = trials.rows[0]["dataset"] if trials.rows else "?"
     at_chance = count_at_chance(table)
-    warning = ("" if not at_chance else f" <span class=diverged>{at_chance:,} trained to chance "
-               "level (validation accuracy near 1/10): flagged in the table.</span>")
+    warning = "" if not at_chance else markup(
+        " <span class=diverged>{0:,} trained to chance level (validation accuracy near "
+        "1/10): flagged in the table.</span>", at_chance)
     statistics = trust_among(best, table)
-    trust = "" if statistics is None else f" It was {escape(describe_selection(statistics))}."
-    label = "Chosen (see The choice)" if not_first else "Best by validation accuracy"
-    chosen = "" if best is None else (
-        f"<p>{label}: <b>{cell(best['trial_id'])}</b> — validation "
-        f"{best['val_accuracy']:.4f}, test {best['test_accuracy']:.4f} (epoch "
-        f"{cell(best['best_epoch'])} of {cell(best['epochs'])}). Ties go to the lower "
-        f"validation loss, then the earlier trial.{trust}</p>")
-    sampled = "" if not trials.sampled else (
-        f" Charts and tables draw from {len(trials.rows):,} of them: the best, each step of "
-        "the best so far, and a seeded sample; every trial is in trials.parquet.")
-    return (f"<p>{table.num_rows:,} trials on {cell(dataset)}: {statuses}. The test set "
-            f"chooses nothing.{warning}{sampled}</p>{chosen}")
+    trust = "" if statistics is None else markup(" It was {0}.", describe_selection(statistics))
+    chosen = "" if best is None else markup(
+        "<p>{label}: <b>{trial_id}</b> — validation {val_accuracy:.4f}, test "
+        "{test_accuracy:.4f} (epoch {best_epoch} of {epochs}). Ties go to the lower "
+        "validation loss, then the earlier trial.",
+        label="Chosen (see The choice)" if not_first else "Best by validation accuracy",
+        **_fields(best, "trial_id", "val_accuracy", "test_accuracy", "best_epoch", "epochs"),
+    ) + trust + "</p>"
+    sampled = "" if not trials.sampled else markup(
+        " Charts and tables draw from {0:,} of them: the best, each step of the best so far, "
+        "and a seeded sample; every trial is in trials.parquet.", len(trials.rows))
+    return (markup("<p>{0:,} trials on {1}: ", table.num_rows, dataset) + statuses
+            + ". The test set chooses nothing." + warning + sampled + "</p>" + chosen)
+
+
+def _fields(record: dict, *names: str) -> dict:
+    """``record``'s values of ``names`` (None where one is missing), for ``markup``."""
+    return {name: record.get(name) for name in names}
 
 
 def _choice(best: dict) -> str:
@@ -133,28 +139,29 @@ def _choice(best: dict) -> str:
     choice = best["choice"]
     refit = best.get("refit", {})
     kept = describe_kept_seed(refit)
-    refit_line = "" if "test_accuracy" not in refit else (
-        f" Trained again on training + validation data ({refit['train_images']:,} images, "
-        f"{refit['epochs']} epochs{'; ' + kept if kept else ''}), it scores "
-        f"{refit['test_accuracy']:.4f} on the test set; that model is best/model.keras.")
-    text = (f"<h2>The choice</h2><p>{escape(describe_choice(choice))}: "
-            f"<b>{cell(choice['trial_id'])}</b> (validation {best['val_accuracy']:.4f}, "
-            f"test {best['test_accuracy']:.4f}).{refit_line}</p>")
+    refit_line = "" if "test_accuracy" not in refit else markup(
+        " Trained again on training + validation data ({train_images:,} images, {epochs} "
+        "epochs{kept}), it scores {test_accuracy:.4f} on the test set; that model is "
+        "best/model.keras.", kept="; " + kept if kept else "",
+        **_fields(refit, "train_images", "epochs", "test_accuracy"))
+    heading = markup("<h2>The choice</h2><p>{how} (validation {val_accuracy:.4f}, test "
+                     "{test_accuracy:.4f}).", how=describe_choice(choice),
+                     **_fields(best, "val_accuracy", "test_accuracy")) + refit_line + "</p>"
     if "finalists" not in choice:
-        return text
+        return heading
     rows = [{"trial_id": record["trial_id"], "status": "ok" if not record["failed_folds"]
              else "failed", "rank_by_validation": record["rank_by_validation"],
              "val_accuracy": _plain(record["val_accuracy"]),
              "fold_mean": _plain(record["mean"]), "fold_std": _plain(record["std"]),
-             "fold_accuracies": " ".join(f"{value:.4f}" for value in
+             "fold_accuracies": " ".join(text("{0:.4f}", value) for value in
                                          record["fold_accuracies"]),
              "fold_epochs": " ".join(map(str, record["fold_epochs"]))}
             for record in choice["finalists"]]
     columns = ["trial_id", "status", "rank_by_validation", "val_accuracy", "fold_mean",
                "fold_std", "fold_accuracies", "fold_epochs"]
-    return (text + f"<p>The {len(rows)} finalists, each trained on {choice['folds']} folds of "
-            "training + validation data (each fold's images score the model trained on the "
-            "others); the highest mean wins.</p>"
+    return (heading + markup("<p>The {0} finalists, each trained on {1} folds of training + "
+                          "validation data (each fold's images score the model trained on "
+                          "the others); the highest mean wins.</p>", len(rows), choice["folds"])
             + table("finalists", columns, rows, ["ok", "failed"], "fold_mean"))
 
 
@@ -182,20 +189,23 @@ def _trials_table(trials: PageTrials, ranked: list[dict], swept: list[str]) -> s
     columns = [*_ROW_COLUMNS[:2], *swept, *_ROW_COLUMNS[2:]]
     rows = [{name: _plain(row.get(name)) for name in columns} | {"diverged": diverged(row)}
             for row in shown]
+    columns = [name for name in columns if name in _ROW_COLUMNS[:2]  # none left all blank
+               or any(row[name] not in (None, "") for row in rows)]
     total = trials.table.num_rows
-    note = ("" if len(shown) == total else
-            f" The best {len(ranked[:TABLE_ROWS]):,} by validation accuracy (and some of the "
-            f"others) of {total:,}; every trial is in trials.parquet.")
-    return (f"<h2>Trials</h2><p>Click a header to sort (▲ ascending, ▼ descending); filter by "
-            f"status or search any column.{note}</p>"
+    note = "" if len(shown) == total else markup(
+        " The best {0:,} by validation accuracy (and some of the others) of {1:,}; every "
+        "trial is in trials.parquet.", len(ranked[:TABLE_ROWS]), total)
+    return ("<h2>Trials</h2><p>Click a header to sort (▲ ascending, ▼ descending); filter by "
+            "status or search any column." + note + "</p>"
             + table("trials", columns, rows, ["ok", "pruned", "failed"], "val_accuracy"))
 
 
 def _best_trial(trials: PageTrials, best: dict) -> str:
     cells = trials.details("confusion", [best["trial_id"]])
     epochs = sorted(trials.details("epochs", [best["trial_id"]]), key=lambda row: row["epoch"])
-    return (f"<h2>Best trial {cell(best['trial_id'])}</h2><div class=grid>"
-            + figure(charts.confusion(cells, "Confusion matrix (test set)"), "confusion")
+    return (markup("<h2>Best trial {0}</h2><div class=grid>", best["trial_id"])
+            + figure(charts.confusion(cells, "Confusion matrix (test set)",
+                                      best.get("dataset")), "confusion")
             + figure(charts.learning_curves(epochs, "Learning curves"), "curves") + "</div>")
 
 
@@ -321,8 +331,7 @@ def _best_so_far(table: pa.Table) -> list[dict]:
 
 
 def _plain(value):
-    if isinstance(value, list):
-        return "x".join(map(str, value))
+    value = hyperparameter_text(value)
     if isinstance(value, float):
         return round(value, 6)
     return value
@@ -332,10 +341,9 @@ def write_sweep_report(folder: str, live: bool = False) -> str:
     """Build ``<folder>/report.html`` from a sweep's files; return its location."""
     from mnist_core.sweep.config import parse_sweep_config
 
-    text = storage.read_bytes(storage.join(folder, "sweep.toml")).decode()
-    config = parse_sweep_config(text, expand=False)
-    location = storage.join(folder, "best", "best.json")
-    best = json.loads(storage.read_bytes(location)) if storage.exists(location) else None
-    markup = sweep_page(page_trials(folder, config.grid_names), storage.name(folder), text,
-                        config.grid_names, config.log_scaled, live, best, config.halving)
-    return write_page(folder, markup)
+    config_text = storage.read_bytes(storage.join(folder, "sweep.toml")).decode()
+    config = parse_sweep_config(config_text, expand=False)
+    record = best.read_record(folder)
+    html = sweep_page(page_trials(folder, config.grid_names), storage.name(folder), config_text,
+                      config.grid_names, config.log_scaled, live, record, config.halving)
+    return write_page(folder, html)

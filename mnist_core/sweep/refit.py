@@ -19,14 +19,14 @@ training loss tells them apart without any held-out data (``keep_restart``).
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 
 import numpy as np
 
-from mnist_core import storage
+from mnist_core import best
 from mnist_core.config import TrialConfig
 from mnist_core.data import Splits
+from mnist_core.html import text
 from mnist_core.packed_training import MemberGroups
 
 
@@ -131,11 +131,10 @@ def refit_configs(config: TrialConfig, best_epoch: int, seeds: int) -> list[Tria
 
 def refit_done(folder: str, trial_id: str, seeds: int) -> bool:
     """Whether ``best/`` already holds the refit of ``trial_id`` from ``seeds`` seeds."""
-    location = storage.join(folder, "best", "best.json")
-    if not storage.exists(location):
-        return False
-    refit = json.loads(storage.read_bytes(location)).get("refit", {})
-    return refit.get("trial_id") == trial_id and len(refit.get("seeds", [None])) == seeds
+    record = best.read_record(folder)
+    refit = {} if record is None else record.get("refit", {})
+    tried = refit.get("seeds", [None])
+    return refit.get("trial_id") == trial_id and isinstance(tried, list) and len(tried) == seeds
 
 
 def keep_restart(losses: list[float | None]) -> int | None:
@@ -152,8 +151,8 @@ def describe_kept_seed(refit: dict) -> str:
     tried = refit.get("seeds", [])
     if len(tried) < 2:
         return ""
-    return (f"seed {refit['seed']} of {len(tried)}, kept for its lowest training loss "
-            f"{refit['train_loss']:.4f}")
+    return text("seed {0} of {1}, kept for its lowest training loss {2:.4f}",
+                refit.get("seed"), len(tried), refit.get("train_loss"))
 
 
 def write_refit(folder: str, trial_id: str, result, train_images: int,
@@ -161,11 +160,7 @@ def write_refit(folder: str, trial_id: str, result, train_images: int,
     """Put the refit model (``result``: the kept one of ``seeds``, each one's seed, training
     loss and test accuracy) in ``best/model.keras`` (the validation-time one kept beside it)
     and its figures in ``best.json``; return the refit record."""
-    best = storage.join(folder, "best")
-    chosen = storage.join(best, "model.keras")
-    storage.write_bytes(storage.join(best, "model_validation.keras"),
-                        storage.read_bytes(chosen))
-    storage.write_bytes(chosen, result.model_bytes)
+    best.write_refit_model(folder, result.model_bytes)
     refit = {"trial_id": trial_id, "epochs": result.config.epochs,
              "train_images": train_images, "test_accuracy": result.evaluation.accuracy,
              "test_loss": result.evaluation.loss, "seed": result.config.seed,
@@ -173,7 +168,5 @@ def write_refit(folder: str, trial_id: str, result, train_images: int,
              "kept_by": "the lowest training loss" if len(seeds) > 1 else "its only seed",
              "seeds": seeds,
              "model": "best/model.keras (validation-time model: best/model_validation.keras)"}
-    location = storage.join(best, "best.json")
-    record = json.loads(storage.read_bytes(location)) | {"refit": refit}
-    storage.write_bytes(location, json.dumps(record, indent=2).encode())
+    best.update_record(folder, refit=refit)
     return refit

@@ -9,6 +9,7 @@ search_seed``: the same file always gives the same trials, so ``--resume`` knows
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,11 +59,25 @@ def _bounds(key: str, kind: str, values: list) -> tuple:
         wanted = "two integers" if kind == "randint" else "two numbers"
         raise ConfigError(f"[grid] {key}: {kind} takes [low, high], {wanted}, got {values!r}")
     low, high = values
+    if not all(math.isfinite(value) for value in values):
+        raise ConfigError(f"[grid] {key}: {kind} range [{low}, {high}] must be finite")
     if low >= high:
         raise ConfigError(f"[grid] {key}: {kind} range [{low}, {high}] is empty or inverted")
     if kind == "loguniform" and low <= 0:
         raise ConfigError(f"[grid] {key}: loguniform range [{low}, {high}] must be above 0")
     return (low, high)
+
+
+def extremes(distribution: Distribution) -> list:
+    """The values at the edges of what ``draw`` can return: a range's low end and the
+    highest value below its open high end (``randint``: high - 1), every choice."""
+    if distribution.kind == "choice":
+        return [list(value) if isinstance(value, tuple) else value
+                for value in distribution.values]
+    low, high = distribution.values
+    if distribution.kind == "randint":
+        return [low, high - 1]
+    return [float(low), float(np.nextafter(high, low))]
 
 
 def draw_samples(distributions: dict[str, Distribution], count: int,

@@ -17,6 +17,7 @@ import statistics
 import pyarrow as pa
 
 from mnist_core.config import HYPERPARAMETERS
+from mnist_core.html import text
 from mnist_core.reports import ranked_trials
 
 SETTING_NAMES = tuple(name for name in HYPERPARAMETERS if name != "seed")
@@ -119,18 +120,16 @@ def refit_epochs(chosen: dict, finalist: dict | None) -> int:
 
 def describe_choice(choice: dict) -> str:
     """One line on how the setting was chosen, for the console."""
-    how = choice["chosen_by"]
+    how = choice.get("chosen_by")
     if "error" in choice:
-        return f"{choice['error']}; chosen by validation accuracy: {choice['trial_id']}"
-    if how == "cross_validation":
-        record = choice["finalists"][0]
-        return (f"chosen by {choice['folds']}-fold cross-validation of "
-                f"{len(choice['finalists'])} finalists: {record['trial_id']}, mean fold "
-                f"accuracy {record['mean']:.4f} ± {record['std']:.4f} (rank "
-                f"{record['rank_by_validation']} on the one validation split)")
+        return text("{error}; chosen by validation accuracy: {trial_id}", **choice)
+    if how == "cross_validation" and choice.get("finalists"):
+        return text("chosen by {0}-fold cross-validation of {1} finalists: {2[trial_id]}, mean "
+                    "fold accuracy {2[mean]:.4f} ± {2[std]:.4f} (rank {2[rank_by_validation]} "
+                    "on the one validation split)", choice.get("folds"),
+                    len(choice["finalists"]), choice["finalists"][0])
     if how == "seed_mean":
-        record = choice["seed_mean"]
-        return (f"chosen by mean over seeds: {record['trial_id']}'s setting, validation "
-                f"{record['val_accuracy_mean']:.4f} ± {record['val_accuracy_std']:.4f} over "
-                f"{record['seeds']} seeds")
-    return f"chosen by validation accuracy: {choice['trial_id']}"
+        return text("chosen by mean over seeds: {0[trial_id]}'s setting, validation "
+                    "{0[val_accuracy_mean]:.4f} ± {0[val_accuracy_std]:.4f} over {0[seeds]} "
+                    "seeds", choice["seed_mean"])
+    return text("chosen by validation accuracy: {0}", choice.get("trial_id"))

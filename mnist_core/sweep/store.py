@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -44,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mnist_core import storage
+from mnist_core import best, storage
 from mnist_core.config import NUM_CLASSES
 from mnist_core.errors import DataFormatError, RecordingError
 from mnist_core.reports import (
@@ -127,6 +126,7 @@ class SweepFiles:
 
     def __init__(self, folder: str):
         self.sources = _sources(folder)
+        _check_orphans(folder, self.sources)  # a page never hides rows a lost file held
         self.keep = _kept_ids(self.sources)
 
     def rows(self, name: str, trial_ids: set[str] | None = None,
@@ -470,26 +470,21 @@ class BestKeeper:
     def keep(self, row: dict, result: TrialResult) -> None:
         """Make ``row``'s trial (trained as ``result``) the one in ``best/``."""
         self.best = row
-        best = storage.join(self.folder, "best")
         summary = {key: row[key] for key in ("trial_id", "val_accuracy", "test_accuracy")}
         with recording(self.folder):
-            storage.write_bytes(storage.join(best, "model.keras"), result.model_bytes)
-            storage.write_bytes(storage.join(best, "best.json"), json.dumps(
-                summary | result.config.as_record(), indent=2).encode())
+            best.write_chosen(self.folder, result.model_bytes,
+                              summary | result.config.as_record())
 
     def record_selection(self, store: PartStore, choice: dict | None = None) -> dict | None:
         """Add to ``best.json`` how far its validation figure can be trusted, against every
         trial ``store`` recorded (``reports.selection_statistics``), and how it was chosen
         (``choice``, see ``selection``); return those statistics."""
         statistics = trust_among(self.best, store.index())
-        location = storage.join(self.folder, "best", "best.json")
-        if statistics is None or not storage.exists(location):
+        if statistics is None:
             return statistics
-        record = json.loads(storage.read_bytes(location)) | {"selection": statistics}
-        if choice is not None:
-            record["choice"] = choice
+        parts = {"selection": statistics} | ({} if choice is None else {"choice": choice})
         with recording(self.folder):
-            storage.write_bytes(location, json.dumps(record, indent=2).encode())
+            best.update_record(self.folder, **parts)
         return statistics
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from mnist_core.config import HYPERPARAMETERS, hyperparameter_fields
+from mnist_core.config import HYPERPARAMETERS, hyperparameter_fields, hyperparameter_text
 from mnist_core.sweep.config import Tracking
 
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -29,18 +29,25 @@ _EXPERIMENT = "_hparams_experiment"  # the run holding the sweep's HParams exper
 
 
 def log_sweep(tracking: Tracking, folder: str, sweep_id: str, tables: dict[str, pa.Table],
-              status: str = "FINISHED") -> None:
+              status: str = "FINISHED") -> tuple[str, ...]:
     """Log every trial of the sweep that is not logged yet; ``status`` is how the sweep's run
-    ended (MLflow's ``FINISHED``, ``FAILED`` or ``KILLED``)."""
+    ended (MLflow's ``FINISHED``, ``FAILED`` or ``KILLED``). Returns where each tracker has
+    the sweep and how to open it, a line each."""
     trials = tables["trials"].to_pylist()
     epochs = by_trial(tables["epochs"].to_pylist())
+    where = []
     if tracking.tensorboard:
         _tensorboard(Path(tracking.tensorboard) / sweep_id, trials, epochs)
+        where.append(f"tensorboard: {Path(tracking.tensorboard) / sweep_id} (open with: "
+                     f"tensorboard --logdir {tracking.tensorboard})")
     if tracking.mlflow:
         from mnist_core.sweep.mlflow_runs import log_to_mlflow
 
-        log_to_mlflow(tracking, folder, sweep_id, trials, epochs,
-                      by_trial(tables["confusion"].to_pylist()), status)
+        run_id = log_to_mlflow(tracking, folder, sweep_id, trials, epochs,
+                               by_trial(tables["confusion"].to_pylist()), status)
+        where.append(f"mlflow: run {run_id} ({sweep_id}) in {tracking.mlflow} (open with: "
+                     f"mlflow ui --backend-store-uri {tracking.mlflow})")
+    return tuple(where)
 
 
 def by_trial(rows: list[dict]) -> dict[str, list[dict]]:
@@ -93,8 +100,7 @@ def _trial_summaries(trial: dict, epochs: list[dict]) -> list:
     from tensorboard.plugins.hparams import summary as hparams
 
     now = time.time()
-    values = {name: "x".join(map(str, trial[name])) if isinstance(trial[name], list)
-              else trial[name] for name in HYPERPARAMETERS}
+    values = {name: hyperparameter_text(trial[name]) for name in HYPERPARAMETERS}
     events = [Event(wall_time=now, summary=_summary(hparams.session_start_pb(values)))]
     for row in epochs:
         scalars = [Summary.Value(tag=name, simple_value=row[name]) for name in EPOCH_METRICS

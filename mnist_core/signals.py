@@ -1,0 +1,48 @@
+"""SIGTERM handled as Ctrl-C is, at any moment of a job: exit 143 for SIGTERM, 130 for SIGINT.
+
+Kubernetes, ``ray job stop`` and schedulers stop a job with SIGTERM and read 143 as "stopped
+as asked". ``stop_on_sigterm`` makes SIGTERM raise ``Terminated`` (a ``KeyboardInterrupt``)
+in the main thread, so a job stops the way Ctrl-C stops it: it keeps what finished, stops the
+Ray it started and prints how to go on. Which signal came is remembered, not read from the
+exception, because code between the handler and the job (Ray's waits, progress bars) may
+re-raise a plain ``KeyboardInterrupt``. Ray's ``init`` installs a SIGTERM handler of its own
+(``sys.exit(15)``); ``session.connect`` restores ours around it.
+"""
+
+from __future__ import annotations
+
+import signal
+
+_received: list[int] = []
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C raises ``KeyboardInterrupt``."""
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM raise ``Terminated`` in the main thread."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def handles_sigterm() -> bool:
+    """Whether SIGTERM raises ``Terminated`` here now."""
+    return signal.getsignal(signal.SIGTERM) is _raise_terminated
+
+
+def terminated() -> Terminated:
+    """A ``Terminated`` for a SIGTERM that arrived some other way (Ray's own handler)."""
+    _received.append(signal.SIGTERM)
+    return Terminated()
+
+
+def interrupted_exit_code(interrupt: KeyboardInterrupt) -> int:
+    """143 when SIGTERM stopped the job, 130 for Ctrl-C."""
+    if isinstance(interrupt, Terminated) or signal.SIGTERM in _received:
+        return 128 + signal.SIGTERM
+    return 128 + signal.SIGINT
+
+
+def _raise_terminated(signum, frame) -> None:
+    _received.append(signum)
+    raise Terminated()
