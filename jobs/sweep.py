@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -93,16 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     config = _with_tracking(_load_config(args), args)
     storage.check_writable(args.out)
-    from mnist_core import console
-    from mnist_core.data import load_dataset
-
-    try:  # before Ray: bad data is one line, and no folder; a download's noise to a log
-        with console.native_output_to(storage.join(args.out, "logs", "data.log")):
-            splits = load_dataset(config.data)
-    except UserError as error:  # a sweep's data keys live in its TOML, not in flags
-        if error.key is None:
-            raise
-        raise type(error)(f"[sweep] {error.key} {error.detail}") from None
+    splits = _load_data(config)
     labels = np.concatenate([splits.y_train, splits.y_val])
     check_fits_data(config, len(splits.x_train), int(np.bincount(labels).min()))
     sweep = args.resume or claim_sweep_folder(
@@ -115,6 +107,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(config, splits, sweep, args)
     except OutputBusy as error:
         raise OutputBusy(f"sweep {error}; try again later, or pass --wait") from None
+
+
+def _load_data(config: SweepConfig):
+    """The sweep's data, loaded before Ray and before any folder: bad data is one line naming
+    its ``[sweep]`` key. What a download or TensorFlow prints goes to a temporary log, kept
+    (and named) only when loading fails for a reason of its own."""
+    from mnist_core import console
+    from mnist_core.data import load_dataset
+
+    handle, name = tempfile.mkstemp(prefix="mnist-ray-data-", suffix=".log")
+    os.close(handle)
+    log = Path(name)
+    try:
+        with console.native_output_to(str(log)):
+            splits = load_dataset(config.data)
+    except UserError as error:  # a sweep's data keys live in its TOML, not in flags
+        log.unlink(missing_ok=True)
+        if error.key is None:
+            raise
+        raise type(error)(f"[sweep] {error.key} {error.detail}") from None
+    except Exception:
+        print(f"loading the data failed; its log: {log}", file=sys.stderr)
+        raise
+    log.unlink(missing_ok=True)
+    return splits
 
 
 def _run(config: SweepConfig, splits, sweep: str, args) -> int:

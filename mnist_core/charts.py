@@ -39,11 +39,15 @@ def _sampled_note(drawn: int, total: int) -> str:
 
 
 def _layout(figure, title: str, x: str, y: str, **axes):
-    # Titles start at the left edge: Plotly's toolbar takes the top right corner.
+    # The title hangs below the strip Plotly's toolbar takes at the top, so no title runs
+    # beneath the toolbar however narrow the chart (Plotly raises a title by half of each
+    # extra line, so a subtitle moves it down further).
+    extra = 16 * title.count("<br>")
     figure.update_layout(title={"text": title, "x": 0, "xanchor": "left", "xref": "paper",
-                                "y": 0.97, "yanchor": "top"},
-                         template="plotly_white", height=360,
-                         margin={"l": 60, "r": 20, "t": 60, "b": 50}, **axes)
+                                "y": 1, "yref": "container", "yanchor": "top",
+                                "pad": {"t": 30 + extra}},
+                         template="plotly_white", height=380 + extra,
+                         margin={"l": 60, "r": 20, "t": 80 + extra, "b": 50}, **axes)
     figure.update_xaxes(title_text=x, showline=True, ticks="outside")
     figure.update_yaxes(title_text=y, showline=True, ticks="outside")
     return figure

@@ -71,7 +71,8 @@ for (const holder of document.querySelectorAll("script.table-data")) {
   const search = document.createElement("input");
   search.type = "search"; search.placeholder = "search"; search.id = root.id + "-search";
   const shown = document.createElement("span");
-  controls.append("status ", filter, search, shown);
+  if (spec.statuses.length) { controls.append("status ", filter); }
+  controls.append(search, shown);
   const table = document.createElement("table");
   table.id = root.id + "-table";
   const head = table.createTHead().insertRow();

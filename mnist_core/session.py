@@ -61,9 +61,11 @@ def _keeping_sigterm_handler() -> Iterator[None]:
 def disconnect() -> None:
     """Leave the Ray that ``connect`` joined: a local Ray it started stops with every process
     of it (a session that was there before ``connect`` is left alone)."""
+    if not _connected_here:  # nothing to leave: never import Ray on an interrupt's way out
+        return
     import ray
 
-    if _connected_here and ray.is_initialized():
+    if ray.is_initialized():
         ray.shutdown()
         _connected_here.clear()
 

@@ -43,10 +43,11 @@ document.body.dataset.filtered = document.querySelector("#trials .controls span"
 </script></body>"""
 
 
-def _browse(page: Path, tmp_path: Path) -> tuple[str, str]:
+def _browse(page: Path, tmp_path: Path, width: int = 800) -> tuple[str, str]:
     """The DOM after the page's scripts ran (every chart drawn: #all), and the console log."""
     result = subprocess.run(
         [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         f"--window-size={width},2000",
          "--no-first-run", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--disable-quic", f"--user-data-dir={tmp_path / 'profile'}",
          "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri() + "#all"],
@@ -135,7 +136,8 @@ for (const plot of document.querySelectorAll(".js-plotly-plot")) {
   if (!title || !bar) { continue; }
   const a = title.getBoundingClientRect(), b = bar.getBoundingClientRect();
   if (a.right > b.left && a.left < b.right && a.bottom > b.top && a.top < b.bottom) {
-    under.push(plot.id);
+    under.push(plot.id + ":" + [a.left, a.right, a.top, a.bottom, b.left, b.right, b.top,
+                                b.bottom].map(Math.round).join("/"));
   }
 }
 document.body.dataset.titled = document.querySelectorAll(".js-plotly-plot .gtitle").length;
@@ -145,11 +147,13 @@ document.body.dataset.columns = Array.from(
 </script></body>"""
 
 
-def _browse_with(script: str, page: Path, tmp_path: Path) -> str:
+def _browse_with(script: str, page: Path, tmp_path: Path, width: int = 640) -> str:
+    """The DOM of ``page`` with ``script`` run after its own, in a window ``width`` px wide
+    (narrow: where a title and the toolbar meet first)."""
     shutil.copy(page.parent / "plotly.min.js", tmp_path / "plotly.min.js")
     probe = tmp_path / "probe.html"
     probe.write_text(page.read_text().replace("</body>", script))
-    dom, log = _browse(probe, tmp_path)
+    dom, log = _browse(probe, tmp_path, width)
     assert _console_errors(log) == []
     return dom
 
@@ -158,7 +162,7 @@ def test_no_chart_title_runs_under_the_toolbar_and_no_column_is_all_blank(sweep_
                                                                          tmp_path):
     dom = _browse_with(GEOMETRY, sweep_folder / "report.html", tmp_path)
     assert int(re.search(r'data-titled="(\d+)"', dom).group(1)) >= 8
-    assert 'data-under-toolbar="none"' in dom
+    assert re.search(r'data-under-toolbar="([^"]*)"', dom).group(1) == "none"
     columns = re.search(r'data-columns="([^"]*)"', dom).group(1).split(",")
     assert "rung" not in columns and "error" not in columns  # a plain search: all blank
     assert {"trial_id", "status", "val_accuracy", "learning_rate"} <= set(columns)
@@ -181,4 +185,4 @@ def test_a_fashion_trial_page_names_its_classes_and_shows_its_hyperparameters(tm
     assert "9 Ankle boot" in dom and "0 T-shirt/top" in dom
     table = dom.split('id="hyperparameters-table"', 1)[1].split("</table>", 1)[0]
     assert "learning_rate" in table and "0.25" in table and "hidden_units" in table
-    assert 'data-under-toolbar="none"' in dom
+    assert re.search(r'data-under-toolbar="([^"]*)"', dom).group(1) == "none"
