@@ -81,6 +81,7 @@ def score(config: ScoreConfig, rerun: str, address: str | None = None,
     continues an interrupted run. ``jobs.score_demo`` calls this with its own config."""
     from mnist_core.scoring.driver import check_inputs
 
+    print(f"checking {config.input} against {config.model}", flush=True)  # a first line at once
     inputs = check_inputs(config)
     storage.check_writable(config.out)
     try:
@@ -102,11 +103,15 @@ def _score(config: ScoreConfig, inputs, address: str | None, show_progress: bool
     from mnist_core.scoring.driver import check_resources, execute, make_plan
     from mnist_core.scoring.page import write_scoring_report
 
+    print(f"{len(inputs.shards)} shards of images of {inputs.side}x{inputs.side}; loading the "
+          "model", flush=True)
     with console.native_output_to(storage.join(config.out, "logs", "score.log")):
         plan = make_plan(config, inputs)
     print(f"model {inputs.model_id}: {inputs.model}", flush=True)
     print(f"{len(plan.pending)} of {len(inputs.shards)} shards to score", flush=True)
     if plan.pending:
+        print("starting Ray" if address or os.environ.get("RAY_ADDRESS") else
+              "starting local Ray", flush=True)
         print(f"scoring on {session.connect(address)}", flush=True)
         check_resources(config, cluster_can_grow=bool(address or os.environ.get("RAY_ADDRESS")))
     start = time.perf_counter()

@@ -94,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     config = _with_tracking(_load_config(args), args)
     storage.check_writable(args.out)
+    print(f"sweep {args.resume or config.name}: {config.trial_count:,} trials on "
+          f"{config.data.dataset}; loading the data", flush=True)  # a first line at once
     splits = _load_data(config)
     labels = np.concatenate([splits.y_train, splits.y_val])
     check_fits_data(config, len(splits.x_train), int(np.bincount(labels).min()))
@@ -139,10 +141,13 @@ def _run(config: SweepConfig, splits, sweep: str, args) -> int:
     from mnist_core import session
     from mnist_core.sweep.driver import run_sweep
 
-    where = session.connect(args.address)
-    print(f"sweep {sweep}: {config.trial_count} trials on {where}", flush=True)
     page = storage.join(args.out, sweep, "report.html")
-    print(f"page: {page} (live while the sweep runs)", flush=True)
+    print(f"folder: {storage.join(args.out, sweep)} (page: {page}, live while the sweep runs)",
+          flush=True)
+    print(f"starting {'Ray' if args.address or os.environ.get('RAY_ADDRESS') else 'local Ray'}"
+          " (workers then load TensorFlow)", flush=True)
+    print(f"sweep {sweep}: {config.trial_count} trials on {session.connect(args.address)}",
+          flush=True)
     try:
         summary = run_sweep(config, args.out, sweep, show_progress=not args.no_progress,
                             cluster_can_grow=bool(args.address or os.environ.get("RAY_ADDRESS")),

@@ -22,6 +22,7 @@ from mnist_core.config import (
     ModelConfig,
     TrialConfig,
     hyperparameter_fields,
+    hyperparameter_text,
 )
 from mnist_core.errors import ConfigError
 
@@ -71,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mnist_core.trial import TrialFailure, run_trial
 
     storage.check_writable(args.out)
+    print(f"training hidden_units {hyperparameter_text(trial_config.model.hidden_units)} "
+          f"({trial_config.model.activation}) on {data_config.dataset}, "
+          f"{trial_config.epochs} epoch(s); loading the data and TensorFlow",
+          flush=True)  # a first line at once
     splits = load_dataset(data_config)
     with console.native_output_to(storage.join(args.out, "logs", "train.log")):
         devices.configure()
