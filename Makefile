@@ -11,7 +11,7 @@ RAY_PORT ?= 6390
 DASHBOARD_PORT ?= 8265
 CLUSTER_DIR ?= .cluster
 
-.PHONY: help install sweep train score images test lint bench cluster-up cluster-down submit clean
+.PHONY: help install sweep train score images test check lint reference bench cluster-up cluster-down submit clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -40,8 +40,15 @@ score: $(STAMP) ## Score the demo image set with the latest sweep's best model (
 test: $(STAMP) ## Run the whole test suite (real TensorFlow, real Ray)
 	$(PY) -m pytest
 
+check: $(STAMP) ## The edit loop: lint, then the fast tests (no end-to-end cases), in about a minute
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -m "not slow" -x
+
 lint: $(STAMP) ## Lint with ruff
 	$(VENV)/bin/ruff check .
+
+reference: $(STAMP) ## Regenerate docs/reference.md (every config key and job flag) from the code
+	$(PY) -m jobs.reference
 
 bench: $(STAMP) ## Run the benchmarks under bench/ (prints ratios; see docs/benchmarks.md)
 	$(PY) bench/pack.py

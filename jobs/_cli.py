@@ -17,6 +17,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from mnist_core import signals
 from mnist_core.errors import UserError
 from mnist_core.signals import interrupted_exit_code, stop_on_sigterm
 
@@ -76,6 +77,12 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
     except KeyboardInterrupt as interrupt:
         print("interrupted", file=sys.stderr)
         return interrupted_exit_code(interrupt)
+    except Exception:
+        code = signals.received()
+        if code is None:
+            raise
+        print("interrupted", file=sys.stderr)  # a library turned the signal into its own error
+        return code
 
 
 def int_list(text: str) -> tuple[int, ...]:

@@ -18,8 +18,8 @@ from mnist_core import storage
 from mnist_core.errors import DataNotFoundError
 
 
-def parse_args(argv: Sequence[str] | None):
-    """Parse the job's flags."""
+def build_parser() -> Parser:
+    """The job's flags (also the source of docs/reference.md)."""
     parser = Parser(prog="jobs.export", description=summary(__doc__))
     parser.add_argument("format", choices=["optuna"], help="what to export to")
     parser.add_argument("folder", help="a sweep folder (path or URI)")
@@ -27,7 +27,12 @@ def parse_args(argv: Sequence[str] | None):
                         help="the Optuna storage URL, e.g. sqlite:///optuna.db")
     parser.add_argument("--study-name", default=None,
                         help="the study's name (default: the sweep's id)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None):
+    """Parse the job's flags."""
+    return build_parser().parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,8 +24,8 @@ from mnist_core.errors import ConfigError
 from mnist_core.scoring.shards import write_shards
 
 
-def parse_args(argv: Sequence[str] | None):
-    """Parse the job's flags."""
+def build_parser() -> Parser:
+    """The job's flags (also the source of docs/reference.md)."""
     parser = Parser(prog="jobs.make_images", description=summary(__doc__))
     parser.add_argument("--dataset", choices=DATASETS, default="digits",
                         help="the data set whose test images are tiled")
@@ -34,7 +34,12 @@ def parse_args(argv: Sequence[str] | None):
     parser.add_argument("--count", type=int, required=True, help="images to write")
     parser.add_argument("--shard-size", type=int, default=50_000, help="images per shard")
     parser.add_argument("--out", required=True, help="folder or URI for the shards")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None):
+    """Parse the job's flags."""
+    return build_parser().parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

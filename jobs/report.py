@@ -18,11 +18,16 @@ from mnist_core import storage
 from mnist_core.errors import DataNotFoundError
 
 
-def parse_args(argv: Sequence[str] | None):
-    """Parse the job's flags."""
+def build_parser() -> Parser:
+    """The job's flags (also the source of docs/reference.md)."""
     parser = Parser(prog="jobs.report", description=summary(__doc__))
     parser.add_argument("folder", help="a sweep folder or a scoring --out (path or URI)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None):
+    """Parse the job's flags."""
+    return build_parser().parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

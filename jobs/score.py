@@ -37,8 +37,8 @@ from mnist_core.errors import OutputBusy
 from mnist_core.scoring.config import ScoreConfig
 
 
-def parse_args(argv: Sequence[str] | None):
-    """Parse the job's flags."""
+def build_parser() -> Parser:
+    """The job's flags (also the source of docs/reference.md)."""
     parser = Parser(prog="jobs.score", description=summary(__doc__))
     parser.add_argument("--model", required=True,
                         help="a .keras file, a sweep folder, or <out>/latest (path or URI)")
@@ -59,7 +59,12 @@ def parse_args(argv: Sequence[str] | None):
                         help="wait for another run that holds --out instead of exiting 2")
     parser.add_argument("--retry-failed", action="store_true",
                         help="score again the shards whose images this model rejected")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None):
+    """Parse the job's flags."""
+    return build_parser().parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

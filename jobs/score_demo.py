@@ -24,14 +24,19 @@ from mnist_core.scoring.config import ScoreConfig
 DEMO_COUNT, DEMO_SHARD_SIZE = 20_000, 5_000
 
 
-def parse_args(argv: Sequence[str] | None):
-    """Parse the job's flags."""
+def build_parser() -> Parser:
+    """The job's flags (also the source of docs/reference.md)."""
     parser = Parser(prog="jobs.score_demo", description=summary(__doc__))
     parser.add_argument("--runs", default="runs", help="where sweeps put their reports")
     parser.add_argument("--images", default="data/demo_images",
                         help="the demo image set (written on first use)")
     parser.add_argument("--out", default="scores/demo", help="the scoring output folder")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None):
+    """Parse the job's flags."""
+    return build_parser().parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,9 +49,8 @@ DEFAULT_OUT = {"sweep": "runs"}  # jobs.sweep's own default --out
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
-def parse_args(argv: Sequence[str] | None):
-    """Parse the submitter's own flags; the rest belong to the job. ``--help`` with a job
-    name shows the job's own flags too."""
+def build_parser() -> Parser:
+    """The job's flags (also the source of docs/reference.md)."""
     parser = Parser(prog="jobs.submit", description=summary(__doc__), add_help=False,
                     epilog="Every other flag is the job's own and passes through unchanged.")
     parser.add_argument("job", choices=["sweep", "score"], help="the job to run on the cluster")
@@ -67,6 +66,13 @@ def parse_args(argv: Sequence[str] | None):
                         help="local output paths are on a folder every node of a remote "
                              "cluster mounts (NFS, EFS, Filestore): allow them")
     parser.add_argument("-h", "--help", action="store_true", help="show this help and exit")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None):
+    """Parse the submitter's own flags; the rest belong to the job. ``--help`` with a job
+    name shows the job's own flags too."""
+    parser = build_parser()
     args, job_args = parser.parse_known_args(argv)
     if args.help:
         _print_help(parser, args.job)

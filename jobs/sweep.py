@@ -62,8 +62,8 @@ def sweep_id(text: str) -> str:
     return text
 
 
-def parse_args(argv: Sequence[str] | None):
-    """Parse the job's flags."""
+def build_parser() -> Parser:
+    """The job's flags (also the source of docs/reference.md)."""
     parser = Parser(prog="jobs.sweep", description=summary(__doc__))
     parser.add_argument("--config", help="sweep TOML (required unless --resume)")
     parser.add_argument("--out", default="runs", help="folder or URI for sweep reports")
@@ -83,6 +83,12 @@ def parse_args(argv: Sequence[str] | None):
     parser.add_argument("--tensorboard", metavar="DIR",
                         help="write TensorBoard event files under DIR "
                              "(overrides [tracking] tensorboard)")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None):
+    """Parse the job's flags."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not args.config and not args.resume:
         parser.error("--config is required (or --resume SWEEP_ID)")

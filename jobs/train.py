@@ -27,8 +27,8 @@ from mnist_core.config import (
 from mnist_core.errors import ConfigError
 
 
-def parse_args(argv: Sequence[str] | None):
-    """Parse the job's flags: the data's, then one per hyperparameter (``TrialConfig``)."""
+def build_parser() -> Parser:
+    """The job's flags (also the source of docs/reference.md)."""
     parser = Parser(prog="jobs.train", description=summary(__doc__))
     parser.add_argument("--dataset", choices=DATASETS, default="digits",
                         help="the data set to train on")
@@ -39,7 +39,12 @@ def parse_args(argv: Sequence[str] | None):
     for item in hyperparameter_fields():
         _add_hyperparameter(parser, item)
     parser.add_argument("--out", default="runs/train", help="report folder or URI")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None):
+    """Parse the job's flags: the data's, then one per hyperparameter (``TrialConfig``)."""
+    return build_parser().parse_args(argv)
 
 
 def _add_hyperparameter(parser: Parser, item) -> None:

@@ -21,8 +21,19 @@ class Terminated(KeyboardInterrupt):
 
 
 def stop_on_sigterm() -> None:
-    """Make SIGTERM raise ``Terminated`` in the main thread."""
+    """Make SIGTERM raise ``Terminated`` in the main thread, and remember SIGINT as it
+    raises ``KeyboardInterrupt``."""
     signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGINT, _raise_interrupt)
+
+
+def received() -> int | None:
+    """The exit code of the signal that stopped this job, if one came (``None``): a library
+    that catches every exception while importing (Keras does) may turn the interrupt into an
+    error of its own, which must still end as the signal asked."""
+    if signal.SIGTERM in _received:
+        return 128 + signal.SIGTERM
+    return 128 + signal.SIGINT if signal.SIGINT in _received else None
 
 
 def handles_sigterm() -> bool:
@@ -46,3 +57,8 @@ def interrupted_exit_code(interrupt: KeyboardInterrupt) -> int:
 def _raise_terminated(signum, frame) -> None:
     _received.append(signum)
     raise Terminated()
+
+
+def _raise_interrupt(signum, frame) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt()

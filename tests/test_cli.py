@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-from jobs._cli import Parser, message
+from jobs._cli import message
 from mnist_core.errors import ConfigError
 
 JOBS = ["jobs.train", "jobs.sweep", "jobs.score", "jobs.score_demo", "jobs.make_images",
@@ -14,21 +14,7 @@ JOBS = ["jobs.train", "jobs.sweep", "jobs.score", "jobs.score_demo", "jobs.make_
 
 
 def _parser(module_name: str) -> argparse.ArgumentParser:
-    """The job's parser, caught as its parse_args builds it."""
-    built = []
-    original = Parser.parse_known_args
-
-    def capture(self, *args, **kwargs):
-        built.append(self)
-        raise SystemExit(0)
-
-    Parser.parse_known_args = capture
-    try:
-        with pytest.raises(SystemExit):
-            importlib.import_module(module_name).parse_args([])
-    finally:
-        Parser.parse_known_args = original
-    return built[0]
+    return importlib.import_module(module_name).build_parser()
 
 
 @pytest.mark.parametrize("module_name", JOBS)

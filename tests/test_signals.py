@@ -36,7 +36,7 @@ pack_size = 1
 """
 # Where a sweep is, told by the files it has written by then.
 SWEEP_MOMENTS = {
-    "starting": "*/sweep.toml",  # the folder is claimed; Ray not yet started
+    "starting Ray": "*/.lock",  # the folder is claimed and locked; Ray starts next
     "training": "*/parts/trials/*.parquet",  # a pack is recorded
     "refitting": "*/trials.parquet",  # compacted: the choice and its refit follow
     "writing the page": "*/best/model_validation.keras",  # refit kept: the page follows
@@ -65,7 +65,7 @@ def test_sigterm_at_any_moment_of_a_sweep_exits_143_and_leaves_it_resumable(tmp_
     assert (folder / "sweep.toml").is_file(), "a stopped sweep can always be resumed"
 
 
-@pytest.mark.parametrize("moment", ["starting", "refitting"])
+@pytest.mark.parametrize("moment", ["starting Ray", "refitting"])
 def test_a_sweep_stopped_by_sigterm_is_finished_by_resume(ray_session, tmp_path, moment):
     from jobs.sweep import main
 

@@ -51,24 +51,70 @@ from mnist_core.sweep.search_space import (
 
 MODEL_KEYS = tuple(field.name for field in dataclasses.fields(ModelConfig))
 GRID_KEYS = tuple(name for name in HYPERPARAMETERS if name != "seed")  # seeds: [sweep] seeds
-SECTIONS = {
-    "sweep": {"name", "dataset", "data_path", "validation_split", "seeds", "samples",
-              "search_seed", "max_trials", "keep_models"},
-    "grid": set(GRID_KEYS),
-    "resources": {"num_cpus", "num_gpus", "max_retries", "pack_size"},
-    "scheduler": {"kind", "eta", "min_epochs"},
-    "tracking": {"mlflow", "experiment", "tensorboard"},
-    "selection": {"refit", "refit_seeds", "by", "finalists", "folds"},
-    "search": {"sampler", "round_size"},
-}
-SCHEDULERS = ("none", "halving")
-KEEP_MODELS = ("best", "all")
-SELECT_BY = ("trial", "seed_mean")
-SAMPLERS = ("random", "tpe")
 # A search's refit trains its choice from this many seeds and keeps the lowest training loss
 # (bench/selection.py on Fashion-MNIST: docs/results.md).
 SEARCH_REFIT_SEEDS = 8
 MAX_TRIALS = 10_000_000  # [sweep] max_trials' default: counted before anything is expanded
+# [sweep]'s keys and their defaults (``samples`` has none: a grid of distributions needs it).
+SWEEP_DEFAULTS = {"name": "sweep", "dataset": "mnist", "data_path": "",
+                  "validation_split": 0.1, "seeds": [0], "samples": None, "search_seed": 0,
+                  "max_trials": MAX_TRIALS, "keep_models": "best"}
+# What every key of the sweep TOML means, table by table: the one list of keys (an unknown one
+# is refused) and the source of docs/reference.md. [grid]'s keys are the hyperparameters,
+# each with its own help (``config.hyperparameter``).
+KEY_HELP = {
+    "sweep": {
+        "name": "letters, digits, '.', '_' or '-': the sweep folder is <name>-<start time>",
+        "dataset": "mnist, fashion_mnist or digits (scikit-learn's, bundled: no download)",
+        "data_path": "a local copy of the data: a Keras .npz or a folder of the four IDX files",
+        "validation_split": "fraction of the training set held out to choose on (> 0; the "
+                            "test set never chooses)",
+        "seeds": "every trial runs once per seed (weights, shuffling, validation split)",
+        "samples": "draws of the [grid] distributions (required when [grid] has any)",
+        "search_seed": "seeds the draws: the same file always gives the same trials",
+        "max_trials": "a sweep of more trials (refit seeds and folds included) is refused "
+                      "before any is made",
+        "keep_models": 'best: only the chosen model (best/); all: every trial\'s, in '
+                       "models/<trial_id>.keras",
+    },
+    "grid": {},
+    "resources": {
+        "num_cpus": "CPUs each pack's Ray task asks for",
+        "num_gpus": "GPUs each pack's Ray task asks for (0.25 shares one GPU between four)",
+        "max_retries": "resubmissions of a pack whose worker process or node died",
+        "pack_size": 'trials trained together as one graph: "auto", or 1 for each alone',
+    },
+    "scheduler": {
+        "kind": "none: every trial trains to its end; halving: successive halving",
+        "eta": "halving: the best 1/eta of each rung train on",
+        "min_epochs": "halving: the first rung's epochs (then ×eta each rung)",
+    },
+    "tracking": {
+        "mlflow": 'an MLflow tracking URI; "default": <out>/mlflow.db',
+        "experiment": "the MLflow experiment",
+        "tensorboard": "a folder for TensorBoard event files (<folder>/<sweep_id>/)",
+    },
+    "selection": {
+        "refit": "train the chosen setting again on training + validation data (default: "
+                 "on for searches, i.e. a [grid] with distributions)",
+        "refit_seeds": f"the refit from this many seeds, keeping the lowest training loss "
+                       f"(default: {SEARCH_REFIT_SEEDS} for searches, else 1)",
+        "by": "trial: the best trial; seed_mean: the best mean over [sweep] seeds",
+        "finalists": "> 0: the N best settings compared again by cross-validation",
+        "folds": "the folds of that cross-validation (with finalists)",
+    },
+    "search": {
+        "sampler": "random: every sample drawn at once; tpe: Optuna's TPE proposes them in "
+                   "rounds",
+        "round_size": "tpe: proposals per round, each round told the results before it",
+    },
+}
+SECTIONS = {section: set(GRID_KEYS if section == "grid" else keys)
+            for section, keys in KEY_HELP.items()}
+SCHEDULERS = ("none", "halving")
+KEEP_MODELS = ("best", "all")
+SELECT_BY = ("trial", "seed_mean")
+SAMPLERS = ("random", "tpe")
 # Fields added after the first release: left out of a trial's id hash while at their default,
 # so sweeps started before they existed resume with the same trial ids.
 _LATER_FIELDS = tuple(item.name for item in hyperparameter_fields()
@@ -406,16 +452,17 @@ def parse_sweep_config(text: str, expand: bool = True) -> SweepConfig:
     document = tomllib.loads(text)
     _check_keys(document)
     sweep, grid = document.get("sweep", {}), document.get("grid", {})
-    name = sweep.get("name", "sweep")
+    name = sweep.get("name", SWEEP_DEFAULTS["name"])
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(f"[sweep] name must be letters, digits, '.', '_' or '-', got {name!r}")
-    data = _section("sweep", DataConfig, dataset=sweep.get("dataset", "mnist"),
-                    data_path=sweep.get("data_path", ""),
-                    validation_split=sweep.get("validation_split", 0.1))
+    data = _section("sweep", DataConfig, dataset=sweep.get("dataset", SWEEP_DEFAULTS["dataset"]),
+                    data_path=sweep.get("data_path", SWEEP_DEFAULTS["data_path"]),
+                    validation_split=sweep.get("validation_split",
+                                               SWEEP_DEFAULTS["validation_split"]))
     if data.validation_split <= 0:
         raise ConfigError("[sweep] validation_split must be > 0: the best trial is chosen on "
                           "validation accuracy, never on the test set")
-    seeds = _list("sweep", "seeds", sweep.get("seeds", [0]))
+    seeds = _list("sweep", "seeds", sweep.get("seeds", SWEEP_DEFAULTS["seeds"]))
     for seed in seeds:
         _section("sweep", check_seed, name="seeds", value=seed)
     axes, distributions = _split_grid(grid)
@@ -425,7 +472,7 @@ def parse_sweep_config(text: str, expand: bool = True) -> SweepConfig:
     search = _search(document.get("search", {}), distributions, halving)
     space = SearchSpace(axes, distributions, tuple(seeds),
                         sweep.get("samples", 1) if distributions else 1,
-                        sweep.get("search_seed", 0))
+                        sweep.get("search_seed", SWEEP_DEFAULTS["search_seed"]))
     if search.sampler == "tpe":
         _check_samples(sweep, distributions)  # TPE draws later
         trials = ()
@@ -439,10 +486,10 @@ def parse_sweep_config(text: str, expand: bool = True) -> SweepConfig:
                          _section("resources", Resources, **document.get("resources", {})),
                          text, halving, log_scaled,
                          _section("tracking", Tracking, **document.get("tracking", {})),
-                         sweep.get("keep_models", "best"),
+                         sweep.get("keep_models", SWEEP_DEFAULTS["keep_models"]),
                          _selection(document.get("selection", {}), bool(distributions), seeds),
                          search, space)
-    _check_work(config, sweep.get("max_trials", MAX_TRIALS))
+    _check_work(config, sweep.get("max_trials", SWEEP_DEFAULTS["max_trials"]))
     return config
 
 
@@ -486,7 +533,7 @@ def _check_trial_count(sweep: dict, axes: dict[str, list],
                        distributions: dict[str, Distribution], seeds: list) -> None:
     """Refuse a sweep of more than ``[sweep] max_trials`` trials before drawing or expanding
     any of them (grid combinations × samples × seeds)."""
-    limit = sweep.get("max_trials", MAX_TRIALS)
+    limit = sweep.get("max_trials", SWEEP_DEFAULTS["max_trials"])
     _section("sweep", check_int, name="max_trials", value=limit, lowest=1)
     samples = sweep.get("samples", 1) if distributions else 1
     _section("sweep", check_int, name="samples", value=samples, lowest=1)
@@ -501,7 +548,7 @@ def _check_trial_count(sweep: dict, axes: dict[str, list],
 
 def _check_samples(sweep: dict, distributions: dict[str, Distribution]) -> None:
     """``[sweep] samples`` and ``search_seed`` fit the grid's distributions."""
-    count, seed = sweep.get("samples"), sweep.get("search_seed", 0)
+    count, seed = sweep.get("samples"), sweep.get("search_seed", SWEEP_DEFAULTS["search_seed"])
     if count is None:
         if distributions:
             raise ConfigError(f"[sweep] samples is required: [grid] {', '.join(distributions)} "
