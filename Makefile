@@ -42,7 +42,7 @@ test: $(STAMP) ## Run the whole test suite (real TensorFlow, real Ray)
 
 check: $(STAMP) ## The edit loop: lint, then the fast tests (no end-to-end cases), in about a minute
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q -m "not slow" -x
+	$(PY) -m pytest -q -m "not slow" -x -n 2
 
 lint: $(STAMP) ## Lint with ruff
 	$(VENV)/bin/ruff check .

@@ -97,11 +97,16 @@ PER_CLASS_SCHEMA = pa.schema([
 CHANCE_MARGIN = 0.05  # an ok trial this close to 1/NUM_CLASSES trained to chance level
 
 
+def at_chance(accuracy):
+    """Whether a validation accuracy (a number, or a numpy array of them) is at chance level:
+    the one rule for "trained to chance", per row or over every trial at once."""
+    return accuracy <= 1 / NUM_CLASSES + CHANCE_MARGIN
+
+
 def diverged(row: dict) -> bool:
     """Whether an ok trial's validation accuracy is at chance level (it learned nothing)."""
     accuracy = row.get("val_accuracy")
-    return row["status"] == "ok" and accuracy is not None and (
-        accuracy <= 1 / NUM_CLASSES + CHANCE_MARGIN)
+    return row["status"] == "ok" and accuracy is not None and at_chance(accuracy)
 
 
 def best_trial(rows: list[dict]) -> dict | None:
@@ -125,20 +130,13 @@ def trial_position(trial_id: str) -> tuple[int, str]:
     return (int(digits), trial_id) if digits.isdigit() else (-1, trial_id)
 
 
-def selection_statistics(rows: list[dict], chosen: dict | None = None) -> dict | None:
-    """How far the chosen trial's validation accuracy can be trusted: the validation set's
-    size, the binomial standard error of the chosen accuracy, sqrt(p(1 - p) / n), and how many
-    other ok trials lie within one standard error of it (any of them could be the better
-    one). ``chosen``: the chosen row, when not ``best_trial(rows)``. None without a chosen
-    trial or a recorded validation size."""
-    best = chosen if chosen is not None else best_trial(rows)
-    return trust_in(best, [row["val_accuracy"] for row in rows if row["status"] == "ok"
-                           and row["trial_id"] != (best or {}).get("trial_id")])
-
-
 def trust_in(chosen: dict | None, others: Sequence[float]) -> dict | None:
-    """``selection_statistics`` of ``chosen`` against ``others``: the validation accuracies of
-    every other ok trial (an array at a million trials, not a million rows)."""
+    """How far the chosen trial's validation accuracy can be trusted against ``others``, the
+    validation accuracies of every other ok trial (an array at a million trials, not a
+    million rows): the validation set's size, the binomial standard error of the chosen
+    accuracy, sqrt(p(1 - p) / n), and how many others lie within one standard error of it
+    (any of them could be the better one). None without a chosen trial or a recorded
+    validation size."""
     if chosen is None or not chosen.get("val_images"):
         return None
     accuracy, images = chosen["val_accuracy"], chosen["val_images"]

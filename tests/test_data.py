@@ -134,3 +134,13 @@ def test_debian_fashion_mnist_package(tmp_path, monkeypatch):
     raw = load_raw("fashion_mnist")
     assert raw.x_train.shape == (60000, 28, 28) and raw.x_test.shape == (10000, 28, 28)
     assert os.fspath(DEBIAN_FASHION) in raw.source
+
+
+def test_scoring_demos_tile_only_the_test_images_no_model_trained_on():
+    from mnist_core.data import held_out_images
+
+    images, labels = held_out_images("digits")
+    splits = load_dataset(DataConfig(dataset="digits", validation_split=0.1))
+    assert len(images) == len(splits.x_test) == 360
+    np.testing.assert_array_equal(images, splits.x_test.reshape(len(images), -1))
+    np.testing.assert_array_equal(labels, splits.y_test)

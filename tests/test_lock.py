@@ -45,6 +45,7 @@ def test_wait_queues_behind_the_holder_then_scores(job):
     waiting = subprocess.Popen([*job, "--wait"], stdout=subprocess.PIPE, text=True,
                                env={**os.environ, "RAY_ADDRESS": ""})
     try:
+        assert waiting.stdout.readline().startswith("checking ")  # a first line at once
         assert waiting.stdout.readline().startswith(f"waiting for the run that holds {out}")
         assert waiting.poll() is None
     finally:

@@ -619,8 +619,9 @@ def test_the_page_is_live_while_the_sweep_runs_and_final_after(tmp_path):
                            stderr=subprocess.DEVNULL, text=True,
                            env={**os.environ, "RAY_ADDRESS": ""})
     first_lines = [job.stdout.readline(), job.stdout.readline()]
-    assert first_lines[1].startswith("page: ") and "report.html" in first_lines[1]
-    page = Path(first_lines[1].split()[1])
+    assert first_lines[0].startswith("sweep live: ")  # at once, before the data and Ray
+    assert first_lines[1].startswith("folder: ") and "report.html" in first_lines[1]
+    page = Path(first_lines[1].split("(page: ", 1)[1].split(",", 1)[0])
     live = False
     while job.poll() is None and not live:
         live = page.is_file() and 'http-equiv="refresh"' in page.read_text()

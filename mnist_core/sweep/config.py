@@ -610,7 +610,7 @@ def _selection(section: dict, is_search: bool, seeds: list) -> Selection:
     """``[selection]``: refit on by default for searches (a grid with distributions), from
     ``SEARCH_REFIT_SEEDS`` seeds unless the section says otherwise."""
     refits = section.get("refit", is_search)
-    seeds_tried = SEARCH_REFIT_SEEDS if is_search and refits is True else 1
+    seeds_tried = SEARCH_REFIT_SEEDS if is_search and refits is True else Selection.refit_seeds
     selection = _section("selection", Selection,
                          **{"refit": is_search, "refit_seeds": seeds_tried, **section})
     if "refit_seeds" in section and not selection.refit:

@@ -44,14 +44,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mnist_core import best, storage
-from mnist_core.config import NUM_CLASSES
 from mnist_core.errors import DataFormatError, RecordingError
 from mnist_core.reports import (
-    CHANCE_MARGIN,
     CONFUSION_SCHEMA,
     EPOCHS_SCHEMA,
     PER_CLASS_SCHEMA,
     TRIALS_SCHEMA,
+    at_chance,
     best_trial,
     confusion_rows,
     epoch_rows,
@@ -176,7 +175,7 @@ def ok_accuracy(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
 def count_at_chance(table: pa.Table) -> int:
     """How many ok trials of ``table`` trained to chance level (``reports.diverged``)."""
     ok, accuracy = ok_accuracy(table)
-    return int(np.sum(ok & (accuracy <= 1 / NUM_CLASSES + CHANCE_MARGIN)))
+    return int(np.sum(ok & at_chance(accuracy)))
 
 
 def trust_among(chosen: dict | None, table: pa.Table) -> dict | None:
@@ -477,7 +476,7 @@ class BestKeeper:
 
     def record_selection(self, store: PartStore, choice: dict | None = None) -> dict | None:
         """Add to ``best.json`` how far its validation figure can be trusted, against every
-        trial ``store`` recorded (``reports.selection_statistics``), and how it was chosen
+        trial ``store`` recorded (``reports.trust_in``), and how it was chosen
         (``choice``, see ``selection``); return those statistics."""
         statistics = trust_among(self.best, store.index())
         if statistics is None:
