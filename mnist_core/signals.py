@@ -41,6 +41,16 @@ def handles_sigterm() -> bool:
     return signal.getsignal(signal.SIGTERM) is _raise_terminated
 
 
+def stop_if_received() -> None:
+    """Raise now the interrupt a signal asked for, when code between the handler and here (an
+    import deep inside Ray, say) caught the one the handler raised and carried on."""
+    code = received()
+    if code == 128 + signal.SIGTERM:
+        raise Terminated()
+    if code == 128 + signal.SIGINT:
+        raise KeyboardInterrupt()
+
+
 def terminated() -> Terminated:
     """A ``Terminated`` for a SIGTERM that arrived some other way (Ray's own handler)."""
     _received.append(signal.SIGTERM)
