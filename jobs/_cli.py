@@ -70,6 +70,7 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
     SIGINT or SIGTERM before the job handles them into 130 or 143."""
     try:
         stop_on_sigterm()
+        signals.stop_if_received()  # one that an import swallowed before the handler was ours
         return main(argv)
     except UserError as error:
         print(f"error: {message(error)}", file=sys.stderr)

@@ -26,7 +26,13 @@ _connected_here: list[bool] = []  # whether connect() called ray.init in this pr
 def connect(address: str | None = None, num_cpus: int | None = None) -> str:
     """Connect this process to Ray (once) and return a short description of where. The
     caller's SIGTERM handler stays in place (``ray.init`` installs one of its own that exits
-    15; a SIGTERM it catches is raised as ``signals.Terminated`` where the caller has ours)."""
+    15; a SIGTERM it catches is raised as ``signals.Terminated`` where the caller has ours).
+    A signal while Ray imports and starts is held until it has (``signals.held``)."""
+    with signals.held():
+        return _connect(address, num_cpus)
+
+
+def _connect(address: str | None, num_cpus: int | None) -> str:
     import ray
 
     if ray.is_initialized():

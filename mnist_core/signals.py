@@ -7,13 +7,20 @@ Ray it started and prints how to go on. Which signal came is remembered, not rea
 exception, because code between the handler and the job (Ray's waits, progress bars) may
 re-raise a plain ``KeyboardInterrupt``. Ray's ``init`` installs a SIGTERM handler of its own
 (``sys.exit(15)``); ``session.connect`` restores ours around it.
+
+While Ray imports and starts, a signal is held (``held``) and acted on the moment that ends: an
+interrupt raised inside a compiled module's import is printed as "Exception ignored" with a
+traceback and the import carries on. A second signal in that window acts at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
+from collections.abc import Iterator
 
 _received: list[int] = []
+_held: list[int] = []  # the signals that came inside ``held``
 
 
 class Terminated(KeyboardInterrupt):
@@ -37,8 +44,8 @@ def received() -> int | None:
 
 
 def handles_sigterm() -> bool:
-    """Whether SIGTERM raises ``Terminated`` here now."""
-    return signal.getsignal(signal.SIGTERM) is _raise_terminated
+    """Whether SIGTERM stops this job as a ``Terminated`` (now, or when ``held`` ends)."""
+    return signal.getsignal(signal.SIGTERM) in (_raise_terminated, _hold)
 
 
 def stop_if_received() -> None:
@@ -49,6 +56,24 @@ def stop_if_received() -> None:
         raise Terminated()
     if code == 128 + signal.SIGINT:
         raise KeyboardInterrupt()
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Hold SIGTERM and SIGINT until the block ends, then stop as the first one asked; a second
+    one stops at once. Where our handlers are not installed (a library caller), a no-op."""
+    if not handles_sigterm():
+        yield
+        return
+    _held.clear()
+    signal.signal(signal.SIGTERM, _hold)
+    signal.signal(signal.SIGINT, _hold)
+    try:
+        yield
+    finally:
+        stop_on_sigterm()
+    if _held:
+        raise Terminated() if signal.SIGTERM in _held else KeyboardInterrupt()
 
 
 def terminated() -> Terminated:
@@ -64,6 +89,12 @@ def interrupted_exit_code(interrupt: KeyboardInterrupt) -> int:
     return 128 + signal.SIGINT
 
 
+def exit_at_once(signum, frame) -> None:
+    """A handler for the moments before a job holds anything: exit 128 + the signal."""
+    _received.append(signum)
+    raise SystemExit(128 + signum)
+
+
 def _raise_terminated(signum, frame) -> None:
     _received.append(signum)
     raise Terminated()
@@ -72,3 +103,10 @@ def _raise_terminated(signum, frame) -> None:
 def _raise_interrupt(signum, frame) -> None:
     _received.append(signum)
     raise KeyboardInterrupt()
+
+
+def _hold(signum, frame) -> None:
+    _received.append(signum)
+    _held.append(signum)
+    if len(_held) > 1:
+        raise Terminated() if signal.SIGTERM in _held else KeyboardInterrupt()

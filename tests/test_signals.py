@@ -6,7 +6,9 @@ in a session of its own and signals it the moment a file shows where it is.
 """
 
 import signal
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +126,54 @@ def test_sigint_mid_sweep_exits_130(tmp_path):
                                      sent=signal.SIGINT)
     assert code == 130, stderr
     assert "Traceback" not in stderr and left == []
+
+
+def _python(script: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_a_signal_while_ray_starts_is_held_until_the_start_ends():
+    held = _python("""
+        import os, signal
+        from mnist_core import signals
+        signals.stop_on_sigterm()
+        try:
+            with signals.held():
+                os.kill(os.getpid(), signal.SIGTERM)
+                print("import carried on")
+        except signals.Terminated:
+            print("stopped after it")
+    """)
+    assert held.stdout.split("\n")[:2] == ["import carried on", "stopped after it"], held.stderr
+
+
+def test_a_second_signal_while_held_stops_at_once():
+    twice = _python("""
+        import os, signal
+        from mnist_core import signals
+        signals.stop_on_sigterm()
+        try:
+            with signals.held():
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGINT)
+                print("carried on")
+        except KeyboardInterrupt as interrupt:
+            print("stopped", signals.interrupted_exit_code(interrupt))
+    """)
+    assert twice.stdout.strip() == "stopped 130", twice.stderr
+
+
+def test_an_exit_that_an_import_swallowed_still_stops_the_job_before_it_starts():
+    swallowed = _python("""
+        import os, signal, sys
+        from mnist_core.signals import exit_at_once
+        from jobs._cli import run
+        signal.signal(signal.SIGTERM, exit_at_once)
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except SystemExit:
+            pass  # as a compiled module's import does with an exception it cannot raise
+        sys.exit(run(lambda argv: print("the job ran") or 0, []))
+    """)
+    assert swallowed.returncode == 143 and "the job ran" not in swallowed.stdout
