@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from mnist_core import storage
 from mnist_core.sweep.page import write_sweep_report
-from mnist_core.sweep.store import SCHEMAS
+from mnist_core.sweep.reading import SCHEMAS
 
 SWEEP = """
 [sweep]

@@ -60,7 +60,7 @@ def _results(count: int) -> list:
 
 
 def _parts(count: int, pack: int) -> tuple[float, float]:
-    from mnist_core.sweep.store import MemberRecord, PackRecorder, PartStore, SweepRows
+    from mnist_core.sweep.recording import MemberRecord, PackRecorder, PartStore, SweepRows
 
     results = _results(count)
     with tempfile.TemporaryDirectory() as folder:

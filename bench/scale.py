@@ -114,10 +114,10 @@ class _PhaseWatch:
     """The driver's RSS sampled every 0.2 s, and the phases of its run marked by stopwatches
     around the functions that make them (training is what comes before compaction)."""
 
-    PHASES = {"compaction": ("mnist_core.sweep.store", "PartStore.compact"),
+    PHASES = {"compaction": ("mnist_core.sweep.recording", "PartStore.compact"),
               "summary": ("mnist_core.sweep.driver", "_summarise"),
               "choice": ("mnist_core.sweep.choosing", "choose"),
-              "selection statistics": ("mnist_core.sweep.store", "BestKeeper.record_selection"),
+              "selection statistics": ("mnist_core.sweep.recording", "BestKeeper.record_selection"),
               "pages on the driver": ("mnist_core.sweep.driver", "write_sweep_report")}
 
     def __init__(self):
@@ -166,7 +166,7 @@ class _PhaseWatch:
 
 def _resume_scan(folder: Path) -> dict:
     """What a resume reads before it can tell which trials it owes."""
-    from mnist_core.sweep.store import PartStore
+    from mnist_core.sweep.recording import PartStore
 
     started = time.perf_counter()
     PartStore(str(folder))

@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not storage.exists(config):
         raise DataNotFoundError(f"{folder}: not a sweep folder (no sweep.toml)")
     from mnist_core.sweep.optuna_export import export_study
-    from mnist_core.sweep.store import read_sweep
+    from mnist_core.sweep.reading import read_sweep
 
     name = args.study_name or storage.name(folder)
     count = export_study(storage.read_bytes(config).decode(), read_sweep(folder), args.storage,

@@ -46,9 +46,9 @@ from mnist_core.sweep.config import (
     load_sweep_config,
     parse_sweep_config,
 )
+from mnist_core.sweep.recording import claim_sweep_folder
 from mnist_core.sweep.refit import describe_kept_seed
 from mnist_core.sweep.selection import describe_choice
-from mnist_core.sweep.store import claim_sweep_folder
 
 DEFAULT_MLFLOW = "default"  # [tracking] mlflow = "default" or a bare --mlflow: <out>/mlflow.db
 

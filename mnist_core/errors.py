@@ -9,6 +9,9 @@ it; the jobs (``jobs/_cli.py``) turn that key into the flag the user typed (``--
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class UserError(Exception):
     """Base for errors caused by input the user supplied; never a bug of ours."""
@@ -51,3 +54,15 @@ class OutputBusy(OutputError):
 class RecordingError(OutputError):
     """Writing a sweep's reports or a page failed midway (a full disk, a lost mount); what
     was recorded before is kept and the job can be resumed (exit 2)."""
+
+
+@contextlib.contextmanager
+def recording(folder: str) -> Iterator[None]:
+    """Turn a failed write (a full disk, a lost mount) into a one-line ``RecordingError``."""
+    try:
+        yield
+    except OSError as error:
+        where = getattr(error, "filename", None) or folder
+        reason = error.strerror or str(error).splitlines()[0]
+        raise RecordingError(f"{where}: {reason}; every trial recorded before this is kept"
+                             ) from None

@@ -7,7 +7,7 @@ from jobs._cli import run
 from jobs.export import main
 from mnist_core.sweep.config import parse_sweep_config
 from mnist_core.sweep.driver import run_sweep
-from mnist_core.sweep.store import read_sweep
+from mnist_core.sweep.reading import read_sweep
 
 pytestmark = pytest.mark.slow
 optuna = pytest.importorskip("optuna", reason="the tracking extra is not installed")

@@ -9,7 +9,7 @@ from mnist_core.scoring.manifest import FAILURES_SCHEMA, MANIFEST_SCHEMA
 from mnist_core.scoring.page import write_scoring_report
 from mnist_core.scoring.scorer import PREDICTIONS_SCHEMA
 from mnist_core.sweep.page import write_sweep_report
-from mnist_core.sweep.store import SCHEMAS
+from mnist_core.sweep.reading import SCHEMAS
 
 MARKUP = "<img src=x onerror=alert(1)>"
 SWEEP = """

@@ -14,9 +14,9 @@ from mnist_core.data import load_dataset
 from mnist_core.evaluation import evaluate
 from mnist_core.prediction import load_model
 from mnist_core.sweep.config import parse_sweep_config
+from mnist_core.sweep.reading import read_sweep
 from mnist_core.sweep.refit import ALL_DATA, Fold, fold_of_each, view_splits
 from mnist_core.sweep.selection import rank_finalists, ranked_settings, seed_means
-from mnist_core.sweep.store import read_sweep
 from mnist_core.trial import run_pack
 
 

@@ -15,7 +15,7 @@ from mnist_core import sweep
 from mnist_core.prediction import load_model
 from mnist_core.reports import best_trial
 from mnist_core.sweep.config import load_sweep_config
-from mnist_core.sweep.store import read_sweep
+from mnist_core.sweep.reading import read_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -208,7 +208,7 @@ def _dies_mid_write_task(markers: Path):
 
     from mnist_core import storage
     from mnist_core.reports import EPOCHS_SCHEMA
-    from mnist_core.sweep.store import part_location
+    from mnist_core.sweep.reading import part_location
     from mnist_core.sweep.worker import train_pack_on_worker
 
     @ray.remote(max_calls=0)
@@ -467,7 +467,7 @@ def test_halving_resumes_after_a_kill_mid_rung(ray_session, tmp_path):
 
 
 def test_two_sweeps_started_in_the_same_second_never_share_a_folder(tmp_path):
-    from mnist_core.sweep.store import claim_sweep_folder
+    from mnist_core.sweep.recording import claim_sweep_folder
 
     ids = [claim_sweep_folder(str(tmp_path), "two-20261129-104027") for _ in range(3)]
     assert ids == ["two-20261129-104027", "two-20261129-104027-2", "two-20261129-104027-3"]

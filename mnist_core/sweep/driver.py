@@ -38,16 +38,8 @@ from mnist_core.sweep.config import SweepConfig, Trial, TrialGrid, trial_positio
 from mnist_core.sweep.halving import remove_stages, run_halving
 from mnist_core.sweep.packs import Pack, PackFailed, grid_packs, make_packs, pack_size_for
 from mnist_core.sweep.page import write_sweep_report
-from mnist_core.sweep.store import (
-    BestKeeper,
-    MemberRecord,
-    PackRecorder,
-    PartStore,
-    SweepRows,
-    count_at_chance,
-    read_sweep,
-    true_where,
-)
+from mnist_core.sweep.reading import count_at_chance, read_sweep, true_where
+from mnist_core.sweep.recording import BestKeeper, MemberRecord, PackRecorder, PartStore, SweepRows
 from mnist_core.trial import TrialFailure
 
 WINDOW_TRIALS = 16_384  # trials grouped into packs at a time (made as they are needed)

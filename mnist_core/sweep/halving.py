@@ -18,10 +18,11 @@ import dataclasses
 from collections.abc import Callable
 
 from mnist_core import storage
+from mnist_core.errors import recording
 from mnist_core.packed_training import MemberState
 from mnist_core.reports import ranked_trials
 from mnist_core.sweep.config import Halving, Trial
-from mnist_core.sweep.store import MemberRecord, PackRecorder, PartStore, recording
+from mnist_core.sweep.recording import MemberRecord, PackRecorder, PartStore
 
 TrainPacks = Callable[..., int]  # (trials, budgets, sink, starts=...) -> packs trained
 

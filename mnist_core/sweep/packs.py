@@ -29,8 +29,8 @@ import numpy as np
 from mnist_core.config import TrialConfig
 from mnist_core.packed_training import PACKABLE_OPTIMIZERS, MemberState
 from mnist_core.sweep.config import Trial, TrialGrid
+from mnist_core.sweep.recording import SweepRows
 from mnist_core.sweep.refit import ALL_DATA, Fold, FoldGroups, Restarts
-from mnist_core.sweep.store import SweepRows
 
 CPU_PACK_LIMIT = 128
 GPU_PACK_LIMIT = 4096

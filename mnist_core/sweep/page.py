@@ -30,9 +30,7 @@ from mnist_core.reports import (
     ranked_trials,
 )
 from mnist_core.sweep.config import Halving
-from mnist_core.sweep.refit import describe_kept_seed
-from mnist_core.sweep.selection import describe_choice, seed_means
-from mnist_core.sweep.store import (
+from mnist_core.sweep.reading import (
     SweepFiles,
     count_at_chance,
     ok_accuracy,
@@ -40,6 +38,8 @@ from mnist_core.sweep.store import (
     trust_among,
     values_at,
 )
+from mnist_core.sweep.refit import describe_kept_seed
+from mnist_core.sweep.selection import describe_choice, seed_means
 
 TABLE_ROWS = 1000
 PAGE_ROWS = 5_000  # a bigger sweep's page draws from the best and a sample (``PageTrials``)

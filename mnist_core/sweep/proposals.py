@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable
 
 from mnist_core.sweep.config import SearchSpace, SweepConfig, Trial, make_trial
-from mnist_core.sweep.store import PackRecorder
+from mnist_core.sweep.recording import PackRecorder
 
 TrainPacks = Callable[[list[Trial], dict[str, int] | None, object], int]
 

@@ -21,8 +21,9 @@ import ray
 from mnist_core.data import Splits
 from mnist_core.memory import release_unused
 from mnist_core.session import task_error_cause
+from mnist_core.sweep.compaction import CompactionPlan, compact_folder, compact_table
 from mnist_core.sweep.packs import Pack, PackFailed
-from mnist_core.sweep.store import CompactionPlan, PackTables, compact_folder, compact_table
+from mnist_core.sweep.recording import PackTables
 from mnist_core.trial import TrialFailure, TrialResult
 
 _state: dict[str, bool] = {}
@@ -122,7 +123,7 @@ def as_tables(pack: Pack, outcome: PackOutcome) -> PackOutcome:
     ``pack.details_to`` says this worker reaches it, else sent), and a result only for the
     members whose model came back. The driver's work per pack is then a few calls, whatever
     its size; the trials part itself is the driver's to write (the commit)."""
-    from mnist_core.sweep.store import MemberRecord, detail_tables, write_details
+    from mnist_core.sweep.recording import MemberRecord, detail_tables, write_details
 
     members = [MemberRecord(trial.trial_id, trial.config.as_record(),
                             result if isinstance(result, TrialResult) else None,

@@ -1,4 +1,4 @@
-"""A sweep's store never drops rows it can see: after a kill or a lost or damaged file, a
+"""Reading a sweep never drops rows it can see: after a kill or a lost or damaged file, a
 resume either restores every row or stops with one line naming the file (exit 3)."""
 
 import shutil
@@ -131,7 +131,7 @@ def test_a_later_compaction_cut_short_after_its_detail_files_keeps_each_row_once
     differs): each trial's rows are read once, from one place, and a resume keeps them all."""
     import pyarrow as pa
 
-    from mnist_core.sweep.store import GENERATION, read_sweep
+    from mnist_core.sweep.reading import GENERATION, read_sweep
 
     tables = {name: pq.read_table(sweep / f"{name}.parquet") for name in TABLES}
     first, second = tables["trials"].column("trial_id").to_pylist()
