@@ -16,7 +16,7 @@ from mnist_core import best, storage
 from mnist_core.config import TrialConfig
 from mnist_core.errors import recording
 from mnist_core.sweep.config import Selection, SweepConfig, Trial
-from mnist_core.sweep.packs import Pack, fold_packs, pack_key, restart_packs
+from mnist_core.sweep.packs import Pack, PackRunner, fold_packs, pack_key, restart_packs
 from mnist_core.sweep.recording import BestKeeper, MemberRecord, PartStore
 from mnist_core.sweep.refit import (
     Fold,
@@ -36,7 +36,7 @@ from mnist_core.sweep.selection import (
 )
 
 
-def choose(config: SweepConfig, store: PartStore, keeper: BestKeeper, run,
+def choose(config: SweepConfig, store: PartStore, keeper: BestKeeper, run: PackRunner,
            say=lambda line: None) -> tuple[dict, dict | None]:
     """Choose the setting (``[selection] by``, then finalists by cross-validation) among the
     trials ``store`` recorded, make its trial the one in ``best/`` and, with ``[selection]
@@ -62,7 +62,7 @@ def choose(config: SweepConfig, store: PartStore, keeper: BestKeeper, run,
     return _settle(keeper, choice, chosen, selection, run, say)
 
 
-def _settle(keeper: BestKeeper, choice: dict, chosen: dict, selection: Selection, run,
+def _settle(keeper: BestKeeper, choice: dict, chosen: dict, selection: Selection, run: PackRunner,
             say) -> tuple[dict, dict | None]:
     """Put ``chosen`` in ``best/`` and, with ``selection.refit``, refit it: both trained at
     once where both train. ``choice`` as it then stands (the best trial by validation, and
@@ -111,7 +111,7 @@ def _keep(keeper: BestKeeper, chosen: dict, member: MemberRecord) -> str | None:
     return None
 
 
-def refit_choice(keeper: BestKeeper, choice: dict, seeds: int, run,
+def refit_choice(keeper: BestKeeper, choice: dict, seeds: int, run: PackRunner,
                  say=lambda line: None) -> dict | None:
     """Train the setting in ``best/`` again on training + validation data (``refit``) for the
     epochs its validation chose, from ``seeds`` seeds; return its record (None when ``best/``
@@ -123,7 +123,7 @@ def refit_choice(keeper: BestKeeper, choice: dict, seeds: int, run,
     return _record_refit(keeper, packs, run_all(run, packs), run)
 
 
-def _refit_packs(keeper: BestKeeper, chosen: dict, choice: dict, seeds: int, run,
+def _refit_packs(keeper: BestKeeper, chosen: dict, choice: dict, seeds: int, run: PackRunner,
                  say) -> list[Pack]:
     """The refit of ``chosen`` from ``seeds`` seeds (``packs.restart_packs``); none when
     ``best/`` already holds it."""
@@ -141,7 +141,7 @@ def _refit_packs(keeper: BestKeeper, chosen: dict, choice: dict, seeds: int, run
 
 
 def _record_refit(keeper: BestKeeper, packs: list[Pack],
-                  members: dict[str, list[MemberRecord]], run) -> dict:
+                  members: dict[str, list[MemberRecord]], run: PackRunner) -> dict:
     """Put the refit model (of the refit ``packs``' ``members``, one per seed: the one
     ``keep_restart`` keeps) in ``best/``; its record (an ``error`` if every seed failed)."""
     members = sorted((member for pack in packs for member in members[pack.pack_id]),
@@ -160,7 +160,8 @@ def _record_refit(keeper: BestKeeper, packs: list[Pack],
                            images, seeds)
 
 
-def cross_validate(config: SweepConfig, folder: str, finalists: list[dict], run) -> list[dict]:
+def cross_validate(config: SweepConfig, folder: str, finalists: list[dict],
+                   run: PackRunner) -> list[dict]:
     """Every finalist's score on every fold, all at once; folds already scored (a resumed
     sweep) are read back, not trained again."""
     store = _FoldStore(folder)
@@ -174,7 +175,7 @@ def cross_validate(config: SweepConfig, folder: str, finalists: list[dict], run)
 
 
 def _cross_validation_packs(config: SweepConfig, finalists: list[dict], done: set,
-                            run) -> list[Pack]:
+                            run: PackRunner) -> list[Pack]:
     """The packs that score every finalist on every fold not ``done``. Folds of as many
     images that still need the same finalists train in the same packs, each finalist once per
     fold (``packs.fold_packs``): 6 finalists on 5 folds with 2 slots are 2 packs of 15
@@ -261,7 +262,7 @@ class _Collected:
         self.members[pack_id] = members
 
 
-def run_all(run, packs: list[Pack]) -> dict[str, list[MemberRecord]]:
+def run_all(run: PackRunner, packs: list[Pack]) -> dict[str, list[MemberRecord]]:
     """Train ``packs`` through ``run``, at once; each one's member records, by pack id."""
     sink = _Collected()
     if packs:

@@ -36,11 +36,18 @@ from mnist_core.memory import limit_malloc_arenas, release_unused
 from mnist_core.model_ref import move_latest
 from mnist_core.sweep.config import SweepConfig, Trial, TrialGrid, trial_positions
 from mnist_core.sweep.halving import remove_stages, run_halving
-from mnist_core.sweep.packs import Pack, PackFailed, grid_packs, make_packs, pack_size_for
+from mnist_core.sweep.packs import (
+    Pack,
+    PackFailed,
+    PackSink,
+    grid_packs,
+    make_packs,
+    pack_progress,
+    pack_size_for,
+)
 from mnist_core.sweep.page import write_sweep_report
 from mnist_core.sweep.reading import count_at_chance, read_sweep, true_where
 from mnist_core.sweep.recording import BestKeeper, MemberRecord, PackRecorder, PartStore, SweepRows
-from mnist_core.trial import TrialFailure
 
 WINDOW_TRIALS = 16_384  # trials grouped into packs at a time (made as they are needed)
 # Packs from which compaction and the final page go to worker tasks: below, the driver's few
@@ -207,9 +214,9 @@ def _train_all(config: SweepConfig, recorder: PackRecorder,
         if config.proposes:
             from mnist_core.sweep.proposals import run_rounds
 
-            packs = run_rounds(config, recorder, run.train)
+            packs = run_rounds(config, recorder, run)
         elif config.halving:
-            packs = run_halving(config.halving, list(config.trials), recorder, run.train)
+            packs = run_halving(config.halving, list(config.trials), recorder, run)
         else:  # positions, not trials: the workers make them (``grid_packs``)
             recorded = trial_positions(store.index().column("trial_id"))
             owed = np.setdiff1d(np.arange(config.trial_count), recorded)
@@ -252,9 +259,10 @@ class _Run:
         trials = list(trials)
         largest = self.largest(len(trials))
         window = max(WINDOW_TRIALS, 2 * largest * self.slots)
+        keep_all = self.config.keep_models == "all"
         return self.stage((pack for chunk in _chunks(trials, window)
-                           for pack in self.packs(chunk, budgets, starts=starts,
-                                                  largest=largest)), sink)
+                           for pack in make_packs(chunk, largest, budgets, keep_all,
+                                                  starts=starts)), sink)
 
     def train_grid(self, grid: TrialGrid, positions: np.ndarray, recorder: PackRecorder,
                    details_to: str | None) -> int:
@@ -286,18 +294,7 @@ class _Run:
         resources = self.config.resources
         return pack_size_for(count, self.slots, resources.pack_size, resources.num_gpus > 0)
 
-    def packs(self, trials: list[Trial], budgets: dict[str, int] | None = None,
-              view=None, keep_all_models: bool | None = None,
-              starts: dict | None = None, largest: int | None = None) -> list[Pack]:
-        """``trials`` grouped into packs as wide as the slots and ``pack_size`` allow."""
-        if not trials:
-            return []
-        if keep_all_models is None:
-            keep_all_models = self.config.keep_models == "all"
-        return make_packs(trials, largest or self.largest(len(trials)), budgets,
-                          keep_all_models, view, starts)
-
-    def run_packs(self, packs: Iterable[Pack], sink) -> int:
+    def run_packs(self, packs: Iterable[Pack], sink: PackSink) -> int:
         """Run ``packs`` (retrying those whose worker died), a bounded number in flight so
         an iterator of a million trials is made as it is needed; each finished one goes to
         ``sink.add_pack``. Returns the number of packs run."""
@@ -365,18 +362,11 @@ class _Run:
         if outcome.tables is not None:
             self._record_tables(pack, outcome, attempt, sink)
             return False
-        self.best_val = max([self.best_val, *(result.val_accuracy for result in outcome.results
-                                              if not isinstance(result, TrialFailure)
-                                              and result.val_accuracy is not None)])
-        self.trial_epochs += sum(len(result.history.get("loss", [])) - pack.epochs_done
-                                 for result in outcome.results
-                                 if not isinstance(result, TrialFailure))
-        members = [MemberRecord(trial.trial_id, trial.config.as_record(),
-                                None if isinstance(result, TrialFailure) else result,
-                                result.error if isinstance(result, TrialFailure) else None,
-                                attempt)
-                   for trial, result in zip(pack.trials, outcome.results)]
-        sink.add_pack(pack.pack_id, members, outcome.placement)
+        trial_epochs, best_val = pack_progress(pack, outcome.results)
+        self.trial_epochs += trial_epochs
+        self.best_val = max(self.best_val, -math.inf if best_val is None else best_val)
+        sink.add_pack(pack.pack_id, [MemberRecord.of(trial, result, attempt) for trial, result
+                                     in zip(pack.trials, outcome.results)], outcome.placement)
         return False
 
     def _record_tables(self, pack: Pack, outcome, attempt: int, sink: PackRecorder) -> None:

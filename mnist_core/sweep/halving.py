@@ -15,23 +15,20 @@ stores go when the sweep is complete (``remove_stages``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 
 from mnist_core import storage
 from mnist_core.errors import recording
 from mnist_core.packed_training import MemberState
 from mnist_core.reports import ranked_trials
 from mnist_core.sweep.config import Halving, Trial
+from mnist_core.sweep.packs import PackRunner
 from mnist_core.sweep.recording import MemberRecord, PackRecorder, PartStore
-
-TrainPacks = Callable[..., int]  # (trials, budgets, sink, starts=...) -> packs trained
 
 
 def run_halving(halving: Halving, trials: list[Trial], recorder: PackRecorder,
-                train: TrainPacks) -> int:
-    """Run every rung over ``trials``; ``train(trials, budgets, sink, starts=...)`` trains
-    packs (going on from ``starts``) and hands each finished one to ``sink``. Returns the
-    number of packs trained."""
+                run: PackRunner) -> int:
+    """Run every rung over ``trials``, each trial going on from the state its last rung left
+    (``run.train``'s ``starts``). Returns the number of packs trained."""
     store = recorder.store
     rungs = halving.rungs(max(trial.config.epochs for trial in trials))
     alive, packs = trials, 0
@@ -44,7 +41,7 @@ def run_halving(halving: Halving, trials: list[Trial], recorder: PackRecorder,
         budgets = {trial.trial_id: min(epochs, trial.config.epochs) for trial in waiting}
         starts = _states(store.folder, rung - 1, rungs[rung - 1], waiting) if rung else {}
         staging = PackRecorder(stage, recorder.labels)  # keeps no models: still racing
-        packs += train(waiting, budgets, _RungSink(recorder, staging, final, rung),
+        packs += run.train(waiting, budgets, _RungSink(recorder, staging, final, rung),
                        starts=starts)
         alive = _decide_rung(store, stage, [t for t in alive if t.trial_id not in final],
                              halving.eta)

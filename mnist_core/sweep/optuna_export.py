@@ -12,11 +12,10 @@ and kept epoch travel as user attributes. The test set chooses nothing here eith
 
 from __future__ import annotations
 
-import tomllib
-
 from mnist_core.config import hyperparameter_text
 from mnist_core.errors import ConfigError
 from mnist_core.sweep.config import parse_sweep_config
+from mnist_core.sweep.search_space import optuna_space
 from mnist_core.sweep.tracking import by_trial
 
 
@@ -41,29 +40,8 @@ def export_study(text: str, tables: dict, storage_url: str, study_name: str) -> 
 
 def search_space(text: str) -> dict:
     """The Optuna distribution of each hyperparameter the sweep varies."""
-    from optuna.distributions import (
-        CategoricalDistribution,
-        FloatDistribution,
-        IntDistribution,
-    )
-
-    grid = tomllib.loads(text).get("grid", {})
-    space = {}
-    for name in parse_sweep_config(text).grid_names:
-        spec = grid.get(name)
-        if isinstance(spec, dict):
-            kind, values = next(iter(spec.items()))
-            space[name] = {
-                "loguniform": lambda v: FloatDistribution(v[0], v[1], log=True),
-                "uniform": lambda v: FloatDistribution(v[0], v[1]),
-                "randint": lambda v: IntDistribution(v[0], v[1] - 1),
-                "choice": lambda v: CategoricalDistribution([hyperparameter_text(c) for c in v]),
-            }[kind](values)
-        elif name == "seed":
-            space[name] = CategoricalDistribution(tomllib.loads(text)["sweep"]["seeds"])
-        else:
-            space[name] = CategoricalDistribution([hyperparameter_text(value) for value in spec])
-    return space
+    config = parse_sweep_config(text)
+    return optuna_space(config.space, config.grid_names)
 
 
 def _frozen(row: dict, distributions: dict, epochs: list[dict]):

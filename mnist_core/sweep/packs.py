@@ -21,16 +21,19 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from mnist_core.config import TrialConfig
+from mnist_core.data import Splits
 from mnist_core.packed_training import PACKABLE_OPTIMIZERS, MemberState
 from mnist_core.sweep.config import Trial, TrialGrid
-from mnist_core.sweep.recording import SweepRows
+from mnist_core.sweep.recording import MemberRecord, SweepRows
 from mnist_core.sweep.refit import ALL_DATA, Fold, FoldGroups, Restarts
+from mnist_core.trial import TrialResult
 
 CPU_PACK_LIMIT = 128
 GPU_PACK_LIMIT = 4096
@@ -38,6 +41,33 @@ GPU_PACK_LIMIT = 4096
 # optimizer state): wide networks are split into smaller packs instead of killing a worker.
 MAX_PACK_PARAMS = 200_000_000
 PACK_KEY_FIELDS = ("hidden_units", "activation", "optimizer", "batch_size", "seed")
+
+
+class PackSink(Protocol):
+    """Where a finished pack goes: a recorder, a rung's staging store, the folds' scores."""
+
+    def add_pack(self, pack_id: str, members: list[MemberRecord], placement: dict) -> None:
+        """Take a finished pack's members (``placement``: where it ran)."""
+
+
+class PackRunner(Protocol):
+    """What trains packs for the steps after the first (halving's rungs, TPE's rounds, the
+    finalists' folds, the refit): the driver's run, with its retries, slots and logs."""
+
+    @property
+    def splits(self) -> Splits:
+        """The sweep's data."""
+
+    def largest(self, trials: int) -> int:
+        """The most members a pack of a stage of ``trials`` trials may hold."""
+
+    def train(self, trials: Iterable[Trial], budgets: dict[str, int] | None, sink: PackSink,
+              starts: dict | None = None) -> int:
+        """Train ``trials`` in packs (``budgets``: epochs each trains now; ``starts``: the
+        states they go on from), each finished pack to ``sink``; the packs trained."""
+
+    def run_packs(self, packs: Iterable[Pack], sink: PackSink) -> int:
+        """Train ``packs`` as they are, each finished one to ``sink``; how many."""
 
 
 class PackFailed(Exception):
@@ -70,9 +100,11 @@ class Pack:
 
 
 def pack_key(config: TrialConfig) -> str:
-    """What members of one pack must share (see the module docstring): ``PACK_KEY_FIELDS``."""
-    return json.dumps([list(config.model.hidden_units), config.model.activation,
-                       config.optimizer, config.batch_size, config.seed])
+    """What members of one pack must share (see the module docstring): ``PACK_KEY_FIELDS``
+    (the one list ``grid_packs`` groups a grid's trials by too)."""
+    return json.dumps([list(value) if isinstance(value, tuple) else value for value in (
+        getattr(config.model, field, None) or getattr(config, field)
+        for field in PACK_KEY_FIELDS)])
 
 
 def pack_size_for(pending: int, slots: int, pack_size: int | str, on_gpu: bool) -> int:
@@ -177,3 +209,11 @@ def _member_limit(config: TrialConfig, largest: int) -> int:
     optimizer; never more parameters than ``MAX_PACK_PARAMS``."""
     limit = largest if config.optimizer in PACKABLE_OPTIMIZERS else 1
     return max(1, min(limit, MAX_PACK_PARAMS // config.model.max_params))
+
+
+def pack_progress(pack: Pack, results: list) -> tuple[int, float | None]:
+    """The epochs a pack's ok members trained, and their best validation accuracy."""
+    ok = [result for result in results if isinstance(result, TrialResult)]
+    return (sum(len(result.history.get("loss", [])) - pack.epochs_done for result in ok),
+            max((result.val_accuracy for result in ok if result.val_accuracy is not None),
+                default=None))

@@ -15,17 +15,16 @@ proposals the first run made, training only what is missing.
 
 from __future__ import annotations
 
-import json
 import warnings
-from collections.abc import Callable
 
-from mnist_core.sweep.config import SearchSpace, SweepConfig, Trial, make_trial
+from mnist_core.config import hyperparameter_text
+from mnist_core.sweep.config import SearchSpace, SweepConfig, make_trial
+from mnist_core.sweep.packs import PackRunner
 from mnist_core.sweep.recording import PackRecorder
+from mnist_core.sweep.search_space import optuna_space
 
-TrainPacks = Callable[[list[Trial], dict[str, int] | None, object], int]
 
-
-def run_rounds(config: SweepConfig, recorder: PackRecorder, train: TrainPacks) -> int:
+def run_rounds(config: SweepConfig, recorder: PackRecorder, run: PackRunner) -> int:
     """Propose, train and tell every round of ``config``'s search; the packs trained."""
     proposer = Proposer(config.space)
     store, space = recorder.store, config.space
@@ -37,7 +36,7 @@ def run_rounds(config: SweepConfig, recorder: PackRecorder, train: TrainPacks) -
                   for number, (_, values) in enumerate(asked)
                   for position, seed in enumerate(space.seeds)]
         done = store.finished_ids()
-        packs += train([trial for trial in trials if trial.trial_id not in done], None,
+        packs += run.train([trial for trial in trials if trial.trial_id not in done], None,
                        recorder)
         recorded = {row["trial_id"]: row for row in store.index().to_pylist()}
         per_setting = len(space.seeds)
@@ -56,7 +55,14 @@ class Proposer:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.space = space
-        self.distributions = _optuna_distributions(space)
+        searched = [*space.distributions, *(key for key, values in space.axes.items()
+                                            if len(values) > 1)]
+        self.distributions = optuna_space(space, searched)
+        self._choices = {key: {hyperparameter_text(value): value for value in values}
+                         for key, values in space.axes.items() if len(values) > 1}
+        self._choices |= {key: {hyperparameter_text(value): list(value) if isinstance(
+            value, tuple) else value for value in spec.values}
+            for key, spec in space.distributions.items() if spec.kind == "choice"}
         with warnings.catch_warnings():  # constant_liar and multivariate are "experimental"
             warnings.simplefilter("ignore")
             sampler = optuna.samplers.TPESampler(seed=space.search_seed, constant_liar=True,
@@ -87,39 +93,5 @@ class Proposer:
     def _values(self, params: dict) -> dict:
         values = {key: options[0] for key, options in self.space.axes.items()}
         for key, value in params.items():
-            values[key] = json.loads(value) if key in self._encoded else value
+            values[key] = self._choices[key][value] if key in self._choices else value
         return values
-
-    @property
-    def _encoded(self) -> set[str]:
-        from optuna.distributions import CategoricalDistribution
-
-        return {key for key, spec in self.distributions.items()
-                if isinstance(spec, CategoricalDistribution)}
-
-
-def _optuna_distributions(space: SearchSpace) -> dict:
-    """Optuna's distribution for each searched key (choices as JSON text, so lists are
-    allowed and every choice is one Optuna accepts)."""
-    from optuna.distributions import (
-        CategoricalDistribution,
-        FloatDistribution,
-        IntDistribution,
-    )
-
-    found = {}
-    for key, spec in space.distributions.items():
-        if spec.kind in ("loguniform", "uniform"):
-            found[key] = FloatDistribution(*spec.values, log=spec.kind == "loguniform")
-        elif spec.kind == "randint":
-            found[key] = IntDistribution(spec.values[0], spec.values[1] - 1)
-        else:
-            found[key] = CategoricalDistribution([json.dumps(_plain(v)) for v in spec.values])
-    for key, values in space.axes.items():
-        if len(values) > 1:
-            found[key] = CategoricalDistribution([json.dumps(value) for value in values])
-    return found
-
-
-def _plain(value):
-    return list(value) if isinstance(value, tuple) else value

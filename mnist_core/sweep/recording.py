@@ -35,6 +35,7 @@ from mnist_core.reports import (
     ranked_trials,
 )
 from mnist_core.sweep.compaction import compact_folder
+from mnist_core.sweep.config import Trial
 from mnist_core.sweep.reading import (
     DETAIL_SCHEMAS,
     INDEX_COLUMNS,
@@ -46,7 +47,7 @@ from mnist_core.sweep.reading import (
     top_ids,
     trust_among,
 )
-from mnist_core.trial import TrialResult
+from mnist_core.trial import TrialFailure, TrialResult
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,14 @@ class MemberRecord:
     error: str | None
     attempts: int
     rung: int | None = None
+
+    @classmethod
+    def of(cls, trial: Trial, result: TrialResult | TrialFailure | None,
+           attempts: int) -> MemberRecord:
+        """A pack member's record from what its worker returned for it."""
+        return cls(trial.trial_id, trial.config.as_record(),
+                   result if isinstance(result, TrialResult) else None,
+                   result.error if isinstance(result, TrialFailure) else None, attempts)
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,6 +131,16 @@ class SweepRows:
                 row |= metric_values(member.result)
             rows.append(row)
         return storage.rows_table(rows, TRIALS_SCHEMA, "trials")
+
+    def pack_tables(self, pack_id: str, members: list[MemberRecord],
+                    placement: dict) -> PackTables:
+        """A finished pack's report tables, encoded (``PackTables``): the one way a pack
+        becomes rows, on its worker (``worker.as_tables``) or on the driver."""
+        table = self.table(members, placement | {"pack_id": pack_id, "pack_size": len(members)})
+        kept = [member.trial_id for member in members
+                if member.result is not None and member.result.model_bytes]
+        return PackTables.of(table, kept, detail_tables([(member.trial_id, member.result)
+                                                         for member in members]))
 
 
 def detail_tables(results: list[tuple[str, TrialResult | None]]) -> dict[str, pa.Table]:
@@ -315,12 +334,9 @@ class PackRecorder:
 
     def add_pack(self, pack_id: str, members: list[MemberRecord], placement: dict) -> None:
         """Record a finished pack's members (``placement``: node, GPUs, worker)."""
-        table = self.labels.table(members, placement | {"pack_id": pack_id,
-                                                        "pack_size": len(members)})
         results = {member.trial_id: member.result for member in members
                    if member.result is not None and member.result.model_bytes}
-        details = detail_tables([(member.trial_id, member.result) for member in members])
-        self.add_tables(pack_id, PackTables.of(table, list(results), details), results)
+        self.add_tables(pack_id, self.labels.pack_tables(pack_id, members, placement), results)
 
     def add_tables(self, pack_id: str, tables: PackTables,
                    results: dict[str, TrialResult]) -> None:

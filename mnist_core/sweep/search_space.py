@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mnist_core.config import hyperparameter_text
 from mnist_core.errors import ConfigError
 
 DISTRIBUTIONS = ("loguniform", "uniform", "choice", "randint")
@@ -37,6 +38,32 @@ class Distribution:
             return int(rng.integers(low, high))
         choice = self.values[int(rng.integers(len(self.values)))]
         return list(choice) if isinstance(choice, tuple) else choice
+
+    def optuna(self):
+        """This distribution as Optuna's (choices as ``config.hyperparameter_text`` shows
+        them, ``"128x64"`` for hidden layer widths)."""
+        from optuna.distributions import FloatDistribution, IntDistribution
+
+        if self.kind in ("loguniform", "uniform"):
+            return FloatDistribution(*self.values, log=self.kind == "loguniform")
+        if self.kind == "randint":
+            return IntDistribution(self.values[0], self.values[1] - 1)
+        return optuna_choices(self.values)
+
+
+def optuna_choices(values) -> object:
+    """A list of values as Optuna's ``CategoricalDistribution`` of their text."""
+    from optuna.distributions import CategoricalDistribution
+
+    return CategoricalDistribution([hyperparameter_text(value) for value in values])
+
+
+def optuna_space(space, names: list[str]) -> dict:
+    """Optuna's distribution of each of ``names`` in ``space`` (a ``config.SearchSpace``):
+    the one translation both TPE (``proposals``) and the export (``optuna_export``) use."""
+    return {name: space.distributions[name].optuna() if name in space.distributions
+            else optuna_choices(space.seeds if name == "seed" else space.axes[name])
+            for name in names}
 
 
 def parse_distribution(key: str, spec: dict) -> Distribution:

@@ -22,7 +22,7 @@ from mnist_core.data import Splits
 from mnist_core.memory import release_unused
 from mnist_core.session import task_error_cause
 from mnist_core.sweep.compaction import CompactionPlan, compact_folder, compact_table
-from mnist_core.sweep.packs import Pack, PackFailed
+from mnist_core.sweep.packs import Pack, PackFailed, pack_progress
 from mnist_core.sweep.recording import PackTables
 from mnist_core.trial import TrialFailure, TrialResult
 
@@ -123,30 +123,20 @@ def as_tables(pack: Pack, outcome: PackOutcome) -> PackOutcome:
     ``pack.details_to`` says this worker reaches it, else sent), and a result only for the
     members whose model came back. The driver's work per pack is then a few calls, whatever
     its size; the trials part itself is the driver's to write (the commit)."""
-    from mnist_core.sweep.recording import MemberRecord, detail_tables, write_details
+    from mnist_core.sweep.recording import MemberRecord, write_details
 
-    members = [MemberRecord(trial.trial_id, trial.config.as_record(),
-                            result if isinstance(result, TrialResult) else None,
-                            result.error if isinstance(result, TrialFailure) else None, 1)
+    members = [MemberRecord.of(trial, result, 1)
                for trial, result in zip(pack.trials, outcome.results)]
-    table = pack.rows.table(members, outcome.placement | {"pack_id": pack.pack_id,
-                                                          "pack_size": len(members)})
+    tables = pack.rows.pack_tables(pack.pack_id, members, outcome.placement)
     kept = [result if isinstance(result, TrialResult) and result.model_bytes else None
             for result in outcome.results]
-    tables = PackTables.of(table, [member.trial_id for member, result in zip(members, kept)
-                                   if result is not None],
-                           detail_tables([(member.trial_id, member.result)
-                                          for member in members]))
     if pack.details_to is not None:
         write_details(pack.details_to, pack.pack_id, tables.details)
         tables = dataclasses.replace(tables, details=None)
-    ok = [result for result in outcome.results if isinstance(result, TrialResult)]
-    return dataclasses.replace(
-        outcome, tables=tables, results=kept,
-        trial_epochs=sum(len(result.history.get("loss", [])) - pack.epochs_done
-                         for result in ok),
-        best_val=max((result.val_accuracy for result in ok
-                      if result.val_accuracy is not None), default=None))
+    trial_epochs, best_val = pack_progress(pack, outcome.results)
+    return dataclasses.replace(outcome, tables=tables, results=kept,
+                               trial_epochs=trial_epochs, best_val=best_val)
+
 
 
 @ray.remote(num_cpus=1)
