@@ -18,7 +18,8 @@ space) compared by successive halving (eta 3, rungs from ``--min-epochs`` to ``-
     ``--epochs``, in 5 rounds), chosen on one split.
 (f) TPE + refit: (c)'s setting refit as in (e) (the same sweep as (c)).
 ``--train-images N`` keeps N training images (drawn once, seed 0; the test set whole), for
-the small-data case where one validation split holds a few hundred images.
+the small-data case where one validation split holds a few hundred images. ``--skip-tpe``
+leaves (c) and (f) out, ``--skip-cv`` (b) and (d).
 Prints each seed's choices and, per method, the mean ± standard deviation over the seeds of the
 chosen test accuracy, the trial-epochs, and the wall time of the whole command.
 """
@@ -101,10 +102,11 @@ def _searches(folder: Path, args, dataset: str, data_path: str, seed: int) -> di
     halving = HALVING.format(min_epochs=args.min_epochs)
     refit = REFIT.format(refit_seeds=args.refit_seeds)
     one_split = search(f"split-{seed}", args.samples, halving + refit)
-    finalists = search(f"cv-{seed}", args.samples, halving + refit
-                       + f"finalists = {args.finalists}\nfolds = 5\n")
-    found = {"a": one_split["chosen"], "e": one_split["refit"], "b": finalists["refit"],
-             "d": finalists["chosen"]}
+    found = {"a": one_split["chosen"], "e": one_split["refit"]}
+    if not args.skip_cv:
+        finalists = search(f"cv-{seed}", args.samples, halving + refit
+                           + f"finalists = {args.finalists}\nfolds = 5\n")
+        found |= {"b": finalists["refit"], "d": finalists["chosen"]}
     if not args.skip_tpe:
         settings = max(1, round(one_split["chosen"]["trial_epochs"] / args.epochs))
         tpe = search(f"tpe-{seed}", settings,
@@ -189,6 +191,7 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--train-images", type=int, default=0,
                         help="keep this many training images (default: all)")
     parser.add_argument("--skip-tpe", action="store_true", help="leave (c) and (f) out")
+    parser.add_argument("--skip-cv", action="store_true", help="leave (b) and (d) out")
     parser.add_argument("--dataset", default="", help="default: fashion_mnist if installed")
     return parser.parse_args()
 

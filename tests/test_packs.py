@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mnist_core.sweep.config import Trial, parse_sweep_config, trial_positions
+from mnist_core.sweep.config import parse_sweep_config
 from mnist_core.sweep.packs import (
     CPU_PACK_LIMIT,
     GPU_PACK_LIMIT,
@@ -18,6 +18,7 @@ from mnist_core.sweep.packs import (
     restart_packs,
 )
 from mnist_core.sweep.refit import ALL_DATA, Fold, FoldGroups, Restarts, refit_configs
+from mnist_core.sweep.trials import Trial, trial_positions
 
 CONFIG = """
 [sweep]

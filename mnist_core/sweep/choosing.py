@@ -15,7 +15,7 @@ import pyarrow as pa
 from mnist_core import best, storage
 from mnist_core.config import TrialConfig
 from mnist_core.errors import recording
-from mnist_core.sweep.config import Selection, SweepConfig, Trial
+from mnist_core.sweep.config import Selection, SweepConfig
 from mnist_core.sweep.packs import Pack, PackRunner, fold_packs, pack_key, restart_packs
 from mnist_core.sweep.recording import BestKeeper, MemberRecord, PartStore
 from mnist_core.sweep.refit import (
@@ -34,6 +34,7 @@ from mnist_core.sweep.selection import (
     refit_epochs,
     seed_means,
 )
+from mnist_core.sweep.trials import Trial
 
 
 def choose(config: SweepConfig, store: PartStore, keeper: BestKeeper, run: PackRunner,

@@ -1,9 +1,7 @@
-"""Sweep configuration: a TOML file validated into frozen dataclasses, and its trials.
+"""Sweep configuration: a TOML file validated into frozen dataclasses.
 
-The cartesian product of every ``[grid]`` list, times ``[sweep] samples`` draws of the
-``[grid]`` distributions (``search_space``), times every seed, is the set of trials. Each trial
-gets a stable id from its position and a hash of its config, so a resumed sweep knows exactly
-which trials it still owes. ``[search] sampler = "tpe"`` proposes the samples in rounds from
+The trials it makes are ``sweep.trials``' (grid × samples × seeds, each with a stable id).
+``[search] sampler = "tpe"`` proposes the samples in rounds from
 the results so far instead (``Search``; the trials are then known only as they are proposed).
 ``[scheduler] kind = "halving"`` turns on successive halving (``Halving``); ``[selection]``
 says how the sweep's model is chosen (``Selection``). Reading the file is the only side
@@ -13,8 +11,6 @@ effect here.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
 import json
 import math
 import re
@@ -22,10 +18,6 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from mnist_core.config import (
     HYPERPARAMETERS,
@@ -38,16 +30,14 @@ from mnist_core.config import (
     check_range,
     check_seed,
     check_type,
-    hyperparameter_fields,
 )
 from mnist_core.errors import ConfigError, DataNotFoundError
 from mnist_core.sweep.search_space import (
     Distribution,
-    draw_samples,
     extremes,
     parse_distribution,
-    sample_values,
 )
+from mnist_core.sweep.trials import SearchSpace, Trial, TrialGrid, in_section, make_trial
 
 MODEL_KEYS = tuple(field.name for field in dataclasses.fields(ModelConfig))
 GRID_KEYS = tuple(name for name in HYPERPARAMETERS if name != "seed")  # seeds: [sweep] seeds
@@ -115,14 +105,9 @@ SCHEDULERS = ("none", "halving")
 KEEP_MODELS = ("best", "all")
 SELECT_BY = ("trial", "seed_mean")
 SAMPLERS = ("random", "tpe")
-# Fields added after the first release: left out of a trial's id hash while at their default,
-# so sweeps started before they existed resume with the same trial ids.
-_LATER_FIELDS = tuple(item.name for item in hyperparameter_fields()
-                      if item.metadata["added_later"])
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # A sweep's id: its name, the start time and, when two started in the same second, a suffix.
 SWEEP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
-_DEFAULTS = TrialConfig().as_record()
 
 
 @dataclass(frozen=True)
@@ -231,159 +216,6 @@ class Search:
 
 
 @dataclass(frozen=True)
-class SearchSpace:
-    """What the trials are drawn from: the grid's plain lists, its distributions, the seeds,
-    the number of samples and the search seed."""
-
-    axes: dict
-    distributions: dict
-    seeds: tuple
-    samples: int
-    search_seed: int
-
-    @property
-    def trial_count(self) -> int:
-        """Grid combinations × samples × seeds."""
-        return math.prod(len(values) for values in self.axes.values()) * self.samples * len(
-            self.seeds)
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One point of the grid for one seed, with its stable id."""
-
-    trial_id: str
-    config: TrialConfig
-
-
-@dataclass(frozen=True, eq=False)
-class TrialColumns(Sequence):
-    """Some trials of a grid as columns: their positions, each hyperparameter's values and
-    their seeds (``TrialGrid.columns``). What a pack carries to its worker, a few bytes a
-    trial; the trials themselves (validated configs, ids) are made where they are used, on
-    the worker, not by the driver (about 70 µs a trial)."""
-
-    positions: np.ndarray
-    values: dict  # hyperparameter -> a list or numpy array, one value per trial
-    seeds: list
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def __getitem__(self, index):
-        return self.trials[index]
-
-    @functools.cached_property
-    def trials(self) -> list[Trial]:
-        """The trials, made on first use."""
-        return [make_trial(position, {key: _plain(column[at]) for key, column in
-                                      self.values.items()}, self.seeds[at])
-                for at, position in enumerate(self.positions.tolist())]
-
-    def __reduce__(self):  # the columns cross to a worker, never the trials made from them
-        return TrialColumns, (self.positions, self.values, self.seeds)
-
-
-class TrialGrid(Sequence):
-    """A grid sweep's trials, made when asked for: trial ``index`` is (sample, grid point,
-    seed) in ``itertools.product`` order, built from the grid's lists and the samples' drawn
-    columns. A million-trial sweep holds its draws (a few arrays), not a million configs."""
-
-    def __init__(self, axes: dict[str, list], space: SearchSpace):
-        self.axes, self.space, self.seeds = axes, space, list(space.seeds)
-        self.sizes = [len(values) for values in axes.values()]
-        self.points = math.prod(self.sizes)
-        self.count = space.trial_count
-
-    @functools.cached_property
-    def samples(self) -> dict:
-        """The drawn columns (``search_space.draw_samples``), drawn when first needed: a page
-        reading the config draws nothing."""
-        space = self.space
-        if not space.distributions:
-            return {}
-        return draw_samples(space.distributions, space.samples,
-                            np.random.default_rng(space.search_seed))
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[position] for position in range(*index.indices(self.count))]
-        if not -self.count <= index < self.count:
-            raise IndexError(f"trial {index} of {self.count}")
-        index %= self.count
-        rest, seed = divmod(index, len(self.seeds))
-        sample, point = divmod(rest, self.points)
-        values = {}
-        for key, size in reversed(list(zip(self.axes, self.sizes))):  # the last axis varies fastest
-            point, position = divmod(point, size)
-            values[key] = self.axes[key][position]
-        return make_trial(index, values | sample_values(self.samples, sample), self.seeds[seed])
-
-    def columns(self, positions: np.ndarray) -> TrialColumns:
-        """The trials at ``positions`` as columns, without making them."""
-        sample, points, seeds = self._split(positions)
-        values = {key: [self.axes[key][at] for at in points[key].tolist()] for key in self.axes}
-        for key, column in self.samples.items():
-            values[key] = column[sample] if isinstance(column, np.ndarray) else [
-                column[at] for at in sample.tolist()]
-        return TrialColumns(np.asarray(positions, np.int64), values,
-                            [self.seeds[at] for at in seeds.tolist()])
-
-    def codes(self, positions: np.ndarray, keys: Sequence[str]) -> np.ndarray:
-        """A code per trial at ``positions``, equal for two trials exactly when their values
-        of ``keys`` (hyperparameters, ``seed`` among them) are, found without making them."""
-        sample, points, seeds = self._split(positions)
-        columns = []
-        for key in keys:
-            if key == "seed":
-                columns.append(_value_codes(self.seeds)[seeds])
-            elif key in self.axes:
-                columns.append(_value_codes(self.axes[key])[points[key]])
-            else:
-                column = self.samples[key]
-                drawn = column[sample].tolist() if isinstance(column, np.ndarray) else [
-                    column[at] for at in sample.tolist()]
-                columns.append(_value_codes(drawn))
-        _, codes = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
-        return codes.reshape(-1)
-
-    def _split(self, positions: np.ndarray) -> tuple[np.ndarray, dict, np.ndarray]:
-        """Each position's sample, position on every axis, and seed (``__getitem__``'s
-        order, for arrays of positions)."""
-        rest, seeds = np.divmod(np.asarray(positions, np.int64), len(self.seeds))
-        sample, point = np.divmod(rest, self.points)
-        points = {}
-        for key, size in reversed(list(zip(self.axes, self.sizes))):
-            point, points[key] = np.divmod(point, size)
-        return sample, points, seeds
-
-    def validate(self) -> None:
-        """Build every grid point (for each seed) with the samples that could break it: the
-        first, each numeric column's lowest and highest draw, each choice's first draw. A
-        value no trial may take is a ``ConfigError`` now, not in the middle of the sweep."""
-        telling = {0}
-        for values in self.samples.values():
-            if isinstance(values, np.ndarray):
-                telling |= {int(values.argmin()), int(values.argmax())}
-            else:
-                telling |= {values.index(choice) for choice in
-                            {json.dumps(value): value for value in values}.values()}
-        seeds = len(self.seeds)
-        for sample in sorted(telling):
-            for offset in range(self.points * seeds):
-                self[sample * self.points * seeds + offset]
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Sequence) and len(other) == self.count and all(
-            mine == theirs for mine, theirs in zip(self, other))
-
-    __hash__ = None
-
-
-@dataclass(frozen=True)
 class SweepConfig:
     """A whole sweep: its name, the data, the trial configs and the resources per trial."""
 
@@ -455,7 +287,7 @@ def parse_sweep_config(text: str, expand: bool = True) -> SweepConfig:
     name = sweep.get("name", SWEEP_DEFAULTS["name"])
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(f"[sweep] name must be letters, digits, '.', '_' or '-', got {name!r}")
-    data = _section("sweep", DataConfig, dataset=sweep.get("dataset", SWEEP_DEFAULTS["dataset"]),
+    data = in_section("sweep", DataConfig, dataset=sweep.get("dataset", SWEEP_DEFAULTS["dataset"]),
                     data_path=sweep.get("data_path", SWEEP_DEFAULTS["data_path"]),
                     validation_split=sweep.get("validation_split",
                                                SWEEP_DEFAULTS["validation_split"]))
@@ -464,7 +296,7 @@ def parse_sweep_config(text: str, expand: bool = True) -> SweepConfig:
                           "validation accuracy, never on the test set")
     seeds = _list("sweep", "seeds", sweep.get("seeds", SWEEP_DEFAULTS["seeds"]))
     for seed in seeds:
-        _section("sweep", check_seed, name="seeds", value=seed)
+        in_section("sweep", check_seed, name="seeds", value=seed)
     axes, distributions = _split_grid(grid)
     _check_trial_count(sweep, axes, distributions, seeds)
     _check_extremes(axes, distributions, seeds)
@@ -483,9 +315,9 @@ def parse_sweep_config(text: str, expand: bool = True) -> SweepConfig:
             trials.validate()
     log_scaled = frozenset(key for key, spec in distributions.items() if spec.kind == "loguniform")
     config = SweepConfig(name, data, trials,
-                         _section("resources", Resources, **document.get("resources", {})),
+                         in_section("resources", Resources, **document.get("resources", {})),
                          text, halving, log_scaled,
-                         _section("tracking", Tracking, **document.get("tracking", {})),
+                         in_section("tracking", Tracking, **document.get("tracking", {})),
                          sweep.get("keep_models", SWEEP_DEFAULTS["keep_models"]),
                          _selection(document.get("selection", {}), bool(distributions), seeds),
                          search, space)
@@ -534,9 +366,9 @@ def _check_trial_count(sweep: dict, axes: dict[str, list],
     """Refuse a sweep of more than ``[sweep] max_trials`` trials before drawing or expanding
     any of them (grid combinations × samples × seeds)."""
     limit = sweep.get("max_trials", SWEEP_DEFAULTS["max_trials"])
-    _section("sweep", check_int, name="max_trials", value=limit, lowest=1)
+    in_section("sweep", check_int, name="max_trials", value=limit, lowest=1)
     samples = sweep.get("samples", 1) if distributions else 1
-    _section("sweep", check_int, name="samples", value=samples, lowest=1)
+    in_section("sweep", check_int, name="samples", value=samples, lowest=1)
     combinations = math.prod(len(values) for values in axes.values())
     count = combinations * samples * len(seeds)
     if count > limit:
@@ -554,11 +386,11 @@ def _check_samples(sweep: dict, distributions: dict[str, Distribution]) -> None:
             raise ConfigError(f"[sweep] samples is required: [grid] {', '.join(distributions)} "
                               "are distributions to draw from")
         return
-    _section("sweep", check_int, name="samples", value=count, lowest=1)
+    in_section("sweep", check_int, name="samples", value=count, lowest=1)
     if not distributions:
         raise ConfigError("[sweep] samples needs at least one distribution in [grid], "
                           "e.g. learning_rate = {loguniform = [0.01, 3.0]}")
-    _section("sweep", check_seed, name="search_seed", value=seed)
+    in_section("sweep", check_seed, name="search_seed", value=seed)
 
 
 def _check_extremes(axes: dict[str, list], distributions: dict[str, Distribution],
@@ -573,45 +405,12 @@ def _check_extremes(axes: dict[str, list], distributions: dict[str, Distribution
             make_trial(0, first | {key: value}, seeds[0])
 
 
-def make_trial(index: int, values: dict, seed: int) -> Trial:
-    """The trial at position ``index`` with these hyperparameter values (``[grid]`` keys)."""
-    values = dict(values)
-    model = _section("grid", ModelConfig, hidden_units=_units(values.pop("hidden_units")),
-                     activation=values.pop("activation"))
-    config = _section("grid", TrialConfig, model=model, seed=seed, **values)
-    return Trial(_trial_id(index, config), config)
-
-
-def trial_positions(trial_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """The positions trial ids start with (``t0042-…`` is 42), as an array."""
-    heads = pc.list_element(pc.split_pattern(trial_ids, "-", max_splits=1), 0)
-    return pc.cast(pc.utf8_slice_codeunits(heads, 1), pa.int64()).to_numpy()
-
-
-def _plain(value):
-    """A drawn value as plain Python (a numpy scalar's ``item``)."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _value_codes(values: list) -> np.ndarray:
-    """An integer per value, equal for equal values (lists included)."""
-    seen: dict[str, int] = {}
-    return np.array([seen.setdefault(json.dumps(value), len(seen)) for value in values],
-                    np.int64)
-
-
-def _units(value) -> tuple:
-    if not isinstance(value, list | tuple):
-        raise ConfigError(f"[grid] hidden_units must be lists of widths, got {value!r}")
-    return tuple(value)
-
-
 def _selection(section: dict, is_search: bool, seeds: list) -> Selection:
     """``[selection]``: refit on by default for searches (a grid with distributions), from
     ``SEARCH_REFIT_SEEDS`` seeds unless the section says otherwise."""
     refits = section.get("refit", is_search)
     seeds_tried = SEARCH_REFIT_SEEDS if is_search and refits is True else Selection.refit_seeds
-    selection = _section("selection", Selection,
+    selection = in_section("selection", Selection,
                          **{"refit": is_search, "refit_seeds": seeds_tried, **section})
     if "refit_seeds" in section and not selection.refit:
         raise ConfigError("[selection] refit_seeds applies only with refit = true (the seeds "
@@ -659,7 +458,7 @@ def check_fits_data(config: SweepConfig, train_images: int, smallest_class: int)
 
 def _search(section: dict, distributions: dict, halving: Halving | None) -> Search:
     """``[search]``: TPE needs distributions to propose from and rounds of its own."""
-    search = _section("search", Search, **section)
+    search = in_section("search", Search, **section)
     if search.sampler == "random" and "round_size" in section:
         raise ConfigError('[search] round_size applies only with sampler = "tpe"')
     if search.sampler == "tpe" and not distributions:
@@ -678,20 +477,7 @@ def _halving(section: dict) -> Halving | None:
                           + ", ".join(SCHEDULERS))
     if kind == "none":
         return None
-    return _section("scheduler", Halving,
+    return in_section("scheduler", Halving,
                     **{key: value for key, value in section.items() if key != "kind"})
 
 
-def _section(section: str, factory, **fields):
-    try:
-        return factory(**fields)
-    except ConfigError as error:
-        raise ConfigError(f"[{section}] {error}") from None
-
-
-def _trial_id(index: int, config: TrialConfig) -> str:
-    record, defaults = config.as_record(), _DEFAULTS
-    hashed = {key: value for key, value in record.items()
-              if key not in _LATER_FIELDS or value != defaults[key]}
-    digest = hashlib.sha1(json.dumps(hashed, sort_keys=True).encode()).hexdigest()
-    return f"t{index:04d}-{digest[:8]}"

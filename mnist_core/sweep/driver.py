@@ -34,7 +34,7 @@ from mnist_core.data import Splits, load_dataset
 from mnist_core.errors import ConfigError
 from mnist_core.memory import limit_malloc_arenas, release_unused
 from mnist_core.model_ref import move_latest
-from mnist_core.sweep.config import SweepConfig, Trial, TrialGrid, trial_positions
+from mnist_core.sweep.config import SweepConfig
 from mnist_core.sweep.halving import remove_stages, run_halving
 from mnist_core.sweep.packs import (
     Pack,
@@ -48,6 +48,7 @@ from mnist_core.sweep.packs import (
 from mnist_core.sweep.page import write_sweep_report
 from mnist_core.sweep.reading import count_at_chance, read_sweep, true_where
 from mnist_core.sweep.recording import BestKeeper, MemberRecord, PackRecorder, PartStore, SweepRows
+from mnist_core.sweep.trials import Trial, TrialGrid, trial_positions
 
 WINDOW_TRIALS = 16_384  # trials grouped into packs at a time (made as they are needed)
 # Packs from which compaction and the final page go to worker tasks: below, the driver's few

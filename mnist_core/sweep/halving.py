@@ -20,9 +20,10 @@ from mnist_core import storage
 from mnist_core.errors import recording
 from mnist_core.packed_training import MemberState
 from mnist_core.reports import ranked_trials
-from mnist_core.sweep.config import Halving, Trial
+from mnist_core.sweep.config import Halving
 from mnist_core.sweep.packs import PackRunner
 from mnist_core.sweep.recording import MemberRecord, PackRecorder, PartStore
+from mnist_core.sweep.trials import Trial
 
 
 def run_halving(halving: Halving, trials: list[Trial], recorder: PackRecorder,

@@ -30,9 +30,9 @@ import numpy as np
 from mnist_core.config import TrialConfig
 from mnist_core.data import Splits
 from mnist_core.packed_training import PACKABLE_OPTIMIZERS, MemberState
-from mnist_core.sweep.config import Trial, TrialGrid
 from mnist_core.sweep.recording import MemberRecord, SweepRows
 from mnist_core.sweep.refit import ALL_DATA, Fold, FoldGroups, Restarts
+from mnist_core.sweep.trials import Trial, TrialGrid
 from mnist_core.trial import TrialResult
 
 CPU_PACK_LIMIT = 128

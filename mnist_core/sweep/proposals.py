@@ -18,10 +18,11 @@ from __future__ import annotations
 import warnings
 
 from mnist_core.config import hyperparameter_text
-from mnist_core.sweep.config import SearchSpace, SweepConfig, make_trial
+from mnist_core.sweep.config import SweepConfig
 from mnist_core.sweep.packs import PackRunner
 from mnist_core.sweep.recording import PackRecorder
 from mnist_core.sweep.search_space import optuna_space
+from mnist_core.sweep.trials import SearchSpace, make_trial
 
 
 def run_rounds(config: SweepConfig, recorder: PackRecorder, run: PackRunner) -> int:

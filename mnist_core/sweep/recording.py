@@ -35,7 +35,6 @@ from mnist_core.reports import (
     ranked_trials,
 )
 from mnist_core.sweep.compaction import compact_folder
-from mnist_core.sweep.config import Trial
 from mnist_core.sweep.reading import (
     DETAIL_SCHEMAS,
     INDEX_COLUMNS,
@@ -47,6 +46,7 @@ from mnist_core.sweep.reading import (
     top_ids,
     trust_among,
 )
+from mnist_core.sweep.trials import Trial
 from mnist_core.trial import TrialFailure, TrialResult
 
 
