@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 from scipy.special import expit
 
-from mnist_core import storage
+from mnist_core import devices, storage
 from mnist_core.config import NUM_CLASSES
 from mnist_core.errors import DataFormatError, DataNotFoundError
 from mnist_core.keras_archive import check_archive
@@ -168,8 +168,6 @@ def _pixel_max(layer) -> float:
 
 def _tensorflow_forward(forward: DenseForward):
     """The forward pass as a TensorFlow graph on this process's GPU (pixels in, softmax out)."""
-    from mnist_core import devices
-
     devices.configure(use_gpu=True)
     import keras
     import tensorflow as tf

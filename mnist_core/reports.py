@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from mnist_core import storage
+from mnist_core import charts, storage
 from mnist_core.config import (
     HYPERPARAMETERS,
     NUM_CLASSES,
@@ -23,7 +23,7 @@ from mnist_core.config import (
     hyperparameter_fields,
     hyperparameter_text,
 )
-from mnist_core.html import text
+from mnist_core.html import figure, markup, page, table, text, write_page
 from mnist_core.trial import TrialResult
 
 _COLUMN_TYPES = {bool: pa.bool_(), int: pa.int32(), float: pa.float64(), str: pa.string(),
@@ -229,9 +229,6 @@ def write_trial_page(out: str, trial_id: str, row: dict, epochs: list[dict],
     """``<out>/report.html`` of one trial: its metrics, the hyperparameters it trained with,
     its confusion matrix and learning curves, drawn by the same chart functions as a sweep's
     page. Returns its location."""
-    from mnist_core import charts
-    from mnist_core.html import figure, markup, page, table, write_page
-
     summary = markup("<p>{dataset}: test accuracy {test_accuracy:.4f}, test loss "
                      "{test_loss:.4f}; the weights of epoch {best_epoch} of {epochs}; "
                      "{params:,} parameters.</p>", **{name: row.get(name) for name in (

@@ -15,16 +15,13 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mnist_core.config import TrialConfig
 from mnist_core.data import Splits
 from mnist_core.evaluation import Evaluation, evaluate, evaluate_weights
 from mnist_core.model import build_model
+from mnist_core.packed_training import PACKABLE_OPTIMIZERS, MemberGroups, MemberState, train_pack
 from mnist_core.training import EpochCallback, train
-
-if TYPE_CHECKING:
-    from mnist_core.packed_training import MemberGroups, MemberState
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,8 +83,6 @@ def run_pack(configs: Sequence[TrialConfig], splits: Splits,
     model file: the caller makes the files it keeps (``with_model``). An unpackable
     optimizer, or a pack of one trained to its epochs from the start, trains alone (no
     state)."""
-    from mnist_core.packed_training import PACKABLE_OPTIMIZERS, train_pack
-
     budgets = list(budgets or [config.epochs for config in configs])
     short = any(budget < config.epochs for config, budget in zip(configs, budgets))
     if groups is None and (configs[0].optimizer not in PACKABLE_OPTIMIZERS or (

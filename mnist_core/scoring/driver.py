@@ -49,6 +49,7 @@ from mnist_core.scoring.config import ScoreConfig
 from mnist_core.scoring.manifest import FolderState, IdClaims, Manifest
 from mnist_core.scoring.scorer import STAGING, ShardResult, ShardScorer
 from mnist_core.scoring.shards import Shard, discover, image_sizes
+from mnist_core.session import task_error_cause
 
 ShardCallback = Callable[[Shard, int, int], None]
 
@@ -213,7 +214,6 @@ def _result(ref, shard: Shard, out: str) -> ShardResult:
     import ray
     from ray.exceptions import RayTaskError
 
-    from mnist_core.session import task_error_cause
 
     try:
         return ray.get(ref)

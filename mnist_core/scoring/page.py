@@ -15,6 +15,7 @@ from mnist_core import best, charts, storage
 from mnist_core.config import NUM_CLASSES
 from mnist_core.errors import DataFormatError
 from mnist_core.html import figure, markup, page, table, write_page
+from mnist_core.scoring.manifest import FAILURES_SCHEMA, MANIFEST_SCHEMA
 
 _SHARD_COLUMNS = ["path", "status", "rows", "failed_rows", "model_id", "scored_at"]
 
@@ -93,8 +94,6 @@ def _accuracy(predicted: np.ndarray, truth: pa.ChunkedArray) -> str:
 
 def write_scoring_report(out: str) -> str:
     """Build ``<out>/report.html`` from a scoring run's files; return its location."""
-    from mnist_core.scoring.manifest import FAILURES_SCHEMA, MANIFEST_SCHEMA
-
     manifest = _table_or_empty(storage.join(out, "manifest.parquet"), MANIFEST_SCHEMA)
     failures = _table_or_empty(storage.join(out, "failures.parquet"), FAILURES_SCHEMA)
     parts = [_predictions(row["output"]) for row in manifest.to_pylist()

@@ -29,11 +29,13 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow.compute as pc
 
-from mnist_core import storage
+from mnist_core import console, storage
 from mnist_core.data import Splits, load_dataset
-from mnist_core.errors import ConfigError
+from mnist_core.errors import ConfigError, UserError
 from mnist_core.memory import limit_malloc_arenas, release_unused
 from mnist_core.model_ref import move_latest
+from mnist_core.session import task_error_cause
+from mnist_core.sweep.choosing import choose
 from mnist_core.sweep.config import SweepConfig
 from mnist_core.sweep.halving import remove_stages, run_halving
 from mnist_core.sweep.packs import (
@@ -46,8 +48,11 @@ from mnist_core.sweep.packs import (
     pack_size_for,
 )
 from mnist_core.sweep.page import write_sweep_report
+from mnist_core.sweep.proposals import run_rounds
 from mnist_core.sweep.reading import count_at_chance, read_sweep, true_where
 from mnist_core.sweep.recording import BestKeeper, MemberRecord, PackRecorder, PartStore, SweepRows
+from mnist_core.sweep.selection import seed_means
+from mnist_core.sweep.tracking import log_sweep
 from mnist_core.sweep.trials import Trial, TrialGrid, trial_positions
 
 WINDOW_TRIALS = 16_384  # trials grouped into packs at a time (made as they are needed)
@@ -125,8 +130,6 @@ def _finish(config: SweepConfig, out: str, recorder: PackRecorder, summary: Swee
     """After training and compaction: choose the setting (``choosing``: seed means,
     cross-validated finalists, refit), say how far the choice can be trusted, write the page
     (``write_page(folder)``), track, and point ``latest`` at a complete sweep."""
-    from mnist_core.sweep.choosing import choose
-
     store, folder = recorder.store, summary.folder
     complete = store.recorded >= config.trial_count
     if complete:
@@ -155,8 +158,6 @@ def _track(config: SweepConfig, folder: str, sweep_id: str, status: str) -> tupl
     each has it, a line each."""
     if not config.tracking.enabled:
         return ()
-    from mnist_core import console
-    from mnist_core.sweep.tracking import log_sweep
 
     log = None if storage.is_uri(folder) else storage.join(folder, "logs", "tracking.log")
     with console.native_output_to(log):
@@ -177,8 +178,6 @@ class LivePage:
 
     def tick(self) -> None:
         """Rebuild the page if it is due (a page that cannot be built now is skipped)."""
-        from mnist_core.errors import UserError
-
         now = time.monotonic()
         if now < self.due:
             return
@@ -213,8 +212,6 @@ def _train_all(config: SweepConfig, recorder: PackRecorder,
     run.live.tick()
     try:
         if config.proposes:
-            from mnist_core.sweep.proposals import run_rounds
-
             packs = run_rounds(config, recorder, run)
         elif config.halving:
             packs = run_halving(config.halving, list(config.trials), recorder, run)
@@ -341,7 +338,6 @@ class _Run:
         import ray
         from ray.exceptions import RayError, RayTaskError
 
-        from mnist_core.session import task_error_cause
 
         try:
             outcome = ray.get(ref)
@@ -456,8 +452,6 @@ class _Progress:
 
 def _summarise(store: PartStore, sweep_id: str, folder: str, ran_now: int, packs: int,
                top_n: int) -> SweepSummary:
-    from mnist_core.sweep.selection import seed_means
-
     index = store.index()
     ok = true_where(pc.equal(index.column("status"), "ok"))  # a mask: no copy of the rows
     several_seeds = len(np.unique(index.column("seed").to_numpy(zero_copy_only=False)[ok])) > 1
@@ -500,7 +494,6 @@ def _run_on_worker(task_name: str) -> Callable[[str], None]:
         import ray
         from ray.exceptions import RayTaskError
 
-        from mnist_core.session import task_error_cause
         from mnist_core.sweep import worker
 
         try:

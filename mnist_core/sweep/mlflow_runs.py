@@ -21,6 +21,7 @@ from mnist_core import storage
 from mnist_core.best import model_path as chosen_model_path
 from mnist_core.config import HYPERPARAMETERS
 from mnist_core.errors import ConfigError
+from mnist_core.prediction import load_model
 from mnist_core.reports import best_trial
 from mnist_core.sweep.config import Tracking
 
@@ -139,7 +140,6 @@ def _log_model(tracking: Tracking, parent: str, location: str) -> None:
     import numpy as np
     from mlflow.models import infer_signature
 
-    from mnist_core.prediction import load_model
 
     model = load_model(location)
     pixels = np.zeros((2, int(model.inputs[0].shape[-1])), np.float32)

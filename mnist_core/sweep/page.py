@@ -29,7 +29,7 @@ from mnist_core.reports import (
     diverged,
     ranked_trials,
 )
-from mnist_core.sweep.config import Halving
+from mnist_core.sweep.config import Halving, parse_sweep_config
 from mnist_core.sweep.reading import (
     SweepFiles,
     count_at_chance,
@@ -339,8 +339,6 @@ def _plain(value):
 
 def write_sweep_report(folder: str, live: bool = False) -> str:
     """Build ``<folder>/report.html`` from a sweep's files; return its location."""
-    from mnist_core.sweep.config import parse_sweep_config
-
     config_text = storage.read_bytes(storage.join(folder, "sweep.toml")).decode()
     config = parse_sweep_config(config_text, expand=False)
     record = best.read_record(folder)

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from mnist_core.config import HYPERPARAMETERS, hyperparameter_fields, hyperparameter_text
 from mnist_core.sweep.config import Tracking
+from mnist_core.sweep.mlflow_runs import log_to_mlflow
 
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 _EXPERIMENT = "_hparams_experiment"  # the run holding the sweep's HParams experiment
@@ -41,8 +42,6 @@ def log_sweep(tracking: Tracking, folder: str, sweep_id: str, tables: dict[str, 
         where.append(f"tensorboard: {Path(tracking.tensorboard) / sweep_id} (open with: "
                      f"tensorboard --logdir {tracking.tensorboard})")
     if tracking.mlflow:
-        from mnist_core.sweep.mlflow_runs import log_to_mlflow
-
         run_id = log_to_mlflow(tracking, folder, sweep_id, trials, epochs,
                                by_trial(tables["confusion"].to_pylist()), status)
         where.append(f"mlflow: run {run_id} ({sweep_id}) in {tracking.mlflow} (open with: "

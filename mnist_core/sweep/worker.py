@@ -18,13 +18,17 @@ from dataclasses import dataclass
 
 import ray
 
+from mnist_core import console, devices
 from mnist_core.data import Splits
 from mnist_core.memory import release_unused
+from mnist_core.reports import best_trial
 from mnist_core.session import task_error_cause
 from mnist_core.sweep.compaction import CompactionPlan, compact_folder, compact_table
 from mnist_core.sweep.packs import Pack, PackFailed, pack_progress
-from mnist_core.sweep.recording import PackTables
-from mnist_core.trial import TrialFailure, TrialResult
+from mnist_core.sweep.page import write_sweep_report
+from mnist_core.sweep.recording import MemberRecord, PackTables, write_details
+from mnist_core.sweep.refit import view_data
+from mnist_core.trial import TrialFailure, TrialResult, run_pack, with_model
 
 _state: dict[str, bool] = {}
 
@@ -59,9 +63,6 @@ def train_pack_on_worker(pack: Pack, splits: Splits, num_cpus: float,
     train the pack, return its outcome."""
     import time
 
-    from mnist_core import console, devices
-    from mnist_core.sweep.refit import view_data
-    from mnist_core.trial import run_pack
 
     started = time.perf_counter()
 
@@ -91,8 +92,6 @@ def train_pack_on_worker(pack: Pack, splits: Splits, num_cpus: float,
 def with_models(pack: Pack, results: list, splits: Splits) -> list:
     """The results with a model file for every member (``keep_models = "all"``) or only for
     the pack's best (``best_member``), and no weights: what crosses to the driver."""
-    from mnist_core.trial import with_model
-
     kept = range(len(results)) if pack.keep_all_models else best_member(pack, results)
     return [result if not isinstance(result, TrialResult)
             else with_model(result, splits) if index in kept
@@ -105,8 +104,6 @@ def best_member(pack: Pack, results: list) -> list[int]:
     trained to their own epochs: a member still racing in successive halving cannot be chosen
     yet), in a list, or none: the driver keeps one model per sweep, so only a candidate for
     it crosses to the driver (about 20 KB a member saved)."""
-    from mnist_core.reports import best_trial
-
     budgets = pack.budgets or [trial.config.epochs for trial in pack.trials]
     rows = [{"trial_id": trial.trial_id, "status": "ok", "val_accuracy": result.val_accuracy,
              "val_loss": result.val_loss}
@@ -123,8 +120,6 @@ def as_tables(pack: Pack, outcome: PackOutcome) -> PackOutcome:
     ``pack.details_to`` says this worker reaches it, else sent), and a result only for the
     members whose model came back. The driver's work per pack is then a few calls, whatever
     its size; the trials part itself is the driver's to write (the commit)."""
-    from mnist_core.sweep.recording import MemberRecord, write_details
-
     members = [MemberRecord.of(trial, result, 1)
                for trial, result in zip(pack.trials, outcome.results)]
     tables = pack.rows.pack_tables(pack.pack_id, members, outcome.placement)
@@ -168,8 +163,6 @@ def compact_table_task(name: str, plan: CompactionPlan) -> None:
 def sweep_page_task(folder: str) -> None:
     """``page.write_sweep_report`` as a Ray task: a big sweep's page (its every trial's
     counted columns, its charts) built off the driver."""
-    from mnist_core.sweep.page import write_sweep_report
-
     write_sweep_report(folder)
     release_unused()
 
