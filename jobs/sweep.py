@@ -19,8 +19,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-
 from jobs._cli import (
     EXIT_OK,
     EXIT_PARTIAL,
@@ -46,9 +44,9 @@ from mnist_core.sweep.config import (
     load_sweep_config,
     parse_sweep_config,
 )
+from mnist_core.sweep.ranking import describe_choice
 from mnist_core.sweep.recording import claim_sweep_folder
 from mnist_core.sweep.refit import describe_kept_seed
-from mnist_core.sweep.selection import describe_choice
 
 DEFAULT_MLFLOW = "default"  # [tracking] mlflow = "default" or a bare --mlflow: <out>/mlflow.db
 
@@ -103,8 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"sweep {args.resume or config.name}: {config.trial_count:,} trials on "
           f"{config.data.dataset}; loading the data", flush=True)  # a first line at once
     splits = _load_data(config)
-    labels = np.concatenate([splits.y_train, splits.y_val])
-    check_fits_data(config, len(splits.x_train), int(np.bincount(labels).min()))
+    check_fits_data(config, len(splits.x_train))
     sweep = args.resume or claim_sweep_folder(
         args.out, f"{config.name}-{datetime.now():%Y%m%d-%H%M%S}")
     folder = storage.join(args.out, sweep)

@@ -22,8 +22,6 @@ MODEL = "model.keras"
 VALIDATION_MODEL = "model_validation.keras"
 RECORD = "best.json"
 _OBJECTS = ("choice", "refit", "selection")  # the parts of a record that are themselves records
-_FINALIST = {"trial_id", "failed_folds", "rank_by_validation", "val_accuracy", "mean", "std",
-             "fold_accuracies", "fold_epochs"}
 
 
 def model_path(sweep: str) -> str:
@@ -59,10 +57,7 @@ def _well_formed(record) -> bool:
     if any(not isinstance(record.get(part, {}), dict) for part in _OBJECTS):
         return False
     choice, refit = record.get("choice", {}), record.get("refit", {})
-    finalists = choice.get("finalists", [])
     return ((not choice or isinstance(choice.get("trial_id"), str))
-            and isinstance(finalists, list)
-            and all(isinstance(item, dict) and item.keys() >= _FINALIST for item in finalists)
             and isinstance(choice.get("seed_mean", {}), dict)
             and isinstance(refit.get("seeds", []), list))
 

@@ -10,9 +10,9 @@ numeric hyperparameter, optimizer state, and epochs — a member whose epochs ar
 loss stopped being finite) is frozen: its updates are masked out with ``tf.where``, so NaN in
 one member never reaches the others.
 
-Members may also train on different rows of one data set (``MemberGroups``: the folds of a
-cross-validation): the pack's members then form equal groups, each with its own data order
-and validation rows, and the first layer is one batched matmul over the groups.
+Members may also form equal groups (``MemberGroups``), each with its own rows of one data
+set, data order and validation rows; the first layer is then one batched matmul over the
+groups.
 
 The maths is Keras's: weights from Keras's initialisers for the trial's seed, the same
 softmax cross-entropy (from logits, as Keras takes it from a softmax output in a graph), the

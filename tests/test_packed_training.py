@@ -40,8 +40,8 @@ def test_a_member_of_a_pack_of_64_equals_the_trial_trained_alone(digits, optimiz
 
 
 def test_members_grouped_by_their_rows_equal_a_pack_per_group(digits):
-    """Cross-validation folds in one pack: each group trains and is validated on its own
-    rows of the same images, and ends where a pack of its members alone on those rows ends."""
+    """Groups on rows of their own (folds, say): each group trains and is validated on its
+    own rows of the same images, and ends where a pack of its members alone on them ends."""
     configs = [dataclasses.replace(config, epochs=3, momentum=0.9, nesterov=True, l2=1e-4,
                                    schedule="cosine", restore_best=True)
                for config in _configs("sgd")[20:60:10]]

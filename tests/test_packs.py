@@ -10,15 +10,15 @@ from mnist_core.sweep.config import parse_sweep_config
 from mnist_core.sweep.packs import (
     CPU_PACK_LIMIT,
     GPU_PACK_LIMIT,
-    fold_packs,
     grid_packs,
     make_packs,
     pack_key,
     pack_size_for,
     restart_packs,
 )
-from mnist_core.sweep.refit import ALL_DATA, Fold, FoldGroups, Restarts, refit_configs
+from mnist_core.sweep.refit import refit_configs
 from mnist_core.sweep.trials import Trial, trial_positions
+from mnist_core.sweep.views import AllData, Restarts
 
 CONFIG = """
 [sweep]
@@ -59,31 +59,7 @@ def test_restart_packs_hold_a_group_per_seed_or_a_pack_per_seed():
     nadam = next(t for t in trials if t.config.optimizer == "nadam")
     alone = restart_packs([Trial(nadam.trial_id, config)
                            for config in refit_configs(nadam.config, 4, 3)], largest=3)
-    assert [(len(pack.trials), pack.view) for pack in alone] == [(1, ALL_DATA)] * 3
-
-
-def test_fold_packs_train_each_trial_once_per_fold_in_as_few_packs_as_fit():
-    trials = [t for t in parse_sweep_config(CONFIG).trials
-              if t.config.optimizer == "sgd" and t.config.seed == 0][:6]
-    folds = FoldGroups((0, 1, 2, 3, 4), 5, seed=7)
-    packs = fold_packs(trials, folds, largest=15)  # 30 members on 2 slots
-    assert [len(pack.trials) for pack in packs] == [15, 15]
-    scored = []
-    for pack in packs:
-        assert pack.view == folds
-        member_folds = folds.member_folds(len(pack.trials))
-        assert [fold.index for fold in member_folds] == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3 + [
-            4] * 3  # group-major: each fold's members side by side
-        assert all(fold == Fold(fold.index, 5, 7) for fold in member_folds)
-        scored += [(t.trial_id, f.index) for t, f in zip(pack.trials, member_folds)]
-    assert sorted(scored) == sorted((t.trial_id, i) for t in trials for i in range(5))
-    # A pack too small for one trial on every fold: a pack per fold, as before.
-    per_fold = fold_packs(trials, folds, largest=4)
-    assert [pack.view for pack in per_fold][::2] == [Fold(i, 5, 7) for i in range(5)]
-    assert sorted(len(pack.trials) for pack in per_fold) == [3] * 10
-    nadam = [t for t in parse_sweep_config(CONFIG).trials if t.config.optimizer == "nadam"]
-    alone = fold_packs(nadam[:2], folds, largest=15)
-    assert len(alone) == 10 and all(len(pack.trials) == 1 for pack in alone)
+    assert [(len(pack.trials), pack.view) for pack in alone] == [(1, AllData())] * 3
 
 
 @pytest.mark.parametrize(("pending", "slots", "setting", "gpu", "expected"), [

@@ -1,23 +1,20 @@
-"""Choosing the setting: seed means, cross-validated finalists, refit, and TPE proposals."""
+"""Choosing the setting: seed means, refit, and TPE proposals."""
 
 import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from jobs.sweep import main
 from mnist_core import storage
-from mnist_core.config import DataConfig, TrialConfig
+from mnist_core.config import DataConfig
 from mnist_core.data import load_dataset
 from mnist_core.evaluation import evaluate
 from mnist_core.prediction import load_model
 from mnist_core.sweep.config import parse_sweep_config
+from mnist_core.sweep.ranking import ranked_settings, seed_means
 from mnist_core.sweep.reading import read_sweep
-from mnist_core.sweep.refit import ALL_DATA, Fold, fold_of_each, view_splits
-from mnist_core.sweep.selection import rank_finalists, ranked_settings, seed_means
-from mnist_core.trial import run_pack
 
 
 def _row(trial_id, learning_rate, seed, val, test=0.5, loss=0.1):
@@ -39,38 +36,6 @@ def test_seed_means_rank_settings_by_their_mean_not_their_luckiest_seed():
     assert means[0]["seeds"] == 2 and means[0]["learning_rate"] == 0.5
     assert [row["trial_id"] for row in ranked_settings(rows, "seed_mean")] == ["t2", "t0"]
     assert [row["trial_id"] for row in ranked_settings(rows, "trial")] == ["t0", "t2"]
-
-
-def test_finalists_rank_by_mean_fold_accuracy_and_failed_folds_last():
-    finalists = [_row("a", 0.1, 0, 0.99), _row("b", 0.5, 0, 0.95), _row("c", 0.9, 0, 0.90)]
-    folds = [{"trial_id": trial, "fold": fold, "status": "ok", "val_accuracy": value,
-              "val_loss": 0.2, "best_epoch": 3}
-             for trial, values in (("a", (0.80, 0.90)), ("b", (0.92, 0.90)), ("c", (1.0,)))
-             for fold, value in enumerate(values)]
-    folds.append({"trial_id": "c", "fold": 1, "status": "failed", "val_accuracy": None,
-                  "val_loss": None, "best_epoch": None})
-    records = rank_finalists(folds, finalists)
-    assert [record["trial_id"] for record in records] == ["b", "a", "c"]
-    assert records[0]["mean"] == pytest.approx(0.91) and records[0]["std"] == pytest.approx(0.01)
-    assert records[0]["rank_by_validation"] == 2 and records[2]["failed_folds"] == 1
-
-
-def test_folds_are_stratified_disjoint_and_cover_training_and_validation():
-    splits = load_dataset(DataConfig(dataset="digits", validation_split=0.1))
-    pooled = view_splits(ALL_DATA, splits)
-    assert len(pooled.y_train) == 1437 and len(pooled.y_val) == 0
-    folds = fold_of_each(pooled.y_train, 5, seed=0)
-    assert np.array_equal(folds, fold_of_each(pooled.y_train, 5, seed=0))
-    assert sorted(np.bincount(folds)) == [287, 287, 287, 288, 288]
-    for label in range(10):  # each class dealt evenly over the folds
-        counts = np.bincount(folds[pooled.y_train == label], minlength=5)
-        assert counts.max() - counts.min() <= 1
-    seen = 0
-    for index in range(5):
-        fold = view_splits(Fold(index, 5, 0), splits)
-        assert len(fold.y_val) + len(fold.y_train) == 1437
-        seen += len(fold.y_val)
-    assert seen == 1437
 
 
 SEARCH = """
@@ -103,54 +68,38 @@ def _folder(out: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_seed_mean_and_cross_validated_finalists_choose_and_refit(ray_session, tmp_path,
-                                                                  capsys):
-    extra = '[selection]\nby = "seed_mean"\nfinalists = 2\nfolds = 3\nrefit = true\n'
+def test_seed_mean_chooses_and_refits_and_a_resume_keeps_the_choice(ray_session, tmp_path,
+                                                                   capsys):
+    extra = '[selection]\nby = "seed_mean"\nrefit = true\n'
     out = tmp_path / "runs"
-    assert main(["--config", str(_write(tmp_path, "cv", 3, extra)), "--out", str(out),
+    assert main(["--config", str(_write(tmp_path, "means", 3, extra)), "--out", str(out),
                  "--no-progress"]) == 0
     folder = _folder(out)
     trials = read_sweep(str(folder))["trials"].to_pylist()
     record = json.loads((folder / "best" / "best.json").read_text())
     choice = record["choice"]
-    finalist_ids = [row["trial_id"] for row in ranked_settings(trials, "seed_mean")[:2]]
-    assert choice["chosen_by"] == "cross_validation" and choice["folds"] == 3
-    assert sorted(r["trial_id"] for r in choice["finalists"]) == sorted(finalist_ids)
-    folds = pq.read_table(folder / "finalists.parquet").to_pylist()
-    assert not (folder / "finalists").exists()  # its parts folded in, their folder removed
-    assert sorted((row["trial_id"], row["fold"]) for row in folds) == sorted(
-        (trial_id, fold) for trial_id in finalist_ids for fold in range(3))
-    assert all(row["val_images"] == 479 for row in folds)  # a third of 1,437
-    # The three folds trained in one set of packs: a finalist scores on a fold what it
-    # scores trained alone on that fold's view of the data.
-    splits = load_dataset(DataConfig(dataset="digits", validation_split=0.1))
-    row = next(row for row in folds if row["fold"] == 2)
-    config = TrialConfig.from_record(next(t for t in trials if t["trial_id"] == row["trial_id"]))
-    (alone,) = run_pack([config], view_splits(Fold(2, 3, 3), splits))
-    assert row["val_accuracy"] == pytest.approx(alone.val_accuracy, abs=1e-6)
-    assert row["best_epoch"] == alone.best_epoch
-    means = {trial_id: np.mean([row["val_accuracy"] for row in folds
-                                if row["trial_id"] == trial_id]) for trial_id in finalist_ids}
-    assert choice["trial_id"] == record["trial_id"] == max(means, key=means.get)
-    assert choice["finalists"][0]["mean"] == pytest.approx(means[choice["trial_id"]])
+    assert choice["chosen_by"] == "seed_mean"
+    assert choice["trial_id"] == record["trial_id"] == seed_means(trials)[0]["trial_id"]
     # best/ holds the chosen trial: its validation-time model scores what its row says.
+    splits = load_dataset(DataConfig(dataset="digits", validation_split=0.1))
     chosen = next(row for row in trials if row["trial_id"] == choice["trial_id"])
     model = load_model(folder / "best" / "model_validation.keras")
     assert evaluate(model, splits.x_test, splits.y_test).accuracy == pytest.approx(
         chosen["test_accuracy"], abs=2 / 360)
     assert record["refit"]["trial_id"] == choice["trial_id"]
+    assert record["refit"]["epochs"] == chosen["best_epoch"]
     printed = capsys.readouterr().out
-    assert "chosen by 3-fold cross-validation of 2 finalists" in printed
+    assert "chosen by mean over seeds" in printed
     assert "top 3 settings by mean validation accuracy over seeds" in printed
     page = (folder / "report.html").read_text()
-    assert "The choice" in page and "Settings over seeds" in page and "fold_mean" in page
+    assert "The choice" in page and "Settings over seeds" in page
     # The page's summary and its confusion matrix and curves are the chosen trial's.
     assert f"Best trial {choice['trial_id']}" in page
     assert f"<b>{choice['trial_id']}</b> — validation" in page
     # Resumed: nothing is trained again, the choice stands.
-    written = (folder / "finalists.parquet").stat().st_mtime_ns
+    written = (folder / "best" / "model.keras").stat().st_mtime_ns
     assert main(["--resume", folder.name, "--out", str(out), "--no-progress"]) == 0
-    assert (folder / "finalists.parquet").stat().st_mtime_ns == written
+    assert (folder / "best" / "model.keras").stat().st_mtime_ns == written
     assert json.loads((folder / "best" / "best.json").read_text())["choice"] == choice
 
 

@@ -675,7 +675,7 @@ def test_refit_trains_the_choice_on_training_and_validation_data(ray_session, tm
     from mnist_core.config import DataConfig, TrialConfig
     from mnist_core.data import load_dataset
     from mnist_core.evaluation import evaluate
-    from mnist_core.sweep.refit import refit_splits
+    from mnist_core.sweep.views import pooled
     from mnist_core.trial import run_pack
 
     text = _config(tmp_path, name="refit", epochs=3).read_text() + (
@@ -700,7 +700,7 @@ def test_refit_trains_the_choice_on_training_and_validation_data(ray_session, tm
                   if row["trial_id"] == record["trial_id"])
     for tried in refit["seeds"]:
         config = TrialConfig.from_record(chosen | {"seed": tried["seed"], "epochs": 3})
-        (alone,) = run_pack([config], refit_splits(splits))
+        (alone,) = run_pack([config], pooled(splits))
         assert alone.history["loss"][-1] == pytest.approx(tried["train_loss"], rel=1e-4)
         assert alone.evaluation.accuracy == pytest.approx(tried["test_accuracy"], abs=2 / 360)
     assert len({tried["train_loss"] for tried in refit["seeds"]}) == 3

@@ -142,9 +142,8 @@ learning_rate = {loguniform = [0.01, 1.0]}
         ('[search]\nsampler = "tpe"\n[scheduler]\nkind = "halving"',
          'sampler = "tpe" does not apply with \\[scheduler\\] kind = "halving"'),
         ('[selection]\nby = "median"', "by 'median' is unknown"),
-        ("[selection]\nfolds = 3", "folds applies only with finalists >= 1"),
-        ("[selection]\nfinalists = 2\nfolds = 1", "folds must be an integer >= 2"),
-        ("[selection]\nfinalists = -1", "finalists must be an integer >= 0"),
+        ("[selection]\nfinalists = 2\nfolds = 3", "\\[selection\\] finalists and folds were "
+         "removed"),
         ('[selection]\nrefit = "yes"', "refit must be true or false"),
         ("[selection]\nrefit_seeds = 0", "refit_seeds must be an integer >= 1"),
         ("[selection]\nrefit = false\nrefit_seeds = 4", "refit_seeds applies only with refit"),
@@ -241,7 +240,7 @@ def test_a_value_no_trial_may_take_is_refused_at_parse_time(grid):
     ("[sweep]\nseeds = [0, 4294967296]", "[sweep] seeds must be an integer in [0, 4294967295]"),
     ('[sweep]\nsamples = 4\n[grid]\nlearning_rate = {uniform = [0.1, 1.0]}\n'
      "[selection]\nrefit_seeds = 100000000", "[selection] 4 trials and 100,000,000 more for "
-     "the refit's seeds and the folds exceed [sweep] max_trials = 10,000,000"),
+     "the refit's seeds exceed [sweep] max_trials = 10,000,000"),
 ])
 def test_a_value_no_sampler_may_use_is_refused_before_any_work(text, message):
     with pytest.raises(ConfigError) as error:
@@ -257,9 +256,6 @@ def test_a_range_whose_open_end_no_draw_reaches_is_accepted():
 @pytest.mark.parametrize(("text", "message"), [
     ("[grid]\nbatch_size = [1000000000000]", "[grid] batch_size 1,000,000,000,000 is larger "
      "than the 1,293 training images"),
-    ('[sweep]\nsamples = 2\n[grid]\nlearning_rate = {uniform = [0.1, 1.0]}\n[selection]\n'
-     "finalists = 2\nfolds = 1500", "[selection] folds = 1500 is more than the 139 images of "
-     "the smallest class"),
 ])
 def test_what_only_the_data_can_tell_is_refused_before_ray(tmp_path, text, message):
     config = tmp_path / "big.toml"

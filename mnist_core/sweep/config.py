@@ -62,7 +62,7 @@ KEY_HELP = {
         "seeds": "every trial runs once per seed (weights, shuffling, validation split)",
         "samples": "draws of the [grid] distributions (required when [grid] has any)",
         "search_seed": "seeds the draws: the same file always gives the same trials",
-        "max_trials": "a sweep of more trials (refit seeds and folds included) is refused "
+        "max_trials": "a sweep of more trials (refit seeds included) is refused "
                       "before any is made",
         "keep_models": 'best: only the chosen model (best/); all: every trial\'s, in '
                        "models/<trial_id>.keras",
@@ -90,8 +90,6 @@ KEY_HELP = {
         "refit_seeds": f"the refit from this many seeds, keeping the lowest training loss "
                        f"(default: {SEARCH_REFIT_SEEDS} for searches, else 1)",
         "by": "trial: the best trial; seed_mean: the best mean over [sweep] seeds",
-        "finalists": "> 0: the N best settings compared again by cross-validation",
-        "folds": "the folds of that cross-validation (with finalists)",
     },
     "search": {
         "sampler": "random: every sample drawn at once; tpe: Optuna's TPE proposes them in "
@@ -178,28 +176,18 @@ class Tracking:
 @dataclass(frozen=True)
 class Selection:
     """How the sweep's model is chosen, on validation data only: by the best trial, or by the
-    best mean over seeds (``by = "seed_mean"``); then, with ``finalists = N``, the N best
-    settings are compared again by ``folds``-fold cross-validation over training + validation
-    data; with ``refit``, the chosen setting is trained again on training + validation, from
-    ``refit_seeds`` seeds, keeping the model with the lowest training loss."""
+    best mean over seeds (``by = "seed_mean"``); with ``refit``, the chosen setting is trained
+    again on training + validation, from ``refit_seeds`` seeds, keeping the model with the
+    lowest training loss."""
 
     refit: bool = False
     refit_seeds: int = 1
     by: str = "trial"
-    finalists: int = 0
-    folds: int = 5
 
     def __post_init__(self) -> None:
         check_flag("refit", self.refit)
         check_int("refit_seeds", self.refit_seeds, 1)
         check_choice("by", self.by, SELECT_BY)
-        check_int("finalists", self.finalists, 0)
-        check_int("folds", self.folds, 2)
-
-    @property
-    def cross_validates(self) -> bool:
-        """Whether finalists are compared by cross-validation."""
-        return self.finalists > 0
 
 
 @dataclass(frozen=True)
@@ -333,6 +321,10 @@ def _check_keys(document: dict) -> None:
         if not isinstance(values, dict):
             raise ConfigError(f"[{section}] must be a table")
         unknown = sorted(set(values) - SECTIONS[section])
+        if section == "selection" and {"finalists", "folds"} & set(unknown):
+            raise ConfigError("[selection] finalists and folds were removed: cross-validated "
+                              "finalists chose no better than one split with a refit from "
+                              "several seeds (docs/results.md); delete them")
         if unknown:
             raise ConfigError(f"[{section}] unknown key(s) {', '.join(unknown)}; expected "
                               + ", ".join(sorted(SECTIONS[section])))
@@ -415,9 +407,6 @@ def _selection(section: dict, is_search: bool, seeds: list) -> Selection:
     if "refit_seeds" in section and not selection.refit:
         raise ConfigError("[selection] refit_seeds applies only with refit = true (the seeds "
                           "the chosen setting is trained again from)")
-    if "folds" in section and not selection.cross_validates:
-        raise ConfigError("[selection] folds applies only with finalists >= 1 (the settings "
-                          "compared again by cross-validation)")
     if selection.by == "seed_mean" and len(seeds) < 2:
         raise ConfigError('[selection] by = "seed_mean" needs at least two [sweep] seeds, '
                           f"got {seeds!r}")
@@ -425,23 +414,18 @@ def _selection(section: dict, is_search: bool, seeds: list) -> Selection:
 
 
 def _check_work(config: SweepConfig, max_trials: int) -> None:
-    """The trials a sweep trains beyond its own — a refit's seeds, cross-validation's folds —
-    count against ``[sweep] max_trials`` too."""
-    selection, extra = config.selection, 0
-    if selection.refit:
-        extra += selection.refit_seeds
-    if selection.cross_validates:
-        extra += selection.finalists * len(config.space.seeds) * selection.folds
+    """The trials a sweep trains beyond its own, a refit's seeds, count against ``[sweep]
+    max_trials`` too."""
+    extra = config.selection.refit_seeds if config.selection.refit else 0
     if config.trial_count + extra > max_trials:
         raise ConfigError(f"[selection] {config.trial_count:,} trials and {extra:,} more for "
-                          f"the refit's seeds and the folds exceed [sweep] max_trials = "
-                          f"{max_trials:,}; lower refit_seeds or folds, or raise "
-                          "max_trials")
+                          f"the refit's seeds exceed [sweep] max_trials = {max_trials:,}; "
+                          "lower refit_seeds, or raise max_trials")
 
 
-def check_fits_data(config: SweepConfig, train_images: int, smallest_class: int) -> None:
+def check_fits_data(config: SweepConfig, train_images: int) -> None:
     """What only the data can tell, checked before any work: no batch larger than the
-    training set, no more folds than the smallest class has images."""
+    training set."""
     sizes = list(config.space.axes.get("batch_size", []))
     spec = config.space.distributions.get("batch_size")
     sizes += extremes(spec) if spec is not None else []
@@ -449,11 +433,6 @@ def check_fits_data(config: SweepConfig, train_images: int, smallest_class: int)
     if too_big:
         raise ConfigError(f"[grid] batch_size {max(too_big):,} is larger than the "
                           f"{train_images:,} training images")
-    selection = config.selection
-    if selection.cross_validates and selection.folds > smallest_class:
-        raise ConfigError(f"[selection] folds = {selection.folds} is more than the "
-                          f"{smallest_class} images of the smallest class: some folds would "
-                          "hold none of it")
 
 
 def _search(section: dict, distributions: dict, halving: Halving | None) -> Search:

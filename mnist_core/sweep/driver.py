@@ -35,7 +35,6 @@ from mnist_core.errors import ConfigError, UserError
 from mnist_core.memory import limit_malloc_arenas, release_unused
 from mnist_core.model_ref import move_latest
 from mnist_core.session import task_error_cause
-from mnist_core.sweep.choosing import choose
 from mnist_core.sweep.config import SweepConfig
 from mnist_core.sweep.halving import remove_stages, run_halving
 from mnist_core.sweep.packs import (
@@ -49,9 +48,10 @@ from mnist_core.sweep.packs import (
 )
 from mnist_core.sweep.page import write_sweep_report
 from mnist_core.sweep.proposals import run_rounds
+from mnist_core.sweep.ranking import seed_means
 from mnist_core.sweep.reading import count_at_chance, read_sweep, true_where
 from mnist_core.sweep.recording import BestKeeper, MemberRecord, PackRecorder, PartStore, SweepRows
-from mnist_core.sweep.selection import seed_means
+from mnist_core.sweep.refit import choose
 from mnist_core.sweep.tracking import log_sweep
 from mnist_core.sweep.trials import Trial, TrialGrid, trial_positions
 
@@ -127,8 +127,8 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
 
 def _finish(config: SweepConfig, out: str, recorder: PackRecorder, summary: SweepSummary,
             setup: _Setup, write_page: Callable[[str], object]) -> SweepSummary:
-    """After training and compaction: choose the setting (``choosing``: seed means,
-    cross-validated finalists, refit), say how far the choice can be trusted, write the page
+    """After training and compaction: choose the setting (``refit.choose``: by trial or
+    seed means, then refit), say how far the choice can be trusted, write the page
     (``write_page(folder)``), track, and point ``latest`` at a complete sweep."""
     store, folder = recorder.store, summary.folder
     complete = store.recorded >= config.trial_count

@@ -6,9 +6,9 @@ shared data order lets the first layer be one wide matmul, about 1.7× the throu
 order per member (a gathered (K, batch, 784) tensor) at K = 32, and the seed decides the data
 order; different architectures, activations, optimizers or batch sizes would need separate
 graphs or step counts inside one pack, which costs what packing saves. Everything numeric
-(learning rate, momentum, epochs, …) varies freely inside a pack. Cross-validation's packs
-(``fold_packs``) hold the same trials once per fold: a data order per fold, each fold's
-members side by side (``packed_training.MemberGroups``), so the folds fill the slots together.
+(learning rate, momentum, epochs, …) varies freely inside a pack. A refit's packs
+(``restart_packs``) hold one setting from several seeds: a group per seed, each with its own
+weights and data order, side by side (``packed_training.MemberGroups``).
 
 ``pack_size = "auto"`` keeps every worker slot busy first, then packs as many as fit: at most
 ``CPU_PACK_LIMIT`` members on a CPU worker (beyond that a pack's weights and activations fall
@@ -31,8 +31,8 @@ from mnist_core.config import TrialConfig
 from mnist_core.data import Splits
 from mnist_core.packed_training import PACKABLE_OPTIMIZERS, MemberState
 from mnist_core.sweep.recording import MemberRecord, SweepRows
-from mnist_core.sweep.refit import ALL_DATA, Fold, FoldGroups, Restarts
 from mnist_core.sweep.trials import Trial, TrialGrid
+from mnist_core.sweep.views import AllData, Restarts
 from mnist_core.trial import TrialResult
 
 CPU_PACK_LIMIT = 128
@@ -44,15 +44,15 @@ PACK_KEY_FIELDS = ("hidden_units", "activation", "optimizer", "batch_size", "see
 
 
 class PackSink(Protocol):
-    """Where a finished pack goes: a recorder, a rung's staging store, the folds' scores."""
+    """Where a finished pack goes: a recorder, a rung's staging store, the refit's models."""
 
     def add_pack(self, pack_id: str, members: list[MemberRecord], placement: dict) -> None:
         """Take a finished pack's members (``placement``: where it ran)."""
 
 
 class PackRunner(Protocol):
-    """What trains packs for the steps after the first (halving's rungs, TPE's rounds, the
-    finalists' folds, the refit): the driver's run, with its retries, slots and logs."""
+    """What trains packs for the steps after the first (halving's rungs, TPE's rounds,
+    the refit): the driver's run, with its retries, slots and logs."""
 
     @property
     def splits(self) -> Splits:
@@ -83,7 +83,7 @@ class Pack:
     trials: Sequence[Trial]  # a tuple, or a grid's ``TrialColumns`` (made on the worker)
     budgets: tuple[int, ...] | None = None
     keep_all_models: bool = False  # else only the pack's best member sends its model back
-    view: Fold | FoldGroups | Restarts | str | None = None  # its data (``refit.view_data``)
+    view: AllData | Restarts | None = None  # its data, when not the sweep's (``views``)
     starts: tuple[MemberState, ...] | None = None  # each member's state to go on from
     details_to: str | None = None  # the sweep folder its worker writes detail parts to
     rows: SweepRows | None = None  # set: its worker builds its report tables (``worker``)
@@ -117,13 +117,13 @@ def pack_size_for(pending: int, slots: int, pack_size: int | str, on_gpu: bool) 
 
 
 def make_packs(trials: list[Trial], largest: int, budgets: dict[str, int] | None = None,
-               keep_all_models: bool = False, view: Fold | str | None = None,
+               keep_all_models: bool = False,
                starts: dict[str, MemberState] | None = None) -> list[Pack]:
     """Split ``trials`` into packs of at most ``largest`` members sharing a ``pack_key`` (and
     the epoch they go on from), sizes balanced within each key; unpackable optimizers get
     packs of one. ``budgets``: epochs each trial trains now (by trial id), when not its
-    config's; ``view``: the data they train on, when not the sweep's splits; ``starts``: the
-    state each trial goes on from (by trial id; the others start from scratch)."""
+    config's; ``starts``: the state each trial goes on from (by trial id; the others start
+    from scratch)."""
     starts = starts or {}
     groups: dict[tuple, list[Trial]] = {}
     for trial in trials:
@@ -140,25 +140,8 @@ def make_packs(trials: list[Trial], largest: int, budgets: dict[str, int] | None
             start = tuple(starts[t.trial_id] for t in chunk) if chunk[0].trial_id in starts \
                 else None
             packs.append(Pack(f"{run}-p{len(packs):05d}", chunk, budget, keep_all_models,
-                              view, start))
+                              starts=start))
     return packs
-
-
-def fold_packs(trials: list[Trial], folds: FoldGroups, largest: int) -> list[Pack]:
-    """Packs in which every one of ``trials`` (sharing a ``pack_key``) trains once on each of
-    ``folds``, members group-major: as few trials per pack as keep it within ``largest``
-    members, balanced. Where a pack cannot hold one trial per fold (an unpackable optimizer,
-    a small ``pack_size``), a pack per fold instead (``make_packs``)."""
-    groups = len(folds.indices)
-    limit = _member_limit(trials[0].config, largest)
-    if groups == 1 or limit < groups:
-        return [pack for index in folds.indices
-                for pack in make_packs(trials, largest, view=Fold(index, folds.count,
-                                                                  folds.seed))]
-    count = math.ceil(len(trials) / (limit // groups))
-    run = uuid.uuid4().hex[:6]
-    return [Pack(f"{run}-f{index:05d}", tuple(trials[index::count]) * groups, view=folds)
-            for index in range(count)]
 
 
 def restart_packs(trials: list[Trial], largest: int) -> list[Pack]:
@@ -169,7 +152,7 @@ def restart_packs(trials: list[Trial], largest: int) -> list[Pack]:
     limit = min(_member_limit(trials[0].config, largest), len(trials))
     run = uuid.uuid4().hex[:6]
     if limit < 2:
-        return [Pack(f"{run}-r{index:05d}", (trial,), keep_all_models=True, view=ALL_DATA)
+        return [Pack(f"{run}-r{index:05d}", (trial,), keep_all_models=True, view=AllData())
                 for index, trial in enumerate(trials)]
     count = math.ceil(len(trials) / limit)
     chunks = [tuple(trials[index::count]) for index in range(count)]

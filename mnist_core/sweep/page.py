@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from mnist_core import best, charts, storage
 from mnist_core.config import HYPERPARAMETERS, hyperparameter_text
-from mnist_core.html import figure, markup, page, table, text, write_page
+from mnist_core.html import figure, markup, page, table, write_page
 from mnist_core.importance import MAX_ROWS, hyperparameter_importance
 from mnist_core.reports import (
     describe_selection,
@@ -30,6 +30,7 @@ from mnist_core.reports import (
     ranked_trials,
 )
 from mnist_core.sweep.config import Halving, parse_sweep_config
+from mnist_core.sweep.ranking import describe_choice, seed_means
 from mnist_core.sweep.reading import (
     SweepFiles,
     count_at_chance,
@@ -39,7 +40,6 @@ from mnist_core.sweep.reading import (
     values_at,
 )
 from mnist_core.sweep.refit import describe_kept_seed
-from mnist_core.sweep.selection import describe_choice, seed_means
 
 TABLE_ROWS = 1000
 PAGE_ROWS = 5_000  # a bigger sweep's page draws from the best and a sample (``PageTrials``)
@@ -81,7 +81,7 @@ def sweep_page(trials: PageTrials, sweep_id: str, config_text: str, swept: list[
                log_scaled: frozenset[str] = frozenset(), live: bool = False,
                best: dict | None = None, halving: Halving | None = None) -> str:
     """The HTML of a sweep's report from its trials (``page_trials``) and ``best`` (its
-    ``best/best.json``: how the setting was chosen, the finalists, the refit); ``halving``:
+    ``best/best.json``: how the setting was chosen, the refit); ``halving``:
     the sweep's successive halving, if it has one."""
     ranked = ranked_trials(trials.rows)
     chosen_id = best["choice"]["trial_id"] if best and "choice" in best else None
@@ -135,7 +135,7 @@ def _fields(record: dict, *names: str) -> dict:
 
 
 def _choice(best: dict) -> str:
-    """How the setting was chosen; the finalists' fold scores when they were compared."""
+    """How the setting was chosen, and its refit."""
     choice = best["choice"]
     refit = best.get("refit", {})
     kept = describe_kept_seed(refit)
@@ -147,22 +147,7 @@ def _choice(best: dict) -> str:
     heading = markup("<h2>The choice</h2><p>{how} (validation {val_accuracy:.4f}, test "
                      "{test_accuracy:.4f}).", how=describe_choice(choice),
                      **_fields(best, "val_accuracy", "test_accuracy")) + refit_line + "</p>"
-    if "finalists" not in choice:
-        return heading
-    rows = [{"trial_id": record["trial_id"], "status": "ok" if not record["failed_folds"]
-             else "failed", "rank_by_validation": record["rank_by_validation"],
-             "val_accuracy": _plain(record["val_accuracy"]),
-             "fold_mean": _plain(record["mean"]), "fold_std": _plain(record["std"]),
-             "fold_accuracies": " ".join(text("{0:.4f}", value) for value in
-                                         record["fold_accuracies"]),
-             "fold_epochs": " ".join(map(str, record["fold_epochs"]))}
-            for record in choice["finalists"]]
-    columns = ["trial_id", "status", "rank_by_validation", "val_accuracy", "fold_mean",
-               "fold_std", "fold_accuracies", "fold_epochs"]
-    return (heading + markup("<p>The {0} finalists, each trained on {1} folds of training + "
-                          "validation data (each fold's images score the model trained on "
-                          "the others); the highest mean wins.</p>", len(rows), choice["folds"])
-            + table("finalists", columns, rows, ["ok", "failed"], "fold_mean"))
+    return heading
 
 
 def _seed_table(ranked: list[dict], swept: list[str]) -> str:

@@ -1,125 +1,167 @@
-"""Refit, as scikit-learn's ``GridSearchCV(refit=True)``: once a sweep has chosen a setting on
-validation data, that setting is trained again on training + validation data together, for
-the epochs its validation chose, and that model becomes ``best/model.keras``.
+"""After training: the sweep's setting chosen (``ranking``), its model put in ``best/``, and
+refit, as scikit-learn's ``GridSearchCV(refit=True)``.
 
-Why: the chosen trial learned from the training split only; the validation images, whose job
-(choosing) is done, are more data for the final model. Its test metrics are reported beside
-the validation-time ones in ``best.json`` (``refit`` and the top-level figures, which stay the
-chosen trial's), and the validation-time model stays as ``best/model_validation.keras``. The
-test set still chooses nothing. A refit is recorded by trial id, so a resumed sweep refits
-again only when its choice changed.
+Refit: once a sweep has chosen a setting on validation data, that setting is trained again on
+training + validation data together, for the epochs its validation chose, and that model
+becomes ``best/model.keras``. The chosen trial learned from the training split only; the
+validation images, whose job (choosing) is done, are more data for the final model. Its test
+metrics are reported beside the validation-time ones in ``best.json`` (``refit``; the
+top-level figures stay the chosen trial's), and the validation-time model stays as
+``best/model_validation.keras``. The test set still chooses nothing.
 
 With ``[selection] refit_seeds = N`` the setting is trained from N seeds (its own and the
 next ones), a group per seed in one pack, and the model with the lowest training loss is
 kept, as scikit-learn's ``KMeans`` keeps the best of its ``n_init`` runs by inertia: this
 small network lands in minima of different quality from different starting weights, and the
-training loss tells them apart without any held-out data (``keep_restart``).
+training loss tells them apart without any held-out data (``kept_seed``).
+
+These steps train through the driver's pack runner (``packs.PackRunner``), so they retry dead
+workers and log like the sweep. Each is resumable: ``best.json`` says whose model ``best/``
+holds and whose refit, so a resumed sweep trains again only what is missing.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 import numpy as np
 
 from mnist_core import best
 from mnist_core.config import TrialConfig
-from mnist_core.data import Splits
+from mnist_core.errors import recording
 from mnist_core.html import text
-from mnist_core.packed_training import MemberGroups
+from mnist_core.sweep.config import Selection, SweepConfig
+from mnist_core.sweep.packs import Pack, PackRunner, restart_packs
+from mnist_core.sweep.ranking import ranked_settings, seed_means
+from mnist_core.sweep.recording import BestKeeper, MemberRecord, PartStore
+from mnist_core.sweep.trials import Trial
 
 
-@dataclass(frozen=True)
-class Fold:
-    """Fold ``index`` of ``count`` of training + validation data (stratified by label, dealt
-    by a generator seeded with ``seed``): its images validate, the others train."""
-
-    index: int
-    count: int
-    seed: int
-
-
-@dataclass(frozen=True)
-class FoldGroups:
-    """Folds ``indices`` of ``count`` (dealt like ``Fold``'s) in one pack: its members, in
-    order, form ``len(indices)`` equal groups, group ``g`` trained on fold ``indices[g]``.
-    The folds must hold as many images each (``fold_sizes``)."""
-
-    indices: tuple[int, ...]
-    count: int
-    seed: int
-
-    def member_folds(self, members: int) -> list[Fold]:
-        """The fold of each of a pack's ``members``, in order."""
-        per_group = members // len(self.indices)
-        return [Fold(self.indices[position // per_group], self.count, self.seed)
-                for position in range(members)]
+def choose(config: SweepConfig, store: PartStore, keeper: BestKeeper, run: PackRunner,
+           say=lambda line: None) -> tuple[dict, dict | None]:
+    """Choose the setting (``[selection] by``) among the trials ``store`` recorded, make its
+    trial the one in ``best/`` and, with ``[selection] refit``, refit it (the two trainings at
+    once where both are needed: a slot each); return how it was chosen (what ``best.json``
+    records) and the refit's record. ``say``: where a line announcing each step that trains
+    goes."""
+    selection = config.selection
+    rows = _candidates(config, store)
+    ranked = ranked_settings(rows, selection.by)
+    choice = {"chosen_by": "validation", "trial_id": ranked[0]["trial_id"]}
+    if selection.by == "seed_mean":
+        choice |= {"chosen_by": "seed_mean", "seed_mean": seed_means(rows)[0]}
+    return _fit_chosen(keeper, choice, ranked[0], selection, run, say)
 
 
-ALL_DATA = "all"  # a pack's view: training + validation data as one training set (refit)
+def _fit_chosen(keeper: BestKeeper, choice: dict, chosen: dict, selection: Selection,
+                run: PackRunner, say) -> tuple[dict, dict | None]:
+    """Put ``chosen`` in ``best/`` and, with ``selection.refit``, refit it: both trained at
+    once where both train. ``choice`` as it then stands (the best trial by validation, and
+    why, if training the chosen one again failed) and the refit's record."""
+    retrain = _retrain_pack(keeper, chosen, say)
+    refits = _refit_packs(keeper, chosen, selection.refit_seeds, run, say) \
+        if retrain and selection.refit else []
+    members = run_all(run, [retrain, *refits] if retrain else refits)
+    error = None if retrain is None else _keep(keeper, chosen, members[retrain.pack_id][0])
+    if error is not None:  # best/ keeps the best trial by validation, and says why
+        choice |= {"chosen_by": "validation", "trial_id": keeper.best["trial_id"],
+                   "error": f"training {chosen['trial_id']} again for best/ failed: {error}"}
+    if not selection.refit:
+        return choice, None
+    if refits and error is None:
+        return choice, _record_refit(keeper, refits, members, run)
+    return choice, refit_choice(keeper, selection.refit_seeds, run, say)
 
 
-@dataclass(frozen=True)
-class Restarts:
-    """Training + validation data as one training set (``ALL_DATA``) for ``count`` groups of
-    a pack's members, each group its own seed's: the refit's seeds in one pack."""
-
-    count: int
-
-
-def view_data(view: Fold | FoldGroups | Restarts | str | None,
-              splits: Splits) -> tuple[Splits, MemberGroups | None]:
-    """The data a pack trains on (``view_splits``), and for ``FoldGroups`` and ``Restarts``
-    the rows of training + validation data each group trains and is validated on."""
-    if isinstance(view, Restarts):
-        pooled = refit_splits(splits)
-        rows = np.arange(len(pooled.y_train))
-        return pooled, MemberGroups((rows,) * view.count, (rows[:0],) * view.count)
-    if not isinstance(view, FoldGroups):
-        return view_splits(view, splits), None
-    pooled = refit_splits(splits)
-    folds = fold_of_each(pooled.y_train, view.count, view.seed)
-    return pooled, MemberGroups(tuple(np.flatnonzero(folds != index) for index in view.indices),
-                                tuple(np.flatnonzero(folds == index) for index in view.indices))
+def _candidates(config: SweepConfig, store: PartStore) -> list[dict]:
+    """The rows the choice needs: every ok trial for seed means, else the best one, so a
+    million-trial sweep reads a handful."""
+    if config.selection.by == "seed_mean":
+        return [row for row in store.rows() if row["status"] == "ok"]
+    return store.ranked_rows(1)
 
 
-def fold_sizes(splits: Splits, count: int, seed: int) -> np.ndarray:
-    """How many images each of ``count`` folds of training + validation data holds."""
-    labels = np.concatenate([splits.y_train, splits.y_val])
-    return np.bincount(fold_of_each(labels, count, seed), minlength=count)
+def _retrain_pack(keeper: BestKeeper, chosen: dict, say) -> Pack | None:
+    """What puts the chosen trial's model in ``best/``: nothing when the one kept while
+    training is that trial's (it is then ``keeper.best``), else the trial trained again
+    exactly as before (same seed, same data), a pack of one."""
+    if best.chosen_trial(keeper.folder) == chosen["trial_id"]:
+        keeper.best = chosen
+        return None
+    trial = Trial(chosen["trial_id"], TrialConfig.from_record(chosen))
+    say(f"training the chosen trial {trial.trial_id} again for best/ (its model was not kept)")
+    return Pack(f"chosen-{trial.trial_id}", (trial,), keep_all_models=True)
 
 
-def view_splits(view: Fold | str | None, splits: Splits) -> Splits:
-    """The data a pack trains on: the sweep's splits (``None``), training + validation
-    (``ALL_DATA``), or a cross-validation fold of them."""
-    if view is None:
-        return splits
-    pooled = refit_splits(splits)
-    if view == ALL_DATA:
-        return pooled
-    held_out = fold_of_each(pooled.y_train, view.count, view.seed) == view.index
-    return dataclasses.replace(
-        pooled, x_train=pooled.x_train[~held_out], y_train=pooled.y_train[~held_out],
-        x_val=pooled.x_train[held_out], y_val=pooled.y_train[held_out])
+def _keep(keeper: BestKeeper, chosen: dict, member: MemberRecord) -> str | None:
+    """Put ``member``, the chosen trial trained again, in ``best/``; why it failed, if it did."""
+    if member.result is None:
+        return member.error
+    keeper.keep(chosen, member.result)
+    return None
 
 
-def fold_of_each(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """Each image's fold: images shuffled, ordered by label, then dealt in turn, so every
-    fold holds each class in the same share."""
-    shuffled = np.random.default_rng(seed).permutation(len(labels))
-    by_label = shuffled[np.argsort(labels[shuffled], kind="stable")]
-    folds = np.empty(len(labels), np.int64)
-    folds[by_label] = np.arange(len(labels)) % count
-    return folds
+def refit_choice(keeper: BestKeeper, seeds: int, run: PackRunner,
+                 say=lambda line: None) -> dict | None:
+    """Train the setting in ``best/`` again on training + validation data for the epochs its
+    validation chose, from ``seeds`` seeds; return its record (None when ``best/`` already
+    holds it, an ``error`` when the refit failed: the validation-time model then stays)."""
+    packs = _refit_packs(keeper, keeper.best, seeds, run, say)
+    if not packs:
+        return None
+    return _record_refit(keeper, packs, run_all(run, packs), run)
 
 
-def refit_splits(splits: Splits) -> Splits:
-    """Training and validation data as one training set; no validation split."""
-    return dataclasses.replace(
-        splits, x_train=np.concatenate([splits.x_train, splits.x_val]),
-        y_train=np.concatenate([splits.y_train, splits.y_val]),
-        x_val=splits.x_val[:0], y_val=splits.y_val[:0])
+def _refit_packs(keeper: BestKeeper, chosen: dict, seeds: int, run: PackRunner,
+                 say) -> list[Pack]:
+    """The refit of ``chosen`` from ``seeds`` seeds (``packs.restart_packs``); none when
+    ``best/`` already holds it."""
+    if refit_done(keeper.folder, chosen["trial_id"], seeds):
+        return []
+    configs = refit_configs(TrialConfig.from_record(chosen), int(chosen["best_epoch"]), seeds)
+    from_seeds = f", from {seeds} seeds" if seeds > 1 else ""
+    say(f"refitting {chosen['trial_id']} on training + validation data ({configs[0].epochs} "
+        f"epochs{from_seeds})")
+    return restart_packs([Trial(chosen["trial_id"], config) for config in configs],
+                         run.largest(seeds))
+
+
+def _record_refit(keeper: BestKeeper, packs: list[Pack],
+                  members: dict[str, list[MemberRecord]], run: PackRunner) -> dict:
+    """Put the refit model (of the refit ``packs``' ``members``, one per seed: the one
+    ``kept_seed`` keeps) in ``best/``; its record (an ``error`` if every seed failed)."""
+    members = sorted((member for pack in packs for member in members[pack.pack_id]),
+                     key=lambda member: member.config_record["seed"])
+    losses = [member.result.history["loss"][-1] if member.result else None
+              for member in members]
+    kept = kept_seed(losses)
+    if kept is None:
+        return {"trial_id": members[0].trial_id, "error": members[0].error}
+    seeds = [{"seed": member.config_record["seed"], "train_loss": loss,
+              "test_accuracy": member.result.evaluation.accuracy if member.result else None,
+              "error": member.error} for member, loss in zip(members, losses)]
+    images = len(run.splits.y_train) + len(run.splits.y_val)
+    with recording(keeper.folder):
+        return write_refit(keeper.folder, members[kept].trial_id, members[kept].result,
+                           images, seeds)
+
+
+class _Collected:
+    """A sink that keeps the members of the packs handed to it, by pack id."""
+
+    def __init__(self):
+        self.members: dict[str, list[MemberRecord]] = {}
+
+    def add_pack(self, pack_id: str, members: list[MemberRecord], placement: dict) -> None:
+        self.members[pack_id] = members
+
+
+def run_all(run: PackRunner, packs: list[Pack]) -> dict[str, list[MemberRecord]]:
+    """Train ``packs`` through ``run``, at once; each one's member records, by pack id."""
+    sink = _Collected()
+    if packs:
+        run.run_packs(packs, sink)
+    return sink.members
 
 
 def refit_configs(config: TrialConfig, best_epoch: int, seeds: int) -> list[TrialConfig]:
@@ -137,7 +179,7 @@ def refit_done(folder: str, trial_id: str, seeds: int) -> bool:
     return refit.get("trial_id") == trial_id and isinstance(tried, list) and len(tried) == seeds
 
 
-def keep_restart(losses: list[float | None]) -> int | None:
+def kept_seed(losses: list[float | None]) -> int | None:
     """Which of the refit's seeds to keep: the one whose last epoch's training loss (as
     Keras reports it, the L2 penalty included) is lowest; None when every one failed."""
     finite = [(loss, index) for index, loss in enumerate(losses)

@@ -27,7 +27,7 @@ from mnist_core.sweep.compaction import CompactionPlan, compact_folder, compact_
 from mnist_core.sweep.packs import Pack, PackFailed, pack_progress
 from mnist_core.sweep.page import write_sweep_report
 from mnist_core.sweep.recording import MemberRecord, PackTables, write_details
-from mnist_core.sweep.refit import view_data
+from mnist_core.sweep.views import view_data
 from mnist_core.trial import TrialFailure, TrialResult, run_pack, with_model
 
 _state: dict[str, bool] = {}

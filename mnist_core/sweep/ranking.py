@@ -1,12 +1,10 @@
-"""Choosing a sweep's setting on validation data only, and comparing the finalists again.
+"""Ranking a sweep's settings on validation data only (pure: nothing here trains).
 
 A *setting* is a trial's hyperparameters without its seed: a sweep with several ``seeds``
 trains each setting once per seed. ``[selection] by = "trial"`` ranks settings by their best
 trial (``reports.ranked_trials``); ``by = "seed_mean"`` by their mean validation accuracy over
-the seeds (``seed_means``), so one lucky seed does not decide. With ``finalists = N`` the N
-best settings are then trained again on ``folds`` folds of training + validation data (each
-fold's images validate the model trained on the others) and the highest mean fold accuracy
-wins (``rank_finalists``). The test set never decides: its figures are only reported.
+the seeds (``seed_means``), so one lucky seed does not decide. The test set never decides: its
+figures are only reported. What trains the chosen setting again is ``refit``.
 """
 
 from __future__ import annotations
@@ -14,20 +12,11 @@ from __future__ import annotations
 import json
 import statistics
 
-import pyarrow as pa
-
 from mnist_core.config import HYPERPARAMETERS
 from mnist_core.html import text
 from mnist_core.reports import ranked_trials
 
 SETTING_NAMES = tuple(name for name in HYPERPARAMETERS if name != "seed")
-FOLDS_SCHEMA = pa.schema([
-    pa.field("trial_id", pa.string()), pa.field("fold", pa.int32()),
-    pa.field("folds", pa.int32()), pa.field("status", pa.string()),
-    pa.field("error", pa.string()), pa.field("best_epoch", pa.int32()),
-    pa.field("val_accuracy", pa.float64()), pa.field("val_loss", pa.float64()),
-    pa.field("val_images", pa.int32()),
-])
 
 
 def setting_key(row: dict) -> str:
@@ -84,50 +73,13 @@ def ranked_settings(rows: list[dict], by: str) -> list[dict]:
     return ranked
 
 
-def rank_finalists(fold_rows: list[dict], finalists: list[dict]) -> list[dict]:
-    """Each finalist's fold scores, mean and spread, best mean fold accuracy first (ties: the
-    lower mean fold loss, then its rank before the folds). A finalist with a failed fold
-    ranks after every finalist without one."""
-    by_trial: dict[str, list[dict]] = {}
-    for row in sorted(fold_rows, key=lambda row: row["fold"]):
-        by_trial.setdefault(row["trial_id"], []).append(row)
-    records = []
-    for rank, row in enumerate(finalists, 1):
-        folds = by_trial.get(row["trial_id"], [])
-        scores = [fold["val_accuracy"] for fold in folds if fold["status"] == "ok"]
-        losses = [fold["val_loss"] for fold in folds if fold["status"] == "ok"]
-        records.append({
-            "trial_id": row["trial_id"], "rank_by_validation": rank,
-            "val_accuracy": row["val_accuracy"], "fold_accuracies": scores,
-            "mean": statistics.fmean(scores) if scores else None,
-            "std": statistics.pstdev(scores) if scores else None,
-            "mean_loss": statistics.fmean(losses) if losses else None,
-            "fold_epochs": [fold["best_epoch"] for fold in folds if fold["status"] == "ok"],
-            "failed_folds": len(folds) - len(scores)})
-    return sorted(records, key=lambda record: (
-        not record["fold_accuracies"] or record["failed_folds"] > 0,
-        -(record["mean"] or 0.0), record["mean_loss"] or float("inf"),
-        record["rank_by_validation"]))
-
-
-def refit_epochs(chosen: dict, finalist: dict | None) -> int:
-    """The epochs a refit trains for: the mean of the folds' kept epochs for a cross-validated
-    choice (each fold trained on nearly as much data as the refit), else the chosen trial's."""
-    if finalist is not None and finalist["fold_epochs"]:
-        return max(1, round(statistics.fmean(finalist["fold_epochs"])))
-    return int(chosen["best_epoch"])
-
-
 def describe_choice(choice: dict) -> str:
     """One line on how the setting was chosen, for the console."""
     how = choice.get("chosen_by")
     if "error" in choice:
         return text("{error}; chosen by validation accuracy: {trial_id}", **choice)
-    if how == "cross_validation" and choice.get("finalists"):
-        return text("chosen by {0}-fold cross-validation of {1} finalists: {2[trial_id]}, mean "
-                    "fold accuracy {2[mean]:.4f} ± {2[std]:.4f} (rank {2[rank_by_validation]} "
-                    "on the one validation split)", choice.get("folds"),
-                    len(choice["finalists"]), choice["finalists"][0])
+    if how == "cross_validation":  # a sweep made before cross-validated finalists went
+        return text("chosen by cross-validation of finalists: {trial_id}", **choice)
     if how == "seed_mean":
         return text("chosen by mean over seeds: {0[trial_id]}'s setting, validation "
                     "{0[val_accuracy_mean]:.4f} ± {0[val_accuracy_std]:.4f} over {0[seeds]} "
