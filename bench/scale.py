@@ -77,21 +77,21 @@ def _child(trials: int, out: Path, phases: bool = False) -> dict:
 
     from mnist_core.config import DataConfig
     from mnist_core.data import load_dataset
-    from mnist_core.sweep import driver, store
+    from mnist_core.sweep import driver, recording
     from mnist_core.sweep.config import parse_sweep_config
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
     splits = load_dataset(DataConfig(dataset="digits", validation_split=0.1))
     compaction = []
-    compact = store.PartStore.compact
+    compact = recording.PartStore.compact
 
     def timed_compact(self, *how) -> None:
         started = time.perf_counter()
         compact(self, *how)
         compaction.append(time.perf_counter() - started)
 
-    store.PartStore.compact = timed_compact  # a stopwatch around the real compaction
+    recording.PartStore.compact = timed_compact  # a stopwatch around the real compaction
     watch = _PhaseWatch() if phases else None
     started_cpu, started = time.process_time(), time.perf_counter()
     config = parse_sweep_config(SWEEP.format(trials=trials))

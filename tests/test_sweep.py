@@ -101,9 +101,9 @@ def test_sweep_writes_every_report(ray_session, tmp_path, capsys):
 
 def test_a_big_sweep_is_compacted_and_paged_by_worker_tasks(ray_session, tmp_path,
                                                              monkeypatch):
-    from mnist_core.sweep import driver, store, worker
+    from mnist_core.sweep import driver, recording, worker
 
-    assert worker.compact_folder is store.compact_folder  # bound before the patch below
+    assert worker.compact_folder is recording.compact_folder  # bound before the patch below
 
     def not_here(*args):
         raise AssertionError("compacted by the driver, not a worker task")
@@ -116,7 +116,7 @@ def test_a_big_sweep_is_compacted_and_paged_by_worker_tasks(ray_session, tmp_pat
     monkeypatch.setattr(driver, "WORKER_FINISH_PACKS", 2)  # four packs: "big"
     # The driver's copy only: the tasks' code is the worker module's (patching what it calls
     # would travel with it, pickled by value).
-    monkeypatch.setattr(store, "compact_folder", not_here)
+    monkeypatch.setattr(recording, "compact_folder", not_here)
     monkeypatch.setattr(driver, "write_sweep_report", live_only)
     out = tmp_path / "runs"
     config = _config(tmp_path, pack_size=1)
