@@ -8,7 +8,7 @@ import pytest
 
 from jobs.train import parse_args
 from mnist_core.config import HYPERPARAMETERS, ModelConfig, TrialConfig, hyperparameter_fields
-from mnist_core.packed_training import MEMBER_RATES
+from mnist_core.packed_state import MEMBER_RATES
 from mnist_core.reports import METRICS_SCHEMA, TRIALS_SCHEMA
 from mnist_core.sweep.config import SECTIONS
 

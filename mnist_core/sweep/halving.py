@@ -41,7 +41,7 @@ def run_halving(halving: Halving, trials: list[Trial], recorder: PackRecorder,
         waiting = [trial for trial in alive if trial.trial_id not in done]
         budgets = {trial.trial_id: min(epochs, trial.config.epochs) for trial in waiting}
         starts = _states(store.folder, rung - 1, rungs[rung - 1], waiting) if rung else {}
-        staging = PackRecorder(stage, recorder.labels)  # keeps no models: still racing
+        staging = PackRecorder(stage, recorder.labels)  # keeps no models: not yet decided
         packs += run.train(waiting, budgets, _RungSink(recorder, staging, final, rung),
                        starts=starts)
         alive = _decide_rung(store, stage, [t for t in alive if t.trial_id not in final],
@@ -86,30 +86,30 @@ class _RungSink:
         members = [dataclasses.replace(member, rung=self.rung) for member in members]
         done = [member for member in members if member.trial_id in self.final
                 or member.result is None]
-        racing = [member for member in members if member not in done]
+        contenders = [member for member in members if member not in done]
         if done:
             self.recorder.add_pack(pack_id, done, placement)
-        if racing:
+        if contenders:
             stage = self.staging.store.folder
             with recording(stage):  # the states first: the trials part commits the pack
-                for member in racing:
+                for member in contenders:
                     if member.result.state is not None:
                         storage.write_bytes(_state_file(stage, member.trial_id),
                                             member.result.state.arrays)
-            self.staging.add_pack(pack_id, racing, placement)
+            self.staging.add_pack(pack_id, contenders, placement)
 
 
-def _decide_rung(store: PartStore, stage: PartStore, racing: list[Trial],
+def _decide_rung(store: PartStore, stage: PartStore, contenders: list[Trial],
                  eta: int) -> list[Trial]:
-    """Keep the best ``len // eta`` (at least one) of ``racing`` by staged validation accuracy
+    """Keep the best ``len // eta`` (at least one) of ``contenders`` by staged validation accuracy
     (ties: ``reports.best_trial``'s rule); record the rest ``pruned``. Returns the keepers."""
-    if not racing:
+    if not contenders:
         return []
-    wanted = {trial.trial_id for trial in racing}
+    wanted = {trial.trial_id for trial in contenders}
     ranked = [row["trial_id"] for row in ranked_trials(stage.index().to_pylist())
               if row["trial_id"] in wanted]
     keep = set(ranked[:max(1, len(ranked) // eta)])
     done = store.finished_ids()
-    store.adopt(stage, {trial_id for trial_id in ranked[len(keep):] if trial_id not in done},
-                "pruned")
-    return [trial for trial in racing if trial.trial_id in keep]
+    pruned = {trial_id for trial_id in ranked[len(keep):] if trial_id not in done}
+    store.copy_records(stage, pruned, "pruned")
+    return [trial for trial in contenders if trial.trial_id in keep]

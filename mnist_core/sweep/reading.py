@@ -109,7 +109,7 @@ class SweepFiles:
         keep = self.keep
         if trial_ids is not None:
             wanted = pa.array(sorted(trial_ids), pa.string())
-            keep = [kept.wanting(wanted) for kept in keep]
+            keep = [kept.only(wanted) for kept in keep]
         return _concat(list(source_tables(self.sources, keep, name, schema)), schema)
 
 
@@ -233,7 +233,7 @@ class Kept:
             return Kept(None, True)
         return self
 
-    def wanting(self, wanted: pa.Array) -> Kept:
+    def only(self, wanted: pa.Array) -> Kept:
         """The same source, contributing only the ids in ``wanted`` (of its own, where it
         knows them; else all of them: filtering its rows drops the others)."""
         ids = wanted if self.ids is None else pc.filter(self.ids,

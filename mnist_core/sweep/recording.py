@@ -244,7 +244,7 @@ class PartStore:
             self._chunks.append(pa.concat_tables(self._recent).combine_chunks())
             self._recent = []
 
-    def adopt(self, other: PartStore, trial_ids: set[str], status: str) -> None:
+    def copy_records(self, other: PartStore, trial_ids: set[str], status: str) -> None:
         """Copy ``other``'s records of ``trial_ids`` into this store with ``status``."""
         if not trial_ids:
             return

@@ -159,15 +159,15 @@ class TrialGrid(Sequence):
         """Build every grid point (for each seed) with the samples that could break it: the
         first, each numeric column's lowest and highest draw, each choice's first draw. A
         value no trial may take is a ``ConfigError`` now, not in the middle of the sweep."""
-        telling = {0}
+        extreme_samples = {0}
         for values in self.samples.values():
             if isinstance(values, np.ndarray):
-                telling |= {int(values.argmin()), int(values.argmax())}
+                extreme_samples |= {int(values.argmin()), int(values.argmax())}
             else:
-                telling |= {values.index(choice) for choice in
+                extreme_samples |= {values.index(choice) for choice in
                             {json.dumps(value): value for value in values}.values()}
         seeds = len(self.seeds)
-        for sample in sorted(telling):
+        for sample in sorted(extreme_samples):
             for offset in range(self.points * seeds):
                 self[sample * self.points * seeds + offset]
 

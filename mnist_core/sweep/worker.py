@@ -101,7 +101,7 @@ def with_models(pack: Pack, results: list, splits: Splits) -> list:
 
 def best_member(pack: Pack, results: list) -> list[int]:
     """The position of the pack's best member (by ``reports.best_trial``, among members
-    trained to their own epochs: a member still racing in successive halving cannot be chosen
+    trained to their own epochs: a member still between rungs of successive halving cannot be chosen
     yet), in a list, or none: the driver keeps one model per sweep, so only a candidate for
     it crosses to the driver (about 20 KB a member saved)."""
     budgets = pack.budgets or [trial.config.epochs for trial in pack.trials]
