@@ -116,7 +116,7 @@ class _PhaseWatch:
 
     PHASES = {"compaction": ("mnist_core.sweep.recording", "PartStore.compact"),
               "summary": ("mnist_core.sweep.driver", "_summarise"),
-              "choice": ("mnist_core.sweep.choosing", "choose"),
+              "choice": ("mnist_core.sweep.refit", "choose"),
               "selection statistics": ("mnist_core.sweep.recording", "BestKeeper.record_selection"),
               "pages on the driver": ("mnist_core.sweep.driver", "write_sweep_report")}
 
