@@ -79,7 +79,7 @@ class SweepSummary:
     selection: dict | None = None
     refit: dict | None = None
     diverged: int = 0  # ok trials that trained to chance level
-    choice: dict | None = None  # how the setting was chosen (``choosing.choose``)
+    choice: dict | None = None  # how the setting was chosen (``refit.choose``)
     settings: tuple[dict, ...] = ()  # with several seeds: the best settings' seed means
     trial_epochs: int = 0  # epochs trained now by the trials that finished ok
     stage_idle: tuple[float, ...] = ()  # per rung (round): share of worker slot time idle
