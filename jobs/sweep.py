@@ -37,13 +37,8 @@ from mnist_core.errors import (
     UserError,
 )
 from mnist_core.reports import describe_selection
-from mnist_core.sweep.config import (
-    SWEEP_ID,
-    SweepConfig,
-    check_fits_data,
-    load_sweep_config,
-    parse_sweep_config,
-)
+from mnist_core.sweep.checks import check_fits_data
+from mnist_core.sweep.config import SWEEP_ID, SweepConfig, load_sweep_config, parse_sweep_config
 from mnist_core.sweep.ranking import describe_choice
 from mnist_core.sweep.recording import claim_sweep_folder
 from mnist_core.sweep.refit import describe_kept_seed

@@ -176,17 +176,14 @@ def read_batches(location: str, columns: list[str] | None = None,
 
 
 def _present(columns: list[str], parquet: pq.ParquetFile) -> list[str]:
-    """Those of ``columns`` the file holds (one written before a column existed lacks it).
-    ``schema_arrow`` is rebuilt on every access: asked once."""
+    """Those of ``columns`` the file holds (``schema_arrow`` is rebuilt on each access)."""
     held = set(parquet.schema_arrow.names)
     return [name for name in columns if name in held]
 
 
 def _group_holds(parquet: pq.ParquetFile, group: int, column: str, values: pa.Array) -> bool:
-    """Whether row group ``group`` holds one of ``values`` in ``column``, from that column
-    alone: statistics of ids that do not sort as they were written (``t97481`` after
-    ``t131072``) leave room for them in most row groups, whose other columns are then not
-    read."""
+    """Whether row group ``group`` holds one of ``values`` in ``column``, read alone (ids that
+    sort unlike their order, ``t97481`` after ``t131072``, defeat the statistics)."""
     held = parquet.read_row_group(group, columns=[column]).column(0)
     return bool(pc.any(pc.is_in(held, value_set=values)).as_py())
 
@@ -225,15 +222,12 @@ def scan(locations: list[str], schema: pa.Schema,
                                                            for location in locations]
     else:
         filesystem, paths = None, [_local(location) for location in locations]
-    with _readable(locations[0] if len(locations) == 1 else _group_name(locations)):
+    named = locations[0] if len(locations) == 1 else (
+        f"{locations[0]} (or one of {len(locations) - 1} files after it)")
+    with _readable(named):
         dataset = ds.dataset(paths, schema=schema, format="parquet", filesystem=filesystem)
         yield from dataset.to_batches(columns=columns, batch_size=BATCH_ROWS,
                                       batch_readahead=4, fragment_readahead=8)
-
-
-def _group_name(locations: list[str]) -> str:
-    """How an error names a group of files: the first, and how many others."""
-    return f"{locations[0]} (or one of {len(locations) - 1} files after it)"
 
 
 def read_metadata(location: str) -> dict[bytes, bytes]:

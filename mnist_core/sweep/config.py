@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 import tomllib
 from collections.abc import Sequence
@@ -32,12 +31,17 @@ from mnist_core.config import (
     check_type,
 )
 from mnist_core.errors import ConfigError, DataNotFoundError
+from mnist_core.sweep.checks import (
+    check_extremes,
+    check_samples,
+    check_trial_count,
+    check_work,
+)
 from mnist_core.sweep.search_space import (
     Distribution,
-    extremes,
     parse_distribution,
 )
-from mnist_core.sweep.trials import SearchSpace, Trial, TrialGrid, in_section, make_trial
+from mnist_core.sweep.trials import SearchSpace, Trial, TrialGrid, in_section
 
 MODEL_KEYS = tuple(field.name for field in dataclasses.fields(ModelConfig))
 GRID_KEYS = tuple(name for name in HYPERPARAMETERS if name != "seed")  # seeds: [sweep] seeds
@@ -286,21 +290,19 @@ def parse_sweep_config(text: str, expand: bool = True) -> SweepConfig:
     for seed in seeds:
         in_section("sweep", check_seed, name="seeds", value=seed)
     axes, distributions = _split_grid(grid)
-    _check_trial_count(sweep, axes, distributions, seeds)
-    _check_extremes(axes, distributions, seeds)
+    check_trial_count(sweep.get("max_trials", SWEEP_DEFAULTS["max_trials"]),
+                      sweep.get("samples", 1), axes, distributions, seeds)
+    check_extremes(axes, distributions, seeds)
     halving = _halving(document.get("scheduler", {}))
     search = _search(document.get("search", {}), distributions, halving)
     space = SearchSpace(axes, distributions, tuple(seeds),
                         sweep.get("samples", 1) if distributions else 1,
                         sweep.get("search_seed", SWEEP_DEFAULTS["search_seed"]))
-    if search.sampler == "tpe":
-        _check_samples(sweep, distributions)  # TPE draws later
-        trials = ()
-    else:
-        _check_samples(sweep, distributions)
-        trials = TrialGrid(axes, space)
-        if expand:
-            trials.validate()
+    check_samples(sweep.get("samples"), sweep.get("search_seed", SWEEP_DEFAULTS["search_seed"]),
+                  distributions)
+    trials = () if search.sampler == "tpe" else TrialGrid(axes, space)  # TPE proposes later
+    if trials and expand:
+        trials.validate()
     log_scaled = frozenset(key for key, spec in distributions.items() if spec.kind == "loguniform")
     config = SweepConfig(name, data, trials,
                          in_section("resources", Resources, **document.get("resources", {})),
@@ -309,7 +311,7 @@ def parse_sweep_config(text: str, expand: bool = True) -> SweepConfig:
                          sweep.get("keep_models", SWEEP_DEFAULTS["keep_models"]),
                          _selection(document.get("selection", {}), bool(distributions), seeds),
                          search, space)
-    _check_work(config, sweep.get("max_trials", SWEEP_DEFAULTS["max_trials"]))
+    check_work(config, sweep.get("max_trials", SWEEP_DEFAULTS["max_trials"]))
     return config
 
 
@@ -353,50 +355,6 @@ def _split_grid(grid: dict) -> tuple[dict[str, list], dict[str, Distribution]]:
     return axes, distributions
 
 
-def _check_trial_count(sweep: dict, axes: dict[str, list],
-                       distributions: dict[str, Distribution], seeds: list) -> None:
-    """Refuse a sweep of more than ``[sweep] max_trials`` trials before drawing or expanding
-    any of them (grid combinations × samples × seeds)."""
-    limit = sweep.get("max_trials", SWEEP_DEFAULTS["max_trials"])
-    in_section("sweep", check_int, name="max_trials", value=limit, lowest=1)
-    samples = sweep.get("samples", 1) if distributions else 1
-    in_section("sweep", check_int, name="samples", value=samples, lowest=1)
-    combinations = math.prod(len(values) for values in axes.values())
-    count = combinations * samples * len(seeds)
-    if count > limit:
-        raise ConfigError(
-            f"[sweep] {count:,} trials ({combinations:,} grid combinations × {samples:,} "
-            f"samples × {len(seeds)} seeds) exceed max_trials = {limit:,}; raise [sweep] "
-            "max_trials to run them")
-
-
-def _check_samples(sweep: dict, distributions: dict[str, Distribution]) -> None:
-    """``[sweep] samples`` and ``search_seed`` fit the grid's distributions."""
-    count, seed = sweep.get("samples"), sweep.get("search_seed", SWEEP_DEFAULTS["search_seed"])
-    if count is None:
-        if distributions:
-            raise ConfigError(f"[sweep] samples is required: [grid] {', '.join(distributions)} "
-                              "are distributions to draw from")
-        return
-    in_section("sweep", check_int, name="samples", value=count, lowest=1)
-    if not distributions:
-        raise ConfigError("[sweep] samples needs at least one distribution in [grid], "
-                          "e.g. learning_rate = {loguniform = [0.01, 3.0]}")
-    in_section("sweep", check_seed, name="search_seed", value=seed)
-
-
-def _check_extremes(axes: dict[str, list], distributions: dict[str, Distribution],
-                    seeds: list) -> None:
-    """Build a trial at every edge of every distribution (each with the other keys' first
-    values): a range a sampler may draw from but no trial may take (a negative learning rate)
-    is refused now, whichever sampler draws it — TPE's draws come mid-sweep."""
-    first = {key: values[0] for key, values in axes.items()}
-    first |= {key: extremes(spec)[0] for key, spec in distributions.items()}
-    for key, spec in distributions.items():
-        for value in extremes(spec):
-            make_trial(0, first | {key: value}, seeds[0])
-
-
 def _selection(section: dict, is_search: bool, seeds: list) -> Selection:
     """``[selection]``: refit on by default for searches (a grid with distributions), from
     ``SEARCH_REFIT_SEEDS`` seeds unless the section says otherwise."""
@@ -411,28 +369,6 @@ def _selection(section: dict, is_search: bool, seeds: list) -> Selection:
         raise ConfigError('[selection] by = "seed_mean" needs at least two [sweep] seeds, '
                           f"got {seeds!r}")
     return selection
-
-
-def _check_work(config: SweepConfig, max_trials: int) -> None:
-    """The trials a sweep trains beyond its own, a refit's seeds, count against ``[sweep]
-    max_trials`` too."""
-    extra = config.selection.refit_seeds if config.selection.refit else 0
-    if config.trial_count + extra > max_trials:
-        raise ConfigError(f"[selection] {config.trial_count:,} trials and {extra:,} more for "
-                          f"the refit's seeds exceed [sweep] max_trials = {max_trials:,}; "
-                          "lower refit_seeds, or raise max_trials")
-
-
-def check_fits_data(config: SweepConfig, train_images: int) -> None:
-    """What only the data can tell, checked before any work: no batch larger than the
-    training set."""
-    sizes = list(config.space.axes.get("batch_size", []))
-    spec = config.space.distributions.get("batch_size")
-    sizes += extremes(spec) if spec is not None else []
-    too_big = [size for size in sizes if size > train_images]
-    if too_big:
-        raise ConfigError(f"[grid] batch_size {max(too_big):,} is larger than the "
-                          f"{train_images:,} training images")
 
 
 def _search(section: dict, distributions: dict, halving: Halving | None) -> Search:
