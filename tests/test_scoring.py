@@ -288,25 +288,6 @@ def test_an_unwritable_out_is_one_line_and_exit_2_before_any_work(tmp_path, mode
     assert "Traceback" not in result.stdout
 
 
-@pytest.mark.slow
-def test_sigterm_stops_scoring_with_the_rerun_command_and_no_ray_left(ray_session, tmp_path,
-                                                                       model_path):
-    from _processes import terminate_when
-
-    pattern = _shards(tmp_path / "in", count=6000, shard_size=100)
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "jobs.score", "--model", str(model_path), "--input",
-               pattern, "--out", str(out), "--no-progress"]
-    code, stderr, left = terminate_when(command, "manifest.parquet", out, rows=2)
-    assert code == 143, stderr
-    assert left == [] and "-m jobs.score --model" in stderr
-    committed = pq.read_table(out / "manifest.parquet").num_rows
-    assert 2 <= committed < 60, "the job should be stopped midway"
-    assert main(["--model", str(model_path), "--input", pattern, "--out", str(out)]) == 0
-    predictions = _predictions(out)
-    assert len(predictions) == 6000 and predictions["id"].is_unique
-
-
 def _id_shard(path, ids, id_type=None):
     """A Parquet shard of ``len(ids)`` images with exactly these ids."""
     images = IMAGES[:len(ids)]

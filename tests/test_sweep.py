@@ -551,7 +551,7 @@ def test_sigterm_stops_the_sweep_with_the_resume_command_and_no_ray_left(ray_ses
         [sys.executable, "-m", "jobs.sweep", "--config", str(config_path), "--out", str(out),
          "--no-progress", "--mlflow", store], "*/parts/trials/*.parquet", out)
     assert code == 143, stderr
-    assert "SIGTERM received" not in stderr and left == []
+    assert "SIGTERM received" not in stderr and "Traceback" not in stderr and left == []
     (hint,) = [line.strip() for line in stderr.splitlines() if "--resume" in line]
     folder = _sweep_folder(out)
     assert hint == f"{sys.executable} -m jobs.sweep --resume {folder.name} --out {out}"
