@@ -122,21 +122,6 @@ def test_png_folder_is_scored(ray_session, tmp_path, model_path):
     np.testing.assert_array_equal(predictions["predicted_label"], expected.argmax(axis=1))
 
 
-@pytest.mark.slow
-def test_killed_job_then_rerun_scores_each_image_once(ray_session, tmp_path, model_path):
-    # Many small shards: each commit rewrites the manifest, so the job cannot finish all of
-    # them between the poll that sees the second commit and the kill.
-    pattern = _shards(tmp_path / "in", count=6000, shard_size=100)
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "jobs.score", "--model", str(model_path), "--input",
-               pattern, "--out", str(out)]
-    manifest = crash_when(command, "manifest.parquet", out, rows=2)
-    committed = pq.read_table(manifest).num_rows
-    assert 2 <= committed < 60, "the job should be killed midway"
-    assert main(["--model", str(model_path), "--input", pattern, "--out", str(out)]) == 0
-    predictions = _predictions(out)
-    assert len(predictions) == 6000 and predictions["id"].is_unique
-    assert pq.read_table(manifest).num_rows == 60
 
 
 @pytest.mark.parametrize("missing", ["model", "input"])
