@@ -11,7 +11,7 @@ RAY_PORT ?= 6390
 DASHBOARD_PORT ?= 8265
 CLUSTER_DIR ?= .cluster
 
-.PHONY: help install sweep train score images test check lint reference bench cluster-up cluster-down submit clean
+.PHONY: help install sweep train score images test check lint reference screenshots bench cluster-up cluster-down submit clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ lint: $(STAMP) ## Lint with ruff
 
 reference: $(STAMP) ## Regenerate docs/reference.md (every config key and job flag) from the code
 	$(PY) -m jobs.reference
+
+screenshots: $(STAMP) ## Regenerate docs/report.png and docs/scoring.png (headless Chromium)
+	$(PY) docs/screenshots.py
 
 bench: $(STAMP) ## Run the benchmarks under bench/ (prints ratios; see docs/benchmarks.md)
 	$(PY) bench/pack.py
