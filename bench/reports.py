@@ -64,7 +64,7 @@ def _parts(count: int, pack: int) -> tuple[float, float]:
 
     results = _results(count)
     with tempfile.TemporaryDirectory() as folder:
-        # No BestKeeper: the best model and its plots are written once per new best, not per
+        # No BestCheckpoint: the best model and its plots are written once per new best, not per
         # trial, and would only add a one-off second to the smallest sweep.
         store = PartStore(folder)
         recorder = PackRecorder(store, SweepRows("bench", "fashion_mnist", 0.1))

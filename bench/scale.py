@@ -117,7 +117,8 @@ class _PhaseWatch:
     PHASES = {"compaction": ("mnist_core.sweep.recording", "PartStore.compact"),
               "summary": ("mnist_core.sweep.driver", "_summarise"),
               "choice": ("mnist_core.sweep.refit", "choose"),
-              "selection statistics": ("mnist_core.sweep.recording", "BestKeeper.record_selection"),
+              "selection statistics": ("mnist_core.sweep.recording",
+                                       "BestCheckpoint.record_selection"),
               "pages on the driver": ("mnist_core.sweep.driver", "write_sweep_report")}
 
     def __init__(self):

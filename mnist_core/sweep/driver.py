@@ -31,7 +31,7 @@ from mnist_core.sweep.page import write_sweep_report
 from mnist_core.sweep.proposals import run_rounds
 from mnist_core.sweep.ranking import seed_means
 from mnist_core.sweep.reading import count_at_chance, read_sweep, true_where
-from mnist_core.sweep.recording import BestKeeper, PackRecorder, PartStore, SweepRows
+from mnist_core.sweep.recording import BestCheckpoint, PackRecorder, PartStore, SweepRows
 from mnist_core.sweep.refit import choose
 from mnist_core.sweep.runner import PackRun, Progress, RunSetup, slots_for
 from mnist_core.sweep.tracking import log_sweep
@@ -84,7 +84,7 @@ def run_sweep(config: SweepConfig, out: str, sweep_id: str, show_progress: bool 
     store = PartStore(folder)
     recorder = PackRecorder(store, SweepRows(sweep_id, config.data.dataset,
                                              config.data.validation_split),
-                            BestKeeper(folder, store), config.keep_models == "all")
+                            BestCheckpoint(folder, store), config.keep_models == "all")
     owed = config.trial_count - store.recorded
     setup = RunSetup(cluster_can_grow, task, show_progress, splits)
     try:
@@ -115,18 +115,18 @@ def _finish(config: SweepConfig, out: str, recorder: PackRecorder, summary: Swee
     if complete:
         remove_stages(folder)
     choice = refit = None
-    if complete and recorder.keeper.best is not None:
+    if complete and recorder.checkpoint.best is not None:
         run = PackRun(config, recorder, slots_for(config, setup.cluster_can_grow), setup, None)
         say = functools.partial(print, flush=True)  # a line per step: each can take minutes
-        choice, refit = choose(config, store, recorder.keeper, run, say)
+        choice, refit = choose(config, store, recorder.checkpoint, run, say)
         release_unused()
-    selection = recorder.keeper.record_selection(store, choice)
+    selection = recorder.checkpoint.record_selection(store, choice)
     release_unused()
     write_page(folder)
     release_unused()
     tracked = _track(config, folder, summary.sweep_id,
                      "FAILED" if summary.failed else "FINISHED")
-    if recorder.keeper.best is not None and complete:
+    if recorder.checkpoint.best is not None and complete:
         move_latest(out, summary.sweep_id)
     return dataclasses.replace(summary, selection=selection, refit=refit, choice=choice,
                                tracked=tracked)

@@ -102,7 +102,7 @@ class _RungSink:
 def _decide_rung(store: PartStore, stage: PartStore, contenders: list[Trial],
                  eta: int) -> list[Trial]:
     """Keep the best ``len // eta`` (at least one) of ``contenders`` by staged validation accuracy
-    (ties: ``reports.best_trial``'s rule); record the rest ``pruned``. Returns the keepers."""
+    (ties: ``reports.best_trial``'s rule); record the rest ``pruned``. Returns the trials kept."""
     if not contenders:
         return []
     wanted = {trial.trial_id for trial in contenders}

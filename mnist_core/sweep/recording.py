@@ -6,8 +6,8 @@ the detail tables first (by the pack's worker where it can reach the folder,
 ``write_details``), ``trials`` last (by the driver, from the bytes the worker encoded:
 ``PackTables``), each atomically — so writing costs O(rows written) in total however many
 trials a sweep has. Three small classes share the work: ``PartStore`` (the part files of one
-folder: record, read, compact), ``BestKeeper`` (the chosen trial's model in ``best/``) and
-``PackRecorder`` (a finished pack into rows, into a store, offered to a keeper). With
+folder: record, read, compact), ``BestCheckpoint`` (the chosen trial's model in ``best/``) and
+``PackRecorder`` (a finished pack into rows, into a store, offered to a checkpoint). With
 successive halving a rung's results first land in a staging ``PartStore`` under
 ``rungs/r<k>/`` (see ``halving``).
 """
@@ -285,9 +285,10 @@ class PartStore:
         return part_location(self.folder, name, pack_id)
 
 
-class BestKeeper:
-    """Keeps the sweep's chosen trial (``reports.best_trial``) in ``best/``: its model, its
-    and ``best.json`` (its charts are on the sweep's page)."""
+class BestCheckpoint:
+    """The sweep's best trial (``reports.best_trial``) kept in ``best/`` as it trains, as
+    Keras's ``ModelCheckpoint(save_best_only=True)`` keeps a model: its model and
+    ``best.json`` (its charts are on the sweep's page)."""
 
     def __init__(self, folder: str, store: PartStore):
         self.folder = folder
@@ -325,11 +326,11 @@ class BestKeeper:
 
 class PackRecorder:
     """Where a finished pack goes: its rows into a ``PartStore``, its best member offered to a
-    ``BestKeeper`` (none for a rung's staging store)."""
+    ``BestCheckpoint`` (none for a rung's staging store)."""
 
-    def __init__(self, store: PartStore, labels: SweepRows, keeper: BestKeeper | None = None,
-                 keep_all_models: bool = False):
-        self.store, self.keeper, self.keep_all_models = store, keeper, keep_all_models
+    def __init__(self, store: PartStore, labels: SweepRows,
+                 checkpoint: BestCheckpoint | None = None, keep_all_models: bool = False):
+        self.store, self.checkpoint, self.keep_all_models = store, checkpoint, keep_all_models
         self.labels = labels
 
     def add_pack(self, pack_id: str, members: list[MemberRecord], placement: dict) -> None:
@@ -345,8 +346,8 @@ class PackRecorder:
         best, and with ``keep_models = "all"`` every one under ``models/``) and the trials
         part, the commit, last: a run cut off in between retrains the pack on resume, and
         ``best/`` never lags the recorded trials."""
-        if self.keeper is not None and results:
-            self.keeper.offer(tables.kept_rows, results)
+        if self.checkpoint is not None and results:
+            self.checkpoint.offer(tables.kept_rows, results)
         if self.keep_all_models:
             _write_models(self.store.folder, results)
         self.store.add(pack_id, tables)

@@ -33,11 +33,11 @@ from mnist_core.html import text
 from mnist_core.sweep.config import Selection, SweepConfig
 from mnist_core.sweep.packs import Pack, PackRunner, restart_packs
 from mnist_core.sweep.ranking import ranked_settings, seed_means
-from mnist_core.sweep.recording import BestKeeper, MemberRecord, PartStore
+from mnist_core.sweep.recording import BestCheckpoint, MemberRecord, PartStore
 from mnist_core.sweep.trials import Trial
 
 
-def choose(config: SweepConfig, store: PartStore, keeper: BestKeeper, run: PackRunner,
+def choose(config: SweepConfig, store: PartStore, checkpoint: BestCheckpoint, run: PackRunner,
            say=lambda line: None) -> tuple[dict, dict | None]:
     """Choose the setting (``[selection] by``) among the trials ``store`` recorded, make its
     trial the one in ``best/`` and, with ``[selection] refit``, refit it (the two trainings at
@@ -50,27 +50,27 @@ def choose(config: SweepConfig, store: PartStore, keeper: BestKeeper, run: PackR
     choice = {"chosen_by": "validation", "trial_id": ranked[0]["trial_id"]}
     if selection.by == "seed_mean":
         choice |= {"chosen_by": "seed_mean", "seed_mean": seed_means(rows)[0]}
-    return _fit_chosen(keeper, choice, ranked[0], selection, run, say)
+    return _fit_chosen(checkpoint, choice, ranked[0], selection, run, say)
 
 
-def _fit_chosen(keeper: BestKeeper, choice: dict, chosen: dict, selection: Selection,
+def _fit_chosen(checkpoint: BestCheckpoint, choice: dict, chosen: dict, selection: Selection,
                 run: PackRunner, say) -> tuple[dict, dict | None]:
     """Put ``chosen`` in ``best/`` and, with ``selection.refit``, refit it: both trained at
     once where both train. ``choice`` as it then stands (the best trial by validation, and
     why, if training the chosen one again failed) and the refit's record."""
-    retrain = _retrain_pack(keeper, chosen, say)
-    refits = _refit_packs(keeper, chosen, selection.refit_seeds, run, say) \
+    retrain = _retrain_pack(checkpoint, chosen, say)
+    refits = _refit_packs(checkpoint, chosen, selection.refit_seeds, run, say) \
         if retrain and selection.refit else []
     members = run_all(run, [retrain, *refits] if retrain else refits)
-    error = None if retrain is None else _keep(keeper, chosen, members[retrain.pack_id][0])
+    error = None if retrain is None else _keep(checkpoint, chosen, members[retrain.pack_id][0])
     if error is not None:  # best/ keeps the best trial by validation, and says why
-        choice |= {"chosen_by": "validation", "trial_id": keeper.best["trial_id"],
+        choice |= {"chosen_by": "validation", "trial_id": checkpoint.best["trial_id"],
                    "error": f"training {chosen['trial_id']} again for best/ failed: {error}"}
     if not selection.refit:
         return choice, None
     if refits and error is None:
-        return choice, _record_refit(keeper, refits, members, run)
-    return choice, refit_choice(keeper, selection.refit_seeds, run, say)
+        return choice, _record_refit(checkpoint, refits, members, run)
+    return choice, refit_choice(checkpoint, selection.refit_seeds, run, say)
 
 
 def _candidates(config: SweepConfig, store: PartStore) -> list[dict]:
@@ -81,42 +81,42 @@ def _candidates(config: SweepConfig, store: PartStore) -> list[dict]:
     return store.ranked_rows(1)
 
 
-def _retrain_pack(keeper: BestKeeper, chosen: dict, say) -> Pack | None:
+def _retrain_pack(checkpoint: BestCheckpoint, chosen: dict, say) -> Pack | None:
     """What puts the chosen trial's model in ``best/``: nothing when the one kept while
-    training is that trial's (it is then ``keeper.best``), else the trial trained again
+    training is that trial's (it is then ``checkpoint.best``), else the trial trained again
     exactly as before (same seed, same data), a pack of one."""
-    if best.chosen_trial(keeper.folder) == chosen["trial_id"]:
-        keeper.best = chosen
+    if best.chosen_trial(checkpoint.folder) == chosen["trial_id"]:
+        checkpoint.best = chosen
         return None
     trial = Trial(chosen["trial_id"], TrialConfig.from_record(chosen))
     say(f"training the chosen trial {trial.trial_id} again for best/ (its model was not kept)")
     return Pack(f"chosen-{trial.trial_id}", (trial,), keep_all_models=True)
 
 
-def _keep(keeper: BestKeeper, chosen: dict, member: MemberRecord) -> str | None:
+def _keep(checkpoint: BestCheckpoint, chosen: dict, member: MemberRecord) -> str | None:
     """Put ``member``, the chosen trial trained again, in ``best/``; why it failed, if it did."""
     if member.result is None:
         return member.error
-    keeper.keep(chosen, member.result)
+    checkpoint.keep(chosen, member.result)
     return None
 
 
-def refit_choice(keeper: BestKeeper, seeds: int, run: PackRunner,
+def refit_choice(checkpoint: BestCheckpoint, seeds: int, run: PackRunner,
                  say=lambda line: None) -> dict | None:
     """Train the setting in ``best/`` again on training + validation data for the epochs its
     validation chose, from ``seeds`` seeds; return its record (None when ``best/`` already
     holds it, an ``error`` when the refit failed: the validation-time model then stays)."""
-    packs = _refit_packs(keeper, keeper.best, seeds, run, say)
+    packs = _refit_packs(checkpoint, checkpoint.best, seeds, run, say)
     if not packs:
         return None
-    return _record_refit(keeper, packs, run_all(run, packs), run)
+    return _record_refit(checkpoint, packs, run_all(run, packs), run)
 
 
-def _refit_packs(keeper: BestKeeper, chosen: dict, seeds: int, run: PackRunner,
+def _refit_packs(checkpoint: BestCheckpoint, chosen: dict, seeds: int, run: PackRunner,
                  say) -> list[Pack]:
     """The refit of ``chosen`` from ``seeds`` seeds (``packs.restart_packs``); none when
     ``best/`` already holds it."""
-    if refit_done(keeper.folder, chosen["trial_id"], seeds):
+    if refit_done(checkpoint.folder, chosen["trial_id"], seeds):
         return []
     configs = refit_configs(TrialConfig.from_record(chosen), int(chosen["best_epoch"]), seeds)
     from_seeds = f", from {seeds} seeds" if seeds > 1 else ""
@@ -126,7 +126,7 @@ def _refit_packs(keeper: BestKeeper, chosen: dict, seeds: int, run: PackRunner,
                          run.largest(seeds))
 
 
-def _record_refit(keeper: BestKeeper, packs: list[Pack],
+def _record_refit(checkpoint: BestCheckpoint, packs: list[Pack],
                   members: dict[str, list[MemberRecord]], run: PackRunner) -> dict:
     """Put the refit model (of the refit ``packs``' ``members``, one per seed: the one
     ``kept_seed`` keeps) in ``best/``; its record (an ``error`` if every seed failed)."""
@@ -141,8 +141,8 @@ def _record_refit(keeper: BestKeeper, packs: list[Pack],
               "test_accuracy": member.result.evaluation.accuracy if member.result else None,
               "error": member.error} for member, loss in zip(members, losses)]
     images = len(run.splits.y_train) + len(run.splits.y_val)
-    with recording(keeper.folder):
-        return write_refit(keeper.folder, members[kept].trial_id, members[kept].result,
+    with recording(checkpoint.folder):
+        return write_refit(checkpoint.folder, members[kept].trial_id, members[kept].result,
                            images, seeds)
 
 

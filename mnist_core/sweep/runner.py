@@ -92,7 +92,7 @@ class PackRun:
         self.cluster_can_grow = setup.cluster_can_grow
         self.trial_epochs = 0  # epochs trained by the ok members of the packs run
         self.busy_seconds = 0.0  # worker time spent on the packs run
-        kept = (recorder.keeper.best or {}).get("val_accuracy")  # recorded before this run
+        kept = (recorder.checkpoint.best or {}).get("val_accuracy")  # recorded before this run
         self.best_val = -math.inf if kept is None else kept  # and raised by each pack's members
         self.idle: list[float] = []  # per stage (a rung, a round): share of slot time idle
         folder = recorder.store.folder
