@@ -10,16 +10,13 @@ space) compared by successive halving (eta 3, rungs from ``--min-epochs`` to ``-
 (a) one validation split: the best trial by validation accuracy; its test accuracy is its own.
 (e) one split + refit: (a)'s setting trained again on training + validation data from
     ``--refit-seeds`` seeds, the lowest training loss kept (the same sweep as (a)).
-(b) cross-validated finalists + refit: the same search, whose ``--finalists`` best settings
-    are compared again by 5-fold cross-validation over training + validation data, the best
-    mean refit as in (e).
-(d) (b)'s choice without its refit: the model trained on the one split (the same sweep as (b)).
 (c) TPE: ``[search] sampler = "tpe"`` at (a)'s trial-epoch budget (settings trained to
     ``--epochs``, in 5 rounds), chosen on one split.
 (f) TPE + refit: (c)'s setting refit as in (e) (the same sweep as (c)).
 ``--train-images N`` keeps N training images (drawn once, seed 0; the test set whole), for
 the small-data case where one validation split holds a few hundred images. ``--skip-tpe``
-leaves (c) and (f) out, ``--skip-cv`` (b) and (d).
+leaves (c) and (f) out. (Cross-validated finalists, (b) and (d) in docs/results.md, were
+measured by this file as of commit 3913ab8, before they were removed.)
 Prints each seed's choices and, per method, the mean ± standard deviation over the seeds of the
 chosen test accuracy, the trial-epochs, and the wall time of the whole command.
 """
@@ -72,8 +69,8 @@ pack_size = "auto"
 """
 HALVING = "[scheduler]\nkind = \"halving\"\neta = 3\nmin_epochs = {min_epochs}\n"
 REFIT = "[selection]\nrefit = true\nrefit_seeds = {refit_seeds}\n"
-NAMES = {"a": "one validation split", "e": "one split + refit", "b": "CV finalists + refit",
-         "d": "CV finalists, no refit", "c": "TPE, one split", "f": "TPE + refit"}
+NAMES = {"a": "one validation split", "e": "one split + refit", "c": "TPE, one split",
+         "f": "TPE + refit"}
 
 
 def main() -> None:
@@ -93,20 +90,16 @@ def main() -> None:
 
 
 def _searches(folder: Path, args, dataset: str, data_path: str, seed: int) -> dict:
-    """The three sweeps of one search seed: one split (a, e), CV finalists (b, d), TPE (c, f)."""
+    """The two sweeps of one search seed: one split (a, e) and TPE (c, f)."""
     def search(name: str, samples: int, extra: str) -> dict:
         return _sweep(folder, name, SEARCH.format(
             name=name, dataset=dataset, data_path=data_path, samples=samples, seed=seed,
-            epochs=args.epochs, extra=extra), args.epochs)
+            epochs=args.epochs, extra=extra))
 
     halving = HALVING.format(min_epochs=args.min_epochs)
     refit = REFIT.format(refit_seeds=args.refit_seeds)
     one_split = search(f"split-{seed}", args.samples, halving + refit)
     found = {"a": one_split["chosen"], "e": one_split["refit"]}
-    if not args.skip_cv:
-        finalists = search(f"cv-{seed}", args.samples, halving + refit
-                           + f"finalists = {args.finalists}\nfolds = 5\n")
-        found |= {"b": finalists["refit"], "d": finalists["chosen"]}
     if not args.skip_tpe:
         settings = max(1, round(one_split["chosen"]["trial_epochs"] / args.epochs))
         tpe = search(f"tpe-{seed}", settings,
@@ -128,9 +121,8 @@ def _fewer_images(folder: Path, dataset: str, count: int) -> str:
     return str(path)
 
 
-def _sweep(folder: Path, name: str, text: str, epochs: int) -> dict:
-    """Run one sweep as users do (the whole command timed): its one-split choice ("chosen",
-    or the cross-validated one's model as trained on the split) and its refit."""
+def _sweep(folder: Path, name: str, text: str) -> dict:
+    """Run one sweep as users do (the whole command timed): its choice and its refit."""
     config = folder / f"{name}.toml"
     config.write_text(text)
     out = folder / "runs"
@@ -143,8 +135,6 @@ def _sweep(folder: Path, name: str, text: str, epochs: int) -> dict:
     trials = pq.read_table(sweep / "trials.parquet").to_pylist()
     trial_epochs = pq.read_table(sweep / "epochs.parquet", columns=["trial_id"]).num_rows
     best = json.loads((sweep / "best" / "best.json").read_text())
-    finalists = best.get("choice", {}).get("finalists") or []
-    trial_epochs += sum(len(record["fold_accuracies"]) for record in finalists) * epochs
     chosen = next(row for row in trials if row["trial_id"] == best["trial_id"])
     refit = best["refit"]
     return {
@@ -163,9 +153,9 @@ def _line(result: dict) -> str:
 
 def _report(results: dict, args, dataset: str) -> None:
     images = f"{args.train_images:,} training images of " if args.train_images else ""
-    print(f"\n{args.seeds} search seeds, {args.samples} settings (a, b, e) on {images}{dataset}, "
-          f"halving from {args.min_epochs} to {args.epochs} epochs; {args.finalists} "
-          f"finalists, 5 folds (b, d); refit from {args.refit_seeds} seeds (b, e, f):")
+    print(f"\n{args.seeds} search seeds, {args.samples} settings (a, e) on {images}{dataset}, "
+          f"halving from {args.min_epochs} to {args.epochs} epochs; refit from "
+          f"{args.refit_seeds} seeds (e, f):")
     print(f"{'method':<30} {'test accuracy (mean ± std)':>28} {'trial-epochs':>14} "
           f"{'wall s':>8}")
     for key in (key for key in NAMES if key in results):
@@ -176,22 +166,19 @@ def _report(results: dict, args, dataset: str) -> None:
         label = f"({key}) {NAMES[key]}"
         print(f"{label:<30} {statistics.fmean(tests):>19.4f} ± {spread:.4f} "
               f"{epochs:>14,.0f} {seconds:>8.0f}")
-    print("(a, e), (b, d) and (c, f) are one sweep each per seed: wall time is the whole "
-          "sweep's.")
+    print("(a, e) and (c, f) are one sweep each per seed: wall time is the whole sweep's.")
 
 
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10, help="search seeds")
     parser.add_argument("--samples", type=int, default=1000, help="settings per search")
-    parser.add_argument("--finalists", type=int, default=8, help="finalists of (b)")
     parser.add_argument("--epochs", type=int, default=9, help="each setting's epochs")
     parser.add_argument("--min-epochs", type=int, default=1, help="halving's first rung")
     parser.add_argument("--refit-seeds", type=int, default=8, help="the refits' seeds")
     parser.add_argument("--train-images", type=int, default=0,
                         help="keep this many training images (default: all)")
     parser.add_argument("--skip-tpe", action="store_true", help="leave (c) and (f) out")
-    parser.add_argument("--skip-cv", action="store_true", help="leave (b) and (d) out")
     parser.add_argument("--dataset", default="", help="default: fashion_mnist if installed")
     return parser.parse_args()
 
