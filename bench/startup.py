@@ -135,7 +135,7 @@ sys.exit(code)
 
 
 def _parts(work: Path) -> dict[str, float]:
-    """The quick sweep's wall time in parts; the rest (interpreter start, what no stopwatch
+    """The quick sweep's wall time in parts; the rest (interpreter start, Ray's stop at exit,
     covers) is the whole command's time less their sum."""
     report = work / "parts.json"
     script = PARTS.format(root=str(ROOT), out=str(work / "runs-parts"), report=str(report))
@@ -145,7 +145,8 @@ def _parts(work: Path) -> dict[str, float]:
     (trials,) = (work / "runs-parts").glob("quick-*/trials.parquet")
     setup = pq.read_table(trials, columns=["worker_setup_seconds"]).column(0).to_pylist()
     return parts | {"  worker TensorFlow start (max)": max(setup),
-                    "the rest (interpreter, uncounted)": whole - counted, "whole": whole}
+                    "the rest (interpreter start, Ray's stop at exit)": whole - counted,
+                    "whole": whole}
 
 
 def _timed(command: list[str]) -> tuple[float, float]:
