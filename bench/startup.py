@@ -135,8 +135,8 @@ sys.exit(code)
 
 
 def _parts(work: Path) -> dict[str, float]:
-    """The quick sweep's wall time in parts; the rest (interpreter start, Ray's stop at exit,
-    covers) is the whole command's time less their sum."""
+    """The quick sweep's wall time in parts; the rest (interpreter start, Ray's stop at exit)
+    is the whole command's time less their sum."""
     report = work / "parts.json"
     script = PARTS.format(root=str(ROOT), out=str(work / "runs-parts"), report=str(report))
     _, whole = _timed([PYTHON, "-c", script])
