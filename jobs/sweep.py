@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"sweep {args.resume or config.name}: {config.trial_count:,} trials on "
           f"{config.data.dataset}; loading the data", flush=True)  # a first line at once
     splits = _load_data(config)
-    check_fits_data(config, len(splits.x_train))
+    check_fits_data(config.space, len(splits.x_train))
     sweep = args.resume or claim_sweep_folder(
         args.out, f"{config.name}-{datetime.now():%Y%m%d-%H%M%S}")
     folder = storage.join(args.out, sweep)

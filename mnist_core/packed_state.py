@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mnist_core.config import TrialConfig, hyperparameter_fields
-
-if TYPE_CHECKING:
-    from mnist_core.packed_training import PackData
 
 # Every real-valued hyperparameter varies per member, as a float32 vector over the pack.
 MEMBER_RATES = tuple(item.name for item in hyperparameter_fields()
@@ -32,18 +28,18 @@ class PackState:
     (vectors over the K members) and the mask of members still training."""
 
     def __init__(self, configs: Sequence[TrialConfig], start: list[list[np.ndarray]],
-                 data: PackData):
+                 groups: int, train_size: int):
         import tensorflow as tf
 
         self.configs, self.size = list(configs), len(configs)
-        self.groups = data.groups.count if data.groups else 1
+        self.groups = groups  # members in equal groups, each on rows of its own
         self.optimizer = configs[0].optimizer
         self.activation = configs[0].model.activation
         self.widths = [int(kernel.shape[1]) for kernel in start[0][0::2]]
         self.variables = [tf.Variable(value) for value in _stack_members(start)]
         self.steps = tf.Variable(0, dtype=tf.int64)
         self.active = tf.Variable(np.ones(self.size, bool))
-        steps_per_epoch = math.ceil(data.train_size / configs[0].batch_size)
+        steps_per_epoch = math.ceil(train_size / configs[0].batch_size)
         self.member = {name: tf.constant(_values(configs, name)) for name in MEMBER_RATES}
         self.member["nesterov"] = tf.constant(_values(configs, "nesterov", bool))
         self.member["schedule"] = tf.constant(_values(configs, "schedule", None))

@@ -168,7 +168,8 @@ def train_pack(configs: Sequence[TrialConfig], splits: Splits,
     seeds = group_seeds(configs, groups)
     first = {seed: initial_weights(dataclasses.replace(configs[0], seed=seed), splits)
              for seed in set(seeds)}
-    pack = PackState(configs, [first[config.seed] for config in configs], data)
+    pack = PackState(configs, [first[config.seed] for config in configs],
+                     data.groups.count if data.groups else 1, data.train_size)
     done = _resume(pack, members, starts) if starts else 0
     run_epoch = _epoch_function(pack, data)
     measure = _metrics_function(pack, data)

@@ -4,15 +4,11 @@ work a refit adds, and what only the data can tell (``check_fits_data``)."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from mnist_core.config import check_int, check_seed
 from mnist_core.errors import ConfigError
 from mnist_core.sweep.search_space import Distribution, extremes
-from mnist_core.sweep.trials import in_section, make_trial
-
-if TYPE_CHECKING:
-    from mnist_core.sweep.config import SweepConfig
+from mnist_core.sweep.trials import SearchSpace, in_section, make_trial
 
 
 def check_trial_count(limit, samples, axes: dict[str, list],
@@ -57,21 +53,20 @@ def check_extremes(axes: dict[str, list], distributions: dict[str, Distribution]
             make_trial(0, first | {key: value}, seeds[0])
 
 
-def check_work(config: SweepConfig, max_trials: int) -> None:
-    """The trials a sweep trains beyond its own, a refit's seeds, count against ``[sweep]
-    max_trials`` too."""
-    extra = config.selection.refit_seeds if config.selection.refit else 0
-    if config.trial_count + extra > max_trials:
-        raise ConfigError(f"[selection] {config.trial_count:,} trials and {extra:,} more for "
+def check_work(trial_count: int, extra: int, max_trials: int) -> None:
+    """The trials a sweep trains beyond its own (``extra``: a refit's seeds) count against
+    ``[sweep] max_trials`` too."""
+    if trial_count + extra > max_trials:
+        raise ConfigError(f"[selection] {trial_count:,} trials and {extra:,} more for "
                           f"the refit's seeds exceed [sweep] max_trials = {max_trials:,}; "
                           "lower refit_seeds, or raise max_trials")
 
 
-def check_fits_data(config: SweepConfig, train_images: int) -> None:
+def check_fits_data(space: SearchSpace, train_images: int) -> None:
     """What only the data can tell, checked before any work: no batch larger than the
     training set."""
-    sizes = list(config.space.axes.get("batch_size", []))
-    spec = config.space.distributions.get("batch_size")
+    sizes = list(space.axes.get("batch_size", []))
+    spec = space.distributions.get("batch_size")
     sizes += extremes(spec) if spec is not None else []
     too_big = [size for size in sizes if size > train_images]
     if too_big:

@@ -311,7 +311,9 @@ def parse_sweep_config(text: str, expand: bool = True) -> SweepConfig:
                          sweep.get("keep_models", SWEEP_DEFAULTS["keep_models"]),
                          _selection(document.get("selection", {}), bool(distributions), seeds),
                          search, space)
-    check_work(config, sweep.get("max_trials", SWEEP_DEFAULTS["max_trials"]))
+    selection = config.selection
+    check_work(config.trial_count, selection.refit_seeds if selection.refit else 0,
+               sweep.get("max_trials", SWEEP_DEFAULTS["max_trials"]))
     return config
 
 

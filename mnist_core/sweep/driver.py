@@ -214,7 +214,7 @@ def _run_on_worker(task_name: str) -> Callable[[str], None]:
         import ray
         from ray.exceptions import RayTaskError
 
-        from mnist_core.sweep import worker
+        import mnist_core.sweep.worker as worker
 
         try:
             ray.get(getattr(worker, task_name).remote(folder))
