@@ -6,7 +6,6 @@ with token authentication, and ``down`` at the end.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -41,16 +40,10 @@ max_retries = 2
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cluster")
-    port, dashboard = _free_port(), _free_port()
+    port, dashboard = _cluster.free_ports(1), _cluster.free_ports(4)
     subprocess.run([sys.executable, "-m", "cluster.local", "up", "--dir", str(folder),
                     "--port", str(port), "--dashboard-port", str(dashboard)],
                    check=True, timeout=180)
@@ -176,7 +169,7 @@ def test_down_leaves_no_process_and_no_listening_port(tmp_path):
     import psutil
 
     folder = tmp_path / "short-lived"
-    port, dashboard = _free_port(), _free_port()
+    port, dashboard = _cluster.free_ports(1), _cluster.free_ports(4)
     subprocess.run([sys.executable, "-m", "cluster.local", "up", "--dir", str(folder),
                     "--port", str(port), "--dashboard-port", str(dashboard)],
                    check=True, timeout=180)

@@ -1,12 +1,12 @@
 """The cluster configs parse, and say what users rely on: loopback, token auth, excludes."""
 
-import contextlib
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import _cluster
 import pytest
 import yaml
 
@@ -162,37 +162,15 @@ def test_submit_help_lists_the_jobs_own_flags():
     assert "(default: runs)" in result.stdout  # defaults shown
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-@contextlib.contextmanager
-def _a_taken_port_with_free_neighbours(below: int):
-    """A socket bound to a port whose `below` ports under it are free (any
-    other process may hold a random port's neighbour)."""
-    for _ in range(50):
-        with socket.socket() as taken:
-            taken.bind(("127.0.0.1", 0))
-            port = taken.getsockname()[1]
-            if all(_free(port - step) for step in range(1, below + 1)):
-                yield taken
-                return
-    raise RuntimeError("no port with free neighbours")
-
-
 @pytest.mark.parametrize(("flag", "offset", "variable"), [
     ("--port", 0, "RAY_PORT"), ("--dashboard-port", 0, "DASHBOARD_PORT"),
     ("--dashboard-port", 3, "DASHBOARD_PORT"),
 ])
 def test_cluster_up_names_a_taken_port_and_the_variable_to_change(tmp_path, flag, offset,
                                                                    variable):
-    with _a_taken_port_with_free_neighbours(below=offset) as taken:
-        base = taken.getsockname()[1] - offset
+    base = _cluster.free_ports(4)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", base + offset))
         ports = {"--port": 16390, "--dashboard-port": 18265} | {flag: base}
         result = subprocess.run([sys.executable, "-m", "cluster.local", "up", "--dir",
                                  str(tmp_path / "c"), *(f"{key}={value}" for key, value in
