@@ -1,8 +1,10 @@
 """Regenerate docs/report.png and docs/scoring.png: ``make screenshots``.
 
 Runs what a new user runs — the quick sweep (``make sweep``) and the scoring demo (``make
-score``) — into a temporary folder, then photographs both ``report.html`` pages with headless
-Chromium (Debian's ``chromium``; ``--virtual-time-budget`` lets Plotly draw first).
+score``) — in a temporary folder with the paths a user's clone has (``runs/``, ``scores/demo``),
+so the pages show those and not the folder's; then photographs both ``report.html`` pages
+with headless Chromium (Debian's ``chromium``; ``--virtual-time-budget`` lets Plotly draw
+first).
 """
 
 from __future__ import annotations
@@ -22,19 +24,21 @@ def main() -> None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         raise SystemExit("error: chromium not found (apt-get install chromium)")
-    with tempfile.TemporaryDirectory() as folder:
-        runs, scores = Path(folder) / "runs", Path(folder) / "scores"
-        _job("jobs.sweep", "--config", "configs/quick.toml", "--out", str(runs),
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        shutil.copytree(ROOT / "configs", folder / "configs")
+        _job(folder, "jobs.sweep", "--config", "configs/quick.toml", "--out", "runs",
              "--no-progress")
-        _job("jobs.score_demo", "--runs", str(runs), "--images", str(Path(folder) / "images"),
-             "--out", str(scores))
-        (sweep,) = [path for path in runs.iterdir() if path.name.startswith("quick-")]
+        _job(folder, "jobs.score_demo", "--runs", "runs", "--out", "scores/demo")
+        (sweep,) = [path for path in (folder / "runs").iterdir()
+                    if path.name.startswith("quick-")]
         _photograph(browser, sweep / "report.html", ROOT / "docs" / "report.png")
-        _photograph(browser, scores / "report.html", ROOT / "docs" / "scoring.png")
+        _photograph(browser, folder / "scores" / "demo" / "report.html",
+                    ROOT / "docs" / "scoring.png")
 
 
-def _job(*argv: str) -> None:
-    subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, check=True,
+def _job(folder: Path, *argv: str) -> None:
+    subprocess.run([sys.executable, "-m", *argv], cwd=folder, check=True,
                    stdout=subprocess.DEVNULL)
 
 

@@ -55,7 +55,6 @@ def _keeping_sigterm_handler() -> Iterator[None]:
     previous = signal.getsignal(signal.SIGTERM)
     try:
         yield
-        signals.stop_if_received()  # a signal that Ray's start-up caught must still stop us
     except SystemExit as stop:
         if ours and stop.code == signal.SIGTERM:
             raise signals.terminated() from None

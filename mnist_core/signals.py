@@ -51,11 +51,8 @@ def handles_sigterm() -> bool:
 def stop_if_received() -> None:
     """Raise now the interrupt a signal asked for, when code between the handler and here (an
     import deep inside Ray, say) caught the one the handler raised and carried on."""
-    code = received()
-    if code == 128 + signal.SIGTERM:
-        raise Terminated()
-    if code == 128 + signal.SIGINT:
-        raise KeyboardInterrupt()
+    if _received:
+        raise _interrupt(_received)
 
 
 @contextlib.contextmanager
@@ -73,7 +70,7 @@ def held() -> Iterator[None]:
     finally:
         stop_on_sigterm()
     if _held:
-        raise Terminated() if signal.SIGTERM in _held else KeyboardInterrupt()
+        raise _interrupt(_held)
 
 
 def terminated() -> Terminated:
@@ -109,4 +106,9 @@ def _hold(signum, frame) -> None:
     _received.append(signum)
     _held.append(signum)
     if len(_held) > 1:
-        raise Terminated() if signal.SIGTERM in _held else KeyboardInterrupt()
+        raise _interrupt(_held)
+
+
+def _interrupt(signals: list[int]) -> KeyboardInterrupt:
+    """What the signals that came ask for: ``Terminated`` when SIGTERM is among them."""
+    return Terminated() if signal.SIGTERM in signals else KeyboardInterrupt()

@@ -136,35 +136,23 @@ def _python(script: str) -> subprocess.CompletedProcess:
                           text=True, timeout=60)
 
 
-def test_a_signal_while_ray_starts_is_held_until_the_start_ends():
-    held = _python("""
+@pytest.mark.parametrize(("sent", "printed"), [
+    (["SIGTERM"], ["carried on", "stopped 143"]),  # held until the block ends
+    (["SIGINT", "SIGINT"], ["stopped 130"]),  # a second one stops at once
+])
+def test_a_signal_while_ray_starts_is_held_until_the_start_ends(sent, printed):
+    kills = "".join(f"\n                os.kill(os.getpid(), signal.{name})" for name in sent)
+    held = _python(f"""
         import os, signal
         from mnist_core import signals
         signals.stop_on_sigterm()
         try:
-            with signals.held():
-                os.kill(os.getpid(), signal.SIGTERM)
-                print("import carried on")
-        except signals.Terminated:
-            print("stopped after it")
-    """)
-    assert held.stdout.split("\n")[:2] == ["import carried on", "stopped after it"], held.stderr
-
-
-def test_a_second_signal_while_held_stops_at_once():
-    twice = _python("""
-        import os, signal
-        from mnist_core import signals
-        signals.stop_on_sigterm()
-        try:
-            with signals.held():
-                os.kill(os.getpid(), signal.SIGINT)
-                os.kill(os.getpid(), signal.SIGINT)
+            with signals.held():{kills}
                 print("carried on")
         except KeyboardInterrupt as interrupt:
             print("stopped", signals.interrupted_exit_code(interrupt))
     """)
-    assert twice.stdout.strip() == "stopped 130", twice.stderr
+    assert held.stdout.splitlines() == printed, held.stderr
 
 
 def test_an_exit_that_an_import_swallowed_still_stops_the_job_before_it_starts():

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import warnings
 
-from mnist_core.config import hyperparameter_text
 from mnist_core.sweep.config import SweepConfig
 from mnist_core.sweep.packs import PackRunner
 from mnist_core.sweep.recording import PackRecorder
-from mnist_core.sweep.search_space import optuna_space
+from mnist_core.sweep.search_space import from_optuna, optuna_space
 from mnist_core.sweep.trials import SearchSpace, make_trial
 
 
@@ -59,11 +58,6 @@ class Proposer:
         searched = [*space.distributions, *(key for key, values in space.axes.items()
                                             if len(values) > 1)]
         self.distributions = optuna_space(space, searched)
-        self._choices = {key: {hyperparameter_text(value): value for value in values}
-                         for key, values in space.axes.items() if len(values) > 1}
-        self._choices |= {key: {hyperparameter_text(value): list(value) if isinstance(
-            value, tuple) else value for value in spec.values}
-            for key, spec in space.distributions.items() if spec.kind == "choice"}
         with warnings.catch_warnings():  # constant_liar and multivariate are "experimental"
             warnings.simplefilter("ignore")
             sampler = optuna.samplers.TPESampler(seed=space.search_seed, constant_liar=True,
@@ -92,7 +86,5 @@ class Proposer:
             self.study.tell(handle, state=TrialState.FAIL)
 
     def _values(self, params: dict) -> dict:
-        values = {key: options[0] for key, options in self.space.axes.items()}
-        for key, value in params.items():
-            values[key] = self._choices[key][value] if key in self._choices else value
-        return values
+        return {key: options[0] for key, options in self.space.axes.items()} | {
+            key: from_optuna(self.space, key, value) for key, value in params.items()}

@@ -66,6 +66,17 @@ def optuna_space(space, names: list[str]) -> dict:
             for name in names}
 
 
+def from_optuna(space, name: str, param):
+    """The ``[grid]`` value that Optuna's ``param`` for ``name`` stands for: the inverse of
+    ``optuna_space`` (a choice comes back from its text)."""
+    spec = space.distributions.get(name)
+    if spec is not None and spec.kind != "choice":
+        return param
+    values = spec.values if spec is not None else space.axes[name]
+    value = {hyperparameter_text(value): value for value in values}[param]
+    return list(value) if spec is not None and isinstance(value, tuple) else value
+
+
 def parse_distribution(key: str, spec: dict) -> Distribution:
     """Validate ``{kind = [...]}`` for ``[grid] key``; ``ConfigError`` names what is wrong."""
     if len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:

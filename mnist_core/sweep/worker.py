@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from dataclasses import dataclass
 
 import ray
@@ -61,9 +62,6 @@ def train_pack_on_worker(pack: Pack, splits: Splits, num_cpus: float,
                          log_dir: str | None = None) -> PackOutcome:
     """Set up this worker (once: its output to ``<log_dir>/worker-<pid>.log``, TensorFlow),
     train the pack, return its outcome."""
-    import time
-
-
     started = time.perf_counter()
 
     if log_dir and not _state.get("logging"):
@@ -131,7 +129,6 @@ def as_tables(pack: Pack, outcome: PackOutcome) -> PackOutcome:
     trial_epochs, best_val = pack_progress(pack, outcome.results)
     return dataclasses.replace(outcome, tables=tables, results=kept,
                                trial_epochs=trial_epochs, best_val=best_val)
-
 
 
 @ray.remote(num_cpus=1)
