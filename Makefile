@@ -37,8 +37,8 @@ images: $(STAMP) ## Write a demo image set (digits, 20,000 images) as Parquet sh
 score: $(STAMP) ## Score the demo image set with the latest sweep's best model (trains one if none)
 	$(PY) -m jobs.score_demo --runs $(OUT) --out scores/demo
 
-test: $(STAMP) ## Run the whole test suite (real TensorFlow, real Ray)
-	$(PY) -m pytest
+test: $(STAMP) ## Run the whole test suite (real TensorFlow, real Ray) on two workers
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 check: $(STAMP) ## The edit loop: lint, then the fast tests (no end-to-end cases), in about a minute
 	$(VENV)/bin/ruff check .

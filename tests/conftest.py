@@ -1,7 +1,10 @@
 """Shared fixtures. Run the suite with ``make test`` (or ``.venv/bin/python -m pytest``).
 
 Tests use real TensorFlow, real Ray and real files in ``tmp_path``; data is generated here or
-comes from scikit-learn's bundled digits, so the suite runs offline.
+comes from scikit-learn's bundled digits, so the suite runs offline. ``make test`` runs it on
+two pytest-xdist workers (``--dist loadgroup``): a module whose module-scoped fixture is costly
+(a two-node cluster, an MLflow server, a sweep) carries ``xdist_group``, so one worker sets it
+up once; every other test goes to whichever worker is free.
 """
 
 import os

@@ -54,34 +54,28 @@ def _ready(root: Path, pattern: str):
     return lambda: any(root.glob(pattern))
 
 
-# Mid-training: tests/test_sweep.py's SIGTERM case (with the resume hint and MLflow's status).
-@pytest.mark.parametrize("moment", [moment for moment in SWEEP_MOMENTS if moment != "training"])
-def test_sigterm_at_any_moment_of_a_sweep_exits_143_and_leaves_it_resumable(tmp_path, moment):
-    config, out = tmp_path / "stopped.toml", tmp_path / "runs"
-    config.write_text(SWEEP)
-    command = [sys.executable, "-m", "jobs.sweep", "--config", str(config), "--out", str(out),
-               "--no-progress"]
-    code, stderr, left = signal_when(command, _ready(out, SWEEP_MOMENTS[moment]))
-    assert code == 143, stderr
-    assert "Traceback" not in stderr and left == []
-    (folder,) = [path for path in out.iterdir() if path.is_dir()]
-    assert (folder / "sweep.toml").is_file(), "a stopped sweep can always be resumed"
-
-
-@pytest.mark.parametrize("moment", ["starting Ray", "refitting"])
-def test_a_sweep_stopped_by_sigterm_is_finished_by_resume(ray_session, tmp_path, moment):
+# SIGTERM mid-training, with the resume hint and MLflow's status: tests/test_sweep.py.
+@pytest.mark.parametrize(("moment", "sent", "code"), [
+    ("starting Ray", signal.SIGTERM, 143), ("training", signal.SIGINT, 130),
+    ("refitting", signal.SIGTERM, 143), ("writing the page", signal.SIGTERM, 143),
+])
+def test_a_signal_at_any_moment_of_a_sweep_exits_its_code_and_resume_finishes_it(
+        ray_session, tmp_path, moment, sent, code):
     from jobs.sweep import main
 
     config, out = tmp_path / "stopped.toml", tmp_path / "runs"
     config.write_text(SWEEP)
     command = [sys.executable, "-m", "jobs.sweep", "--config", str(config), "--out", str(out),
                "--no-progress"]
-    code, _, _ = signal_when(command, _ready(out, SWEEP_MOMENTS[moment]))
-    assert code == 143
+    stopped, stderr, left = signal_when(command, _ready(out, SWEEP_MOMENTS[moment]), sent=sent)
+    assert stopped == code, stderr
+    assert "Traceback" not in stderr and left == []
     (folder,) = [path for path in out.iterdir() if path.is_dir()]
+    assert (folder / "sweep.toml").is_file(), "a stopped sweep can always be resumed"
     assert main(["--resume", folder.name, "--out", str(out), "--no-progress"]) == 0
     assert pq.read_table(folder / "trials.parquet").num_rows == 2
     assert (folder / "best" / "model_validation.keras").is_file()
+    assert (folder / "report.html").is_file()
 
 
 @pytest.fixture(scope="module")
@@ -118,17 +112,6 @@ def test_a_signal_at_any_moment_of_scoring_exits_its_code_and_a_rerun_finishes(
     assert main(argv) == 0
     ids = pq.read_table(out / "predictions").column("id").to_pylist()
     assert len(ids) == len(set(ids)) == 6000
-
-
-def test_sigint_mid_sweep_exits_130(tmp_path):
-    config, out = tmp_path / "stopped.toml", tmp_path / "runs"
-    config.write_text(SWEEP)
-    command = [sys.executable, "-m", "jobs.sweep", "--config", str(config), "--out", str(out),
-               "--no-progress"]
-    code, stderr, left = signal_when(command, _ready(out, SWEEP_MOMENTS["training"]),
-                                     sent=signal.SIGINT)
-    assert code == 130, stderr
-    assert "Traceback" not in stderr and left == []
 
 
 def _python(script: str) -> subprocess.CompletedProcess:
