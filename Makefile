@@ -38,7 +38,7 @@ score: $(STAMP) ## Score the demo image set with the latest sweep's best model (
 	$(PY) -m jobs.score_demo --runs $(OUT) --out scores/demo
 
 test: $(STAMP) ## Run the whole test suite (real TensorFlow, real Ray) on two workers
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadscope
 
 check: $(STAMP) ## The edit loop: lint, then the fast tests (no end-to-end cases), in about a minute
 	$(VENV)/bin/ruff check .

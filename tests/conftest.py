@@ -2,9 +2,8 @@
 
 Tests use real TensorFlow, real Ray and real files in ``tmp_path``; data is generated here or
 comes from scikit-learn's bundled digits, so the suite runs offline. ``make test`` runs it on
-two pytest-xdist workers (``--dist loadgroup``): a module whose module-scoped fixture is costly
-(a two-node cluster, an MLflow server, a sweep) carries ``xdist_group``, so one worker sets it
-up once; every other test goes to whichever worker is free.
+two pytest-xdist workers, a module at a time (``--dist loadscope``): a module-scoped fixture (a
+two-node cluster, an MLflow server, a sweep) is set up once, by the worker that runs the module.
 """
 
 import os

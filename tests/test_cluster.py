@@ -20,7 +20,7 @@ from _console import noise
 from cluster import local
 from mnist_core import storage
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.xdist_group("cluster")]
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 SWEEP = """
 [sweep]

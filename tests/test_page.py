@@ -15,7 +15,7 @@ from mnist_core.sweep.config import parse_sweep_config
 from mnist_core.sweep.driver import run_sweep
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("page"), pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     BROWSER is None, reason="no headless Chromium here (apt-get install chromium; CI installs it)")]
 
 SWEEP = """

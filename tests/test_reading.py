@@ -11,7 +11,7 @@ from jobs.sweep import main
 from mnist_core.sweep.config import parse_sweep_config
 from mnist_core.sweep.driver import run_sweep
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reading")]
+pytestmark = pytest.mark.slow
 TABLES = ("trials", "epochs", "confusion", "per_class")
 SWEEP = """
 [sweep]

@@ -13,7 +13,7 @@ from jobs._cli import run
 from jobs.report import main as report
 from jobs.sweep import main as sweep
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("report_job")]
+pytestmark = pytest.mark.slow
 
 CONFIG = """
 [sweep]

@@ -39,7 +39,6 @@ pack_size = 1
 # Where a sweep is, told by the files it has written by then.
 SWEEP_MOMENTS = {
     "starting Ray": "*/.lock",  # the folder is claimed and locked; Ray starts next
-    "training": "*/parts/trials/*.parquet",  # a pack is recorded
     "refitting": "*/trials.parquet",  # compacted: the choice and its refit follow
     "writing the page": "*/best/model_validation.keras",  # refit kept: the page follows
 }
@@ -56,8 +55,8 @@ def _ready(root: Path, pattern: str):
 
 # SIGTERM mid-training, with the resume hint and MLflow's status: tests/test_sweep.py.
 @pytest.mark.parametrize(("moment", "sent", "code"), [
-    ("starting Ray", signal.SIGTERM, 143), ("training", signal.SIGINT, 130),
-    ("refitting", signal.SIGTERM, 143), ("writing the page", signal.SIGTERM, 143),
+    ("starting Ray", signal.SIGTERM, 143), ("refitting", signal.SIGINT, 130),
+    ("writing the page", signal.SIGTERM, 143),
 ])
 def test_a_signal_at_any_moment_of_a_sweep_exits_its_code_and_resume_finishes_it(
         ray_session, tmp_path, moment, sent, code):

@@ -18,7 +18,7 @@ import pytest
 from jobs.sweep import main
 from mnist_core.reports import best_trial
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tracking")]
+pytestmark = pytest.mark.slow
 mlflow = pytest.importorskip("mlflow", reason="the tracking extra is not installed")
 
 SWEEP = """

@@ -154,7 +154,6 @@ def _train_all(config: SweepConfig, recorder: PackRecorder,
         return 0, 0, ()
     run = PackRun(config, recorder, slots_for(config, setup.cluster_can_grow), setup,
                Progress(config.trial_count, store.recorded, setup.show_progress))
-    run.live.tick()
     try:
         if config.proposes:
             packs = run_rounds(config, recorder, run)

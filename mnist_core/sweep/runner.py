@@ -49,9 +49,11 @@ IN_FLIGHT_GROWING = 32  # packs submitted at once where an autoscaler may add no
 
 class LivePage:
     """``report.html`` rebuilt from the finished packs while a sweep runs (the page reloads
-    itself): at most every ``INTERVAL`` seconds, and never more often than ``COST_FACTOR``
-    times what a rebuild took, so a huge sweep spends at most a twentieth of its driver on it
-    (a million trials' page, about 3 s to build, is rebuilt about once a minute)."""
+    itself): first once the first packs are on their way (not before: the workers' start
+    would wait for it), then at most every ``INTERVAL`` seconds, and never more often than
+    ``COST_FACTOR`` times what a rebuild took, so a huge sweep spends at most a twentieth of
+    its driver on it (a million trials' page, about 3 s to build, is rebuilt about once a
+    minute)."""
 
     INTERVAL = 5.0
     COST_FACTOR = 20
@@ -194,7 +196,6 @@ class PackRun:
         retried (its worker died and retries are left)."""
         import ray
         from ray.exceptions import RayError, RayTaskError
-
 
         try:
             outcome = ray.get(ref)
