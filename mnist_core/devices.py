@@ -22,15 +22,14 @@ class DeviceSetup:
 
     gpus: tuple[str, ...]
     threads: int
-    seconds: float
-    first_in_process: bool
+    seconds: float  # 0 after the first call in a process
 
 
 def configure(num_cpus: int | None = None, use_gpu: bool = True) -> DeviceSetup:
     """Set up TensorFlow for this process; later calls return the first set-up unchanged."""
     if "setup" in _state:
         previous = _state["setup"]
-        return DeviceSetup(previous.gpus, previous.threads, 0.0, first_in_process=False)
+        return DeviceSetup(previous.gpus, previous.threads, 0.0)
     start = time.perf_counter()
     os.environ["KERAS_BACKEND"] = "tensorflow"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -51,6 +50,6 @@ def configure(num_cpus: int | None = None, use_gpu: bool = True) -> DeviceSetup:
     import keras  # noqa: F401 - imported here so its start-up is paid once, in the set-up
 
     setup = DeviceSetup(tuple(gpu.name for gpu in gpus), threads,
-                        time.perf_counter() - start, first_in_process=True)
+                        time.perf_counter() - start)
     _state["setup"] = setup
     return setup

@@ -1,4 +1,4 @@
-"""Reader and writer for the IDX format that MNIST and Fashion-MNIST ship in.
+"""Reader for the IDX format that MNIST and Fashion-MNIST ship in.
 
 An IDX file is a 4-byte magic number (two zero bytes, a type code, the number of dimensions),
 one big-endian uint32 per dimension, then the data. Files may be gzipped. Only unsigned bytes
@@ -38,18 +38,6 @@ def read_idx(path: str | Path) -> np.ndarray:
             f"{path}: IDX data {problem}: expected {expected} bytes for shape {shape}, got {actual}"
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=header_end).reshape(shape)
-
-
-def write_idx(path: str | Path, array: np.ndarray, compress: bool | None = None) -> Path:
-    """Write a uint8 array as IDX; gzip it when ``compress`` is set or the name ends in .gz."""
-    path = Path(path)
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = bytes([0, 0, _UBYTE, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    payload = header + array.tobytes()
-    if compress if compress is not None else path.suffix == ".gz":
-        payload = gzip.compress(payload)
-    path.write_bytes(payload)
-    return path
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -4,11 +4,11 @@ import os
 
 import numpy as np
 import pytest
+from _idx import write_idx
 
 from mnist_core.config import DataConfig
 from mnist_core.data import DEBIAN_FASHION, IDX_FILES, load_dataset, load_raw
 from mnist_core.errors import DataFormatError, DataNotFoundError
-from mnist_core.idx import write_idx
 
 
 def test_digits_is_flattened_in_its_own_units_and_split(digits):

@@ -4,9 +4,10 @@ import gzip
 
 import numpy as np
 import pytest
+from _idx import write_idx
 
 from mnist_core.errors import DataFormatError, DataNotFoundError
-from mnist_core.idx import read_idx, write_idx
+from mnist_core.idx import read_idx
 
 
 @pytest.mark.parametrize("name", ["images-idx3-ubyte", "images-idx3-ubyte.gz"])

@@ -10,7 +10,6 @@ effect here.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import tomllib
@@ -21,7 +20,6 @@ from pathlib import Path
 from mnist_core.config import (
     HYPERPARAMETERS,
     DataConfig,
-    ModelConfig,
     TrialConfig,
     check_choice,
     check_flag,
@@ -43,7 +41,6 @@ from mnist_core.sweep.search_space import (
 )
 from mnist_core.sweep.trials import SearchSpace, Trial, TrialGrid, in_section
 
-MODEL_KEYS = tuple(field.name for field in dataclasses.fields(ModelConfig))
 GRID_KEYS = tuple(name for name in HYPERPARAMETERS if name != "seed")  # seeds: [sweep] seeds
 # A search's refit trains its choice from this many seeds and keeps the lowest training loss
 # (bench/selection.py on Fashion-MNIST: docs/results.md).
