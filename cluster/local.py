@@ -96,19 +96,21 @@ def _refuse(message: str) -> None:
     raise SystemExit(2)
 
 
-def down(folder: Path, timeout: float = 10) -> int:
-    """Stop this cluster's processes (TERM, then KILL); return how many there were."""
+def down(folder: Path, grace: float = 2.0) -> int:
+    """Stop this cluster's processes (TERM, then KILL those left after ``grace`` seconds:
+    Ray's own ``ray.shutdown`` gives each 1 s; the GCS server and the autoscaler's monitor
+    otherwise linger ten seconds and more); return how many there were."""
     import psutil
 
     processes = cluster_processes(str(temp_root(folder)))
     for process in processes:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.terminate()
-    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    _, alive = psutil.wait_procs(processes, timeout=grace)
     for process in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
-    psutil.wait_procs(alive, timeout=timeout)
+    psutil.wait_procs(alive, timeout=10)
     return len(processes)
 
 

@@ -48,7 +48,7 @@ def cluster(tmp_path_factory):
                     "--port", str(port), "--dashboard-port", str(dashboard)],
                    check=True, timeout=180)
     yield {"folder": folder, "address": f"http://127.0.0.1:{dashboard}",
-           "env": {**os.environ, **local.auth_env(folder)}}
+           "env": {**os.environ, **local.auth_env(folder)}, "ports": {port, dashboard}}
     local.down(folder)
 
 
@@ -165,28 +165,6 @@ def test_submit_passes_the_jobs_exit_code_through(cluster, tmp_path, job, expect
     assert result.returncode == expected, result.stdout[-3000:] + result.stderr[-3000:]
 
 
-def test_down_leaves_no_process_and_no_listening_port(tmp_path):
-    import psutil
-
-    folder = tmp_path / "short-lived"
-    port, dashboard = _cluster.free_ports(1), _cluster.free_ports(4)
-    subprocess.run([sys.executable, "-m", "cluster.local", "up", "--dir", str(folder),
-                    "--port", str(port), "--dashboard-port", str(dashboard)],
-                   check=True, timeout=180)
-    root = str(local.temp_root(folder))
-    processes = local.cluster_processes(root)
-    listening = {connection.laddr.port for process in processes
-                 for connection in _connections(process) if connection.status == "LISTEN"}
-    assert {port, dashboard} <= listening
-    pids = {process.pid for process in processes}
-    local.down(folder)
-    survivors = [pid for pid in pids if psutil.pid_exists(pid)
-                 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-    assert survivors == [] and local.cluster_processes(root) == []
-    still = {c.laddr.port for c in psutil.net_connections("inet") if c.status == "LISTEN"}
-    assert listening & still == set()
-
-
 def _connections(process):
     import psutil
 
@@ -206,3 +184,21 @@ def test_a_missing_token_is_one_line_and_exit_2(cluster, tmp_path):
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert "refused this client's token" in line and "RAY_AUTH_TOKEN_PATH" in line
+
+
+def test_down_leaves_no_process_and_no_listening_port(cluster):
+    """Last in this file: it stops the module's cluster (whose teardown then finds nothing)."""
+    import psutil
+
+    root = str(local.temp_root(cluster["folder"]))
+    processes = local.cluster_processes(root)
+    listening = {connection.laddr.port for process in processes
+                 for connection in _connections(process) if connection.status == "LISTEN"}
+    assert cluster["ports"] <= listening
+    pids = {process.pid for process in processes}
+    local.down(cluster["folder"])
+    survivors = [pid for pid in pids if psutil.pid_exists(pid)
+                 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert survivors == [] and local.cluster_processes(root) == []
+    still = {c.laddr.port for c in psutil.net_connections("inet") if c.status == "LISTEN"}
+    assert listening & still == set()
