@@ -8,7 +8,8 @@ Every model says what pixels it takes: its first layer is ``Rescaling(1 / pixel_
 (``pixel_max`` is 255 for MNIST-family data, 16 for scikit-learn's digits), so a model is fed the
 pixel values its data set stores and scoring can never disagree with training about the scale.
 A model saved before that layer existed took pixels in [0, 1]; it is read as taking 0–255.
-Models are always loaded with Keras's ``safe_mode=True``.
+A model that ``build_model`` saved is read straight from its archive (``from_archive``: no
+code in it runs and no TensorFlow starts); any other is loaded with Keras's ``safe_mode=True``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from scipy.special import expit
 from mnist_core import devices, storage
 from mnist_core.config import NUM_CLASSES
 from mnist_core.errors import DataFormatError, DataNotFoundError
-from mnist_core.keras_archive import check_archive
+from mnist_core.keras_archive import DenseStack, check_archive, read_dense_stack
 
 LEGACY_PIXEL_MAX = 255.0
 _ACTIVATIONS = {
@@ -50,23 +51,45 @@ class DenseForward:
     @classmethod
     def from_model(cls, model) -> DenseForward:
         """Copy a Sequential of an optional ``Rescaling`` then Dense layers (``build_model``)."""
-        weights, biases, activations = [], [], []
-        pixel_max = LEGACY_PIXEL_MAX
+        weights, biases, activations, rescaling = [], [], [], None
         for index, layer in enumerate(model.layers):
             if index == 0 and type(layer).__name__ == "Rescaling":
-                pixel_max = _pixel_max(layer)
+                rescaling = (float(layer.scale), float(layer.offset))
                 continue
             name = getattr(getattr(layer, "activation", None), "__name__", None)
-            if type(layer).__name__ != "Dense" or (name not in _ACTIVATIONS and name != "softmax"):
+            if type(layer).__name__ != "Dense":
                 raise DataFormatError(f"model layer {layer.name!r} is not a supported Dense layer")
             kernel, bias = layer.get_weights()
-            weights.append(kernel.astype(np.float32))
-            biases.append(bias.astype(np.float32))
+            weights.append(kernel)
+            biases.append(bias)
             activations.append(name)
-        if not activations or activations[-1] != "softmax":
+        return cls._checked(DenseStack(tuple(weights), tuple(biases), tuple(activations),
+                                       rescaling))
+
+    @classmethod
+    def from_archive(cls, data: bytes, source: str) -> DenseForward:
+        """The model in the bytes of a ``.keras`` file (``source`` names it in errors), its
+        members checked first: read straight from the archive when ``build_model`` saved it
+        (``keras_archive.read_dense_stack``: no TensorFlow start), else loaded by Keras."""
+        check_archive(data, source)
+        stack = read_dense_stack(data)
+        return cls.from_model(_keras_load(data, source)) if stack is None else cls._checked(stack)
+
+    @classmethod
+    def _checked(cls, stack: DenseStack) -> DenseForward:
+        """Activations we compute, a softmax last, the ``Rescaling`` folded into the first
+        kernel (none: a model from before that layer, taking 0-255)."""
+        for name in stack.activations:
+            if name not in _ACTIVATIONS and name != "softmax":
+                raise DataFormatError(f"model has a Dense layer with activation {name!r}, "
+                                      "which scoring does not compute")
+        if not stack.activations or stack.activations[-1] != "softmax":
             raise DataFormatError("model must end in a softmax Dense layer")
+        pixel_max = LEGACY_PIXEL_MAX if stack.rescaling is None else _pixel_max(*stack.rescaling)
+        weights = [np.asarray(kernel, np.float32) for kernel in stack.kernels]
         weights[0] = weights[0] * np.float32(1 / pixel_max)  # the Rescaling, folded in
-        return cls(tuple(weights), tuple(biases), tuple(activations), pixel_max)
+        return cls(tuple(weights), tuple(np.asarray(bias, np.float32) for bias in stack.biases),
+                   stack.activations, pixel_max)
 
     @classmethod
     def from_weights(cls, weights: list[np.ndarray], activation: str,
@@ -146,6 +169,10 @@ def load_model_bytes(data: bytes, source: str):
     """Load a model from the bytes of a ``.keras`` file, its members' sizes checked first
     (``keras_archive``); ``source`` names it in errors."""
     check_archive(data, source)
+    return _keras_load(data, source)
+
+
+def _keras_load(data: bytes, source: str):
     import keras
 
     with tempfile.TemporaryDirectory() as folder:
@@ -158,10 +185,9 @@ def load_model_bytes(data: bytes, source: str):
             raise DataFormatError(f"{source}: not a loadable Keras model ({reason})") from None
 
 
-def _pixel_max(layer) -> float:
-    scale, offset = float(layer.scale), float(layer.offset)
+def _pixel_max(scale: float, offset: float) -> float:
     if scale <= 0 or offset != 0:
-        raise DataFormatError(f"model layer {layer.name!r}: expected Rescaling(1/pixel_max) "
+        raise DataFormatError(f"model's Rescaling layer: expected Rescaling(1/pixel_max) "
                               f"with no offset, got scale {scale} offset {offset}")
     return round(1 / scale, 4)
 

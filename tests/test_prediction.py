@@ -37,3 +37,46 @@ def test_load_model_corrupt(tmp_path):
     path.write_bytes(b"not a zip")
     with pytest.raises(DataFormatError, match="not a loadable Keras model"):
         load_model(path)
+
+
+def _saved(model, tmp_path) -> bytes:
+    model.save(tmp_path / "model.keras")
+    return (tmp_path / "model.keras").read_bytes()
+
+
+@pytest.mark.parametrize(("config", "input_dim", "pixel_max"), [
+    (ModelConfig(), 64, 16.0), (ModelConfig((32, 16), "relu"), 784, 255.0),
+    (ModelConfig((12,), "elu"), 784, 1.0),
+])
+def test_a_saved_model_is_read_from_its_archive_as_keras_loads_it(tmp_path, config, input_dim,
+                                                                   pixel_max):
+    from mnist_core.keras_archive import read_dense_stack
+    from mnist_core.prediction import load_model_bytes
+
+    data = _saved(build_model(config, input_dim, pixel_max=pixel_max), tmp_path)
+    assert read_dense_stack(data) is not None  # the path that starts no TensorFlow
+    read = DenseForward.from_archive(data, "model.keras")
+    loaded = DenseForward.from_model(load_model_bytes(data, "model.keras"))
+    assert read.pixel_max == loaded.pixel_max == pixel_max
+    assert read.activations == loaded.activations
+    for ours, keras_own in zip(read.weights + read.biases, loaded.weights + loaded.biases):
+        np.testing.assert_array_equal(ours, keras_own)
+
+
+def test_any_other_model_is_loaded_by_keras(tmp_path):
+    import keras
+
+    from mnist_core.keras_archive import read_dense_stack
+
+    legacy = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="relu"),
+                               keras.layers.Dense(10, activation="softmax")])
+    data = _saved(legacy, tmp_path)  # no Rescaling: a model from before it, taking 0-255
+    assert read_dense_stack(data) is not None
+    assert DenseForward.from_archive(data, "legacy.keras").pixel_max == 255.0
+    dropout = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="relu"),
+                                keras.layers.Dropout(0.5),
+                                keras.layers.Dense(10, activation="softmax")])
+    data = _saved(dropout, tmp_path)
+    assert read_dense_stack(data) is None
+    with pytest.raises(DataFormatError, match="not a supported Dense layer"):
+        DenseForward.from_archive(data, "dropout.keras")

@@ -44,7 +44,7 @@ from mnist_core import storage
 from mnist_core.errors import ConfigError, OutputError
 from mnist_core.keras_archive import check_archive
 from mnist_core.model_ref import resolve_model
-from mnist_core.prediction import DenseForward, load_model_bytes
+from mnist_core.prediction import DenseForward
 from mnist_core.scoring.config import ScoreConfig
 from mnist_core.scoring.manifest import FolderState, IdClaims, Manifest
 from mnist_core.scoring.scorer import STAGING, ShardResult, ShardScorer
@@ -117,9 +117,10 @@ def check_inputs(config: ScoreConfig) -> ScoreInputs:
 
 
 def make_plan(config: ScoreConfig, inputs: ScoreInputs) -> ScorePlan:
-    """Load the model (safe mode), clear what a crashed run left uncommitted, and compare the
-    shards with the manifest. Call it holding the output folder's lock."""
-    forward = DenseForward.from_model(load_model_bytes(inputs.model_bytes, inputs.model))
+    """Read the model (``DenseForward.from_archive``), clear what a crashed run left
+    uncommitted, and compare the shards with the manifest. Call it holding the output
+    folder's lock."""
+    forward = DenseForward.from_archive(inputs.model_bytes, inputs.model)
     manifest = Manifest(config.out)
     manifest.recover()
     pending = manifest.pending(inputs.shards, inputs.model_id, config.retry_failed)
