@@ -171,7 +171,8 @@ def test_cluster_up_names_a_taken_port_and_the_variable_to_change(tmp_path, flag
     base = _cluster.free_ports(4)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", base + offset))
-        ports = {"--port": 16390, "--dashboard-port": 18265} | {flag: base}
+        ports = {"--port": _cluster.free_ports(1),
+                 "--dashboard-port": _cluster.free_ports(4)} | {flag: base}
         result = subprocess.run([sys.executable, "-m", "cluster.local", "up", "--dir",
                                  str(tmp_path / "c"), *(f"{key}={value}" for key, value in
                                                         ports.items())],
