@@ -330,21 +330,3 @@ def test_ids_keep_their_type_and_a_run_never_mixes_types(ray_session, tmp_path, 
     reasons = {row["id"]: row["reason"] for row in _failures(out)}
     assert "ids are string but this output folder's ids are int64" in reasons["1"]
     assert "ids must be strings or integers" in reasons[None]
-
-
-@pytest.mark.slow
-def test_the_scoring_driver_never_starts_tensorflow_for_a_model_this_project_saved(
-        tmp_path, model_path):
-    """It reads the model from its archive and its actors score with numpy: no TensorFlow
-    start (about 5 s) in a run or a scheduled tick."""
-    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "jobs.score", "--model",
-                             str(model_path), "--input", _shards(tmp_path / "in", 600, 300),
-                             "--out", str(tmp_path / "out"), "--no-progress"],
-                            capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "RAY_ADDRESS": ""})
-    assert result.returncode == 0, result.stderr[-3000:]
-    printed = result.stderr + (tmp_path / "out" / "logs" / "score.log").read_text()
-    imported = {line.rsplit("|", 1)[-1].strip() for line in printed.splitlines()
-                if line.startswith("import time:")}  # the log: where loading a model writes
-    assert "numpy" in imported and not {"tensorflow", "keras"} & imported
-    assert len(_predictions(tmp_path / "out")) == 600

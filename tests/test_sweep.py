@@ -608,30 +608,6 @@ def test_a_pack_failing_in_tensorflow_keeps_tensorflow_off_the_drivers_console(t
     assert all(row["error"].startswith("InvalidArgumentError") for row in trials), trials[0]
 
 
-def test_the_page_is_live_while_the_sweep_runs_and_final_after(tmp_path):
-    import subprocess
-    import time
-
-    config_path = _config(tmp_path, name="live", epochs=30, pack_size=1)
-    out = tmp_path / "runs"
-    job = subprocess.Popen([sys.executable, "-m", "jobs.sweep", "--config", str(config_path),
-                            "--out", str(out), "--no-progress"], stdout=subprocess.PIPE,
-                           stderr=subprocess.DEVNULL, text=True,
-                           env={**os.environ, "RAY_ADDRESS": ""})
-    first_lines = [job.stdout.readline(), job.stdout.readline()]
-    assert first_lines[0].startswith("sweep live: ")  # at once, before the data and Ray
-    assert first_lines[1].startswith("folder: ") and "report.html" in first_lines[1]
-    page = Path(first_lines[1].split("(page: ", 1)[1].split(",", 1)[0])
-    live = False
-    while job.poll() is None and not live:
-        live = page.is_file() and 'http-equiv="refresh"' in page.read_text()
-        time.sleep(0.2)
-    job.communicate(timeout=300)
-    assert live and job.returncode == 0
-    final = page.read_text()
-    assert 'http-equiv="refresh"' not in final and "4 ok" in final
-
-
 def _one_model_per_pack_task():
     import ray
 
