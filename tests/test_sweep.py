@@ -473,8 +473,6 @@ def test_two_sweeps_started_in_the_same_second_never_share_a_folder(tmp_path):
     assert ids == ["two-20261129-104027", "two-20261129-104027-2", "two-20261129-104027-3"]
 
 
-
-
 def test_a_second_driver_of_one_sweep_exits_2_naming_the_holder(tmp_path):
     import subprocess
 
