@@ -77,7 +77,7 @@ def counting_task(record: str):
         line = {"pid": outcome.worker_pid, "shape": json.dumps(shape),
                 "traces": sum(timed.function.experimental_get_tracing_count()
                               for timed in made),
-                "first_call_extra": sum(firsts), "functions": len(made)}
+                "first_call_extra": sum(firsts)}
         with open(record, "a") as out:
             out.write(json.dumps(line) + "\n")
         return outcome
@@ -123,14 +123,14 @@ def _print(path: str, summary, packs: list[dict], wall: float, slots: int) -> No
     traces = sum(pack["traces"] for pack in packs)
     extra = sum(pack["first_call_extra"] for pack in packs)
     per_trace = extra / max(traces, 1)
-    shared = len({(pack["pid"], pack["shape"]) for pack in packs})
-    reusable = len(packs) and traces * shared / len(packs)
-    saving = (traces - reusable) * per_trace / slots
+    graphs = len({(pack["pid"], pack["shape"]) for pack in packs})  # one per shape, per worker
+    reusing = traces / max(len(packs), 1) * graphs  # each graph traced once, its functions all
+    saving = (traces - reusing) * per_trace / slots
     print(f"== {path}: {summary.total} trials, {len(packs)} packs, {wall:.1f} s on {slots} "
           "worker slots")
     print(f"traces now                  {traces}  (first calls {extra:.2f} s beyond a later "
           f"call: {per_trace:.3f} s a trace)")
-    print(f"traces with one graph per pack shape and worker   {reusable:.0f}")
+    print(f"traces with one graph per pack shape and worker   {reusing:.0f}")
     print(f"most that reuse could save  {saving:.2f} s of {wall:.1f} s "
           f"({saving / wall:.1%} of the sweep's wall time)")
 

@@ -5,8 +5,9 @@ import pytest
 
 from mnist_core.config import ModelConfig
 from mnist_core.errors import DataFormatError, DataNotFoundError
+from mnist_core.keras_archive import read_dense_stack
 from mnist_core.model import build_model
-from mnist_core.prediction import DenseForward, load_model
+from mnist_core.prediction import DenseForward, load_model, load_model_bytes
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "relu", "tanh", "elu", "softplus", "linear"])
@@ -50,9 +51,6 @@ def _saved(model, tmp_path) -> bytes:
 ])
 def test_a_saved_model_is_read_from_its_archive_as_keras_loads_it(tmp_path, config, input_dim,
                                                                    pixel_max):
-    from mnist_core.keras_archive import read_dense_stack
-    from mnist_core.prediction import load_model_bytes
-
     data = _saved(build_model(config, input_dim, pixel_max=pixel_max), tmp_path)
     assert read_dense_stack(data) is not None  # the path that starts no TensorFlow
     read = DenseForward.from_archive(data, "model.keras")
@@ -63,10 +61,9 @@ def test_a_saved_model_is_read_from_its_archive_as_keras_loads_it(tmp_path, conf
         np.testing.assert_array_equal(ours, keras_own)
 
 
-def test_any_other_model_is_loaded_by_keras(tmp_path):
+def test_a_model_without_rescaling_takes_0_to_255_and_any_other_shape_is_loaded_by_keras(
+        tmp_path):
     import keras
-
-    from mnist_core.keras_archive import read_dense_stack
 
     legacy = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="relu"),
                                keras.layers.Dense(10, activation="softmax")])
